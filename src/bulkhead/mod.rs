@@ -1,0 +1,1 @@
+//! Bulkheads (in progress).

@@ -1,0 +1,82 @@
+//! Composable [tower] layers for fault tolerance.
+//!
+//! tower-fortify builds fault tolerance into a service at the code level: retries with
+//! jittered backoff and budgets, circuit breaking and bulkheads, each a tower
+//! [`Layer`](tower_layer::Layer) that follows tower's readiness and cancellation rules,
+//! costs a few atomic operations on the success path, and reports what it decides.
+//!
+//! # The layers
+//!
+//! | module | feature | what it is for |
+//! |---|---|---|
+//! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
+//! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
+//! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//!
+//! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
+//! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).
+//!
+//! # The recommended order (outermost first)
+//!
+//! ```text
+//! timeout (overall deadline)        the caller's patience, for all attempts
+//!   -> bulkhead                     protect this process before doing any work
+//!     -> retry                      budgeted, deadline-aware
+//!       -> circuit breaker          per backend: fail fast while it is down
+//!         -> per-attempt timeout
+//!           -> backend client
+//! ```
+//!
+//! The bulkhead sits outside retry so that one request holds one permit for all its
+//! attempts, and a full process sheds load before spending anything. The breaker sits
+//! inside retry so that each attempt is judged and an open breaker's fast rejection is
+//! a retryable failure the retry layer (or a failover router) can route around.
+//!
+//! # Principles
+//!
+//! * Rejections (open breaker, full bulkhead, spent budget) are returned from `call`
+//!   as ready futures with small typed errors; `poll_ready` only passes on the inner
+//!   service's readiness.
+//! * A request that waits (backoff, queue) readies its inner service when it is sent,
+//!   so no capacity is reserved for work that may never happen.
+//! * Dropping a response future at any point releases every permit and budget token it
+//!   held; a cancelled call is never recorded as a success or a failure.
+//! * All time comes from [`tokio::time`], so every layer can be tested in paused time.
+//! * Builders validate configuration once and name the field they reject.
+//!
+//! [tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
+
+pub mod backoff;
+pub mod budget;
+pub mod classify;
+mod config;
+pub mod observe;
+pub mod rng;
+mod shard;
+
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub mod bulkhead;
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub mod circuit_breaker;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
+
+mod builder;
+
+pub use builder::ServiceBuilderExt;
+pub use config::ConfigError;
+
+/// The error type layers return: a boxed error that callers `downcast_ref` to the
+/// typed errors of each layer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,273 @@
+//! The retry layer's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::Replay;
+use super::layer::Shared;
+use crate::budget::Withdrawal;
+use crate::classify::{Classify, Outcome, ServerHint};
+use crate::observe::{DelayCause, Event, RetryEvent, SkipReason};
+use crate::shard::Padded;
+
+pin_project! {
+    /// The future returned by [`Retry`](super::Retry): the final attempt's result.
+    ///
+    /// Dropping it at any point — during an attempt, a backoff or while readying the
+    /// inner service — cancels the request and returns any budget withdrawal not yet
+    /// spent on a sent attempt.
+    pub struct ResponseFuture<S, Req, C, P>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        request: Option<Req>,
+        shared: Arc<Padded<Shared<C, P>>>,
+        attempt: u32,
+        max_attempts: u32,
+        flags: u8,
+        deadline: Option<Instant>,
+        previous_delay: Duration,
+        withdrawal: Option<Withdrawal>,
+    }
+}
+
+const DISABLED: u8 = 1;
+const NOT_REPLAYABLE: u8 = 2;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] fut: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempt", &self.attempt)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        fut: S::Future,
+        service: S,
+        request: Option<Req>,
+        shared: Arc<Padded<Shared<C, P>>>,
+        max_attempts: u32,
+        deadline: Option<Instant>,
+        disabled: bool,
+        not_replayable: bool,
+    ) -> Self {
+        let flags =
+            if disabled { DISABLED } else { 0 } | if not_replayable { NOT_REPLAYABLE } else { 0 };
+        Self {
+            state: State::Called { fut },
+            service,
+            request,
+            shared,
+            attempt: 1,
+            max_attempts,
+            flags,
+            deadline,
+            previous_delay: Duration::ZERO,
+            withdrawal: None,
+        }
+    }
+}
+
+impl<S, Req, C, P> Future for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { fut } => {
+                    let result = ready!(fut.poll(cx));
+                    let shared: &Shared<C, P> = this.shared;
+                    let outcome = shared.classifier.classify(result.as_ref()).now_or_success();
+                    if let Some(budget) = &shared.budget {
+                        budget.record(outcome);
+                    }
+                    if outcome.is_success() {
+                        finish(shared, *this.attempt, true);
+                        return Poll::Ready(result);
+                    }
+                    let attempt = *this.attempt;
+                    let decision = decide(
+                        shared,
+                        outcome,
+                        attempt,
+                        *this.max_attempts,
+                        *this.flags,
+                        this.request.is_some(),
+                        *this.deadline,
+                        *this.previous_delay,
+                    );
+                    match decision {
+                        Err(reason) => {
+                            tracing::debug!(
+                                target: "tower_fortify::retry",
+                                attempt,
+                                reason = reason.as_str(),
+                                "retry skipped"
+                            );
+                            shared.listeners.emit(|| {
+                                Event::Retry(RetryEvent::RetrySkipped { attempt, reason })
+                            });
+                            finish(shared, attempt, false);
+                            return Poll::Ready(result);
+                        }
+                        Ok((delay, cause, withdrawal)) => {
+                            tracing::debug!(
+                                target: "tower_fortify::retry",
+                                attempt,
+                                delay_ms = delay.as_secs_f64() * 1000.0,
+                                from_server = cause == DelayCause::ServerHint,
+                                "retry scheduled"
+                            );
+                            shared.listeners.emit(|| {
+                                Event::Retry(RetryEvent::RetryScheduled {
+                                    attempt,
+                                    delay,
+                                    cause,
+                                })
+                            });
+                            *this.withdrawal = withdrawal;
+                            *this.previous_delay = delay;
+                            drop(result);
+                            if delay.is_zero() {
+                                this.state.set(State::Readying);
+                            } else {
+                                this.state.set(State::Waiting {
+                                    sleep: tokio::time::sleep(delay),
+                                });
+                            }
+                        }
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        // The retry was never sent: its withdrawal goes back.
+                        this.withdrawal.take();
+                        finish(this.shared, *this.attempt, false);
+                        return Poll::Ready(Err(e));
+                    }
+                    let next = *this.attempt + 1;
+                    let req = if next >= *this.max_attempts {
+                        this.request.take()
+                    } else {
+                        this.request
+                            .as_ref()
+                            .and_then(|r| this.shared.replay.replay(r))
+                    };
+                    let req = req.expect("a replayable request is kept while attempts remain");
+                    if let Some(w) = this.withdrawal.take() {
+                        w.commit();
+                    }
+                    *this.attempt = next;
+                    tracing::trace!(target: "tower_fortify::retry", attempt = next, "attempt sent");
+                    this.shared
+                        .listeners
+                        .emit(|| Event::Retry(RetryEvent::AttemptSent { attempt: next }));
+                    let fut = this.service.call(req);
+                    this.state.set(State::Called { fut });
+                }
+            }
+        }
+    }
+}
+
+fn finish<C, P>(shared: &Shared<C, P>, attempts: u32, success: bool) {
+    if attempts > 1 || !success {
+        tracing::trace!(target: "tower_fortify::retry", attempts, success, "request finished");
+    }
+    shared
+        .listeners
+        .emit(|| Event::Retry(RetryEvent::Finished { attempts, success }));
+}
+
+/// Whether and when to retry: the delay, where it came from, and the budget
+/// withdrawal that pays for it; or why not.
+#[allow(clippy::too_many_arguments)]
+fn decide<C, P>(
+    shared: &Shared<C, P>,
+    outcome: Outcome,
+    attempt: u32,
+    max_attempts: u32,
+    flags: u8,
+    have_request: bool,
+    deadline: Option<Instant>,
+    previous: Duration,
+) -> Result<(Duration, DelayCause, Option<Withdrawal>), SkipReason> {
+    let hint = outcome.hint();
+    if hint == ServerHint::DoNotRetry {
+        return Err(SkipReason::ServerSaidNo);
+    }
+    if !outcome.is_retryable() {
+        return Err(SkipReason::NotRetryable);
+    }
+    if flags & DISABLED != 0 {
+        return Err(SkipReason::Disabled);
+    }
+    if attempt >= max_attempts {
+        return Err(SkipReason::MaxAttempts);
+    }
+    if flags & NOT_REPLAYABLE != 0 || !have_request {
+        return Err(SkipReason::NotReplayable);
+    }
+    let (delay, cause) = match hint {
+        ServerHint::RetryAfter(d) => {
+            if d > shared.max_server_delay {
+                return Err(SkipReason::HintTooLong);
+            }
+            (d, DelayCause::ServerHint)
+        }
+        _ => (
+            shared.backoff.delay(attempt, previous, &shared.rng),
+            DelayCause::Backoff,
+        ),
+    };
+    if let Some(deadline) = deadline
+        && Instant::now() + delay >= deadline
+    {
+        return Err(SkipReason::Deadline);
+    }
+    let withdrawal = match &shared.budget {
+        Some(budget) => Some(budget.try_withdraw().ok_or(SkipReason::Budget)?),
+        None => None,
+    };
+    Ok((delay, cause, withdrawal))
+}

@@ -1,0 +1,251 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::{CloneReplay, Retry};
+use crate::backoff::{Backoff, Rng};
+use crate::budget::Budget;
+use crate::classify::DefaultClassifier;
+use crate::config::ConfigError;
+use crate::observe::{Listener, Listeners};
+use crate::shard::{Padded, SHARDS};
+
+/// Configuration shared by every clone of a retry layer and its services.
+pub(crate) struct Shared<C, P> {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<Budget>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) max_server_delay: Duration,
+    pub(crate) rng: Rng,
+    pub(crate) listeners: Listeners,
+    pub(crate) classifier: C,
+    pub(crate) replay: P,
+}
+
+/// One copy of the configuration per shard, each in its own allocation, so that the
+/// reference count a response future takes is not one cache line shared by all cores.
+pub(crate) type Shards<C, P> = Arc<[Arc<Padded<Shared<C, P>>>]>;
+
+/// Wraps services in [`Retry`]. Built by [`RetryLayer::builder`].
+///
+/// All services made by one layer (and by its clones) share one budget and one random
+/// stream.
+pub struct RetryLayer<C = DefaultClassifier, P = CloneReplay> {
+    pub(crate) shards: Shards<C, P>,
+}
+
+impl<C, P> Clone for RetryLayer<C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for RetryLayer<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shards[0];
+        f.debug_struct("RetryLayer")
+            .field("max_attempts", &s.max_attempts)
+            .field("backoff", &s.backoff)
+            .field("budget", &s.budget)
+            .field("deadline", &s.deadline)
+            .field("max_server_delay", &s.max_server_delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryLayer {
+    /// A builder with the defaults: 3 attempts, exponential backoff from 100 ms
+    /// (×2, capped at 10 s) with full jitter, the default ratio budget
+    /// ([`Budget::default_ratio`]), no deadline, server delays up to 30 s honoured,
+    /// [`DefaultClassifier`], [`CloneReplay`].
+    pub fn builder() -> RetryBuilder {
+        RetryBuilder {
+            max_attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(100))
+                .max_delay(Duration::from_secs(10)),
+            budget: Some(Budget::default_ratio()),
+            deadline: None,
+            max_server_delay: Duration::from_secs(30),
+            rng: None,
+            listeners: Listeners::default(),
+            classifier: DefaultClassifier,
+            replay: CloneReplay,
+        }
+    }
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        Self::builder().build().expect("the defaults are valid")
+    }
+}
+
+impl<C, P> RetryLayer<C, P> {
+    /// The budget the layer draws from, if any.
+    pub fn budget(&self) -> Option<&Budget> {
+        self.shards[0].budget.as_ref()
+    }
+}
+
+impl<S, C, P> Layer<S> for RetryLayer<C, P> {
+    type Service = Retry<S, C, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+/// Builds a [`RetryLayer`]; see [`RetryLayer::builder`] for the defaults.
+pub struct RetryBuilder<C = DefaultClassifier, P = CloneReplay> {
+    max_attempts: u32,
+    backoff: Backoff,
+    budget: Option<Budget>,
+    deadline: Option<Duration>,
+    max_server_delay: Duration,
+    rng: Option<Rng>,
+    listeners: Listeners,
+    classifier: C,
+    replay: P,
+}
+
+impl<C, P> fmt::Debug for RetryBuilder<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBuilder")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, P> RetryBuilder<C, P> {
+    /// Total attempts per request, the first included (at least 1; 1 means no retry).
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The delay before each retry.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The budget retries draw from. Share one `Budget` between layers to give them a
+    /// common limit.
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Retry without a budget, limited only by `max_attempts`. Under a total outage
+    /// this multiplies the load on the backend by `max_attempts`.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// The time all attempts of one request may take together: a retry whose delay
+    /// would end past it is not started. The in-flight attempt is not cut short; put a
+    /// timeout outside the retry layer for that.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The longest server-requested delay (`Retry-After`, pushback) the layer waits
+    /// for; a longer one ends the retries. Default 30 s.
+    pub fn max_server_delay(mut self, max: Duration) -> Self {
+        self.max_server_delay = max;
+        self
+    }
+
+    /// The random stream for jitter. Seed it for reproducible delays.
+    pub fn rng(mut self, rng: Rng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Sends [`RetryEvent`](crate::observe::RetryEvent)s to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = Listeners::new(listener);
+        self
+    }
+
+    /// Decides which results are failures and which may be retried.
+    pub fn classifier<C2>(self, classifier: C2) -> RetryBuilder<C2, P> {
+        RetryBuilder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            deadline: self.deadline,
+            max_server_delay: self.max_server_delay,
+            rng: self.rng,
+            listeners: self.listeners,
+            classifier,
+            replay: self.replay,
+        }
+    }
+
+    /// How requests are copied for another attempt.
+    pub fn replay<P2>(self, replay: P2) -> RetryBuilder<C, P2> {
+        RetryBuilder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            deadline: self.deadline,
+            max_server_delay: self.max_server_delay,
+            rng: self.rng,
+            listeners: self.listeners,
+            classifier: self.classifier,
+            replay,
+        }
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<RetryLayer<C, P>, ConfigError>
+    where
+        C: Clone,
+        P: Clone,
+    {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "retry.max_attempts",
+                "must be at least 1 (1 means a single attempt, no retry)",
+            ));
+        }
+        self.backoff.validate()?;
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "retry.deadline",
+                "must be greater than zero",
+            ));
+        }
+        let rng = self.rng.unwrap_or_default();
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Arc::new(Padded(Shared {
+                    max_attempts: self.max_attempts,
+                    backoff: self.backoff,
+                    budget: self.budget.clone(),
+                    deadline: self.deadline,
+                    max_server_delay: self.max_server_delay,
+                    rng: rng.clone(),
+                    listeners: self.listeners.clone(),
+                    classifier: self.classifier.clone(),
+                    replay: self.replay.clone(),
+                }))
+            })
+            .collect();
+        Ok(RetryLayer { shards })
+    }
+}

@@ -1,0 +1,62 @@
+//! Per-thread sharding for counters that every call touches.
+//!
+//! A counter that all worker threads increment bounces its cache line between cores,
+//! and a second worker then makes every call slower instead of doubling throughput.
+//! Counters on the success path are therefore split into cache-line-padded shards; a
+//! thread always writes the same shard and readers (slow paths) add them up.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Number of shards. A power of two; more than the cores of most hosts that run one
+/// service instance, few enough that summing them on a slow path is cheap.
+pub(crate) const SHARDS: usize = 16;
+
+/// Pads its content to two cache lines (128 bytes; adjacent-line prefetchers pull
+/// pairs of 64-byte lines on x86).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The shard of the current thread, in `0..SHARDS`. Threads are assigned round robin
+/// on first use, so the first `SHARDS` threads never share a shard.
+#[inline]
+pub(crate) fn index() -> usize {
+    INDEX.with(|i| {
+        let v = i.get();
+        if v != usize::MAX {
+            v
+        } else {
+            let v = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            i.set(v);
+            v
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn index_is_stable_per_thread_and_in_range() {
+        let a = super::index();
+        assert_eq!(a, super::index());
+        assert!(a < super::SHARDS);
+        let b = std::thread::spawn(super::index).join().unwrap();
+        assert!(b < super::SHARDS);
+        assert_eq!(std::mem::align_of::<super::Padded<u8>>(), 128);
+    }
+}
