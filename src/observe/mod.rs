@@ -29,6 +29,8 @@ use std::sync::Arc;
 mod bulkhead;
 #[cfg(feature = "circuit-breaker")]
 mod circuit_breaker;
+#[cfg(feature = "failover")]
+mod failover;
 #[cfg(feature = "retry")]
 mod retry;
 
@@ -36,6 +38,8 @@ mod retry;
 pub use bulkhead::*;
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::*;
+#[cfg(feature = "failover")]
+pub use failover::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
 
@@ -52,6 +56,9 @@ pub enum Event {
     /// From a bulkhead.
     #[cfg(feature = "bulkhead")]
     Bulkhead(BulkheadEvent),
+    /// From a failover router.
+    #[cfg(feature = "failover")]
+    Failover(FailoverEvent),
 }
 
 /// Receives [`Event`]s. Implemented for every `Fn(&Event) + Send + Sync + 'static`.

@@ -1,0 +1,1 @@
+//! Failover routing (in progress).
