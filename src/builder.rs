@@ -25,6 +25,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+
+    /// Injects faults; see [`crate::chaos`].
+    #[cfg(feature = "chaos")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+    fn chaos<Req, Res, E>(
+        self,
+        layer: crate::chaos::ChaosLayer<Req, Res, E>,
+    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>>;
 }
 
 mod sealed {
@@ -38,6 +46,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "chaos")]
+    fn chaos<Req, Res, E>(
+        self,
+        layer: crate::chaos::ChaosLayer<Req, Res, E>,
+    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>> {
         self.layer(layer)
     }
 }

@@ -1,0 +1,107 @@
+//! The response future of [`Chaos`](super::Chaos).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+pin_project! {
+    /// The response future of [`Chaos`](super::Chaos): the inner call, an injected
+    /// result, a delay before the inner call, or a call that never ends.
+    pub struct ResponseFuture<S: Service<Req>, Req> {
+        #[pin]
+        state: State<S::Future, S, Req, S::Response, S::Error>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req, Res, E> {
+        Inner { #[pin] fut: F },
+        Delay { #[pin] sleep: Sleep, service: Option<S>, req: Option<Req> },
+        Ready { result: Option<Result<Res, E>> },
+        Hang,
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    #[inline]
+    pub(super) fn inner(fut: S::Future) -> Self {
+        Self {
+            state: State::Inner { fut },
+        }
+    }
+
+    pub(super) fn ready(result: Result<S::Response, S::Error>) -> Self {
+        Self {
+            state: State::Ready {
+                result: Some(result),
+            },
+        }
+    }
+
+    pub(super) fn hang() -> Self {
+        Self { state: State::Hang }
+    }
+
+    pub(super) fn delayed(delay: Duration, service: S, req: Req) -> Self {
+        Self {
+            state: State::Delay {
+                sleep: tokio::time::sleep(delay),
+                service: Some(service),
+                req: Some(req),
+            },
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "Inner",
+            State::Delay { .. } => "Delay",
+            State::Ready { .. } => "Ready",
+            State::Hang => "Hang",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx),
+                StateProj::Ready { result } => {
+                    return Poll::Ready(result.take().expect("polled after completion"));
+                }
+                StateProj::Hang => return Poll::Pending,
+                StateProj::Delay {
+                    sleep,
+                    service,
+                    req,
+                } => {
+                    ready!(sleep.poll(cx));
+                    let svc = service.as_mut().expect("polled after completion");
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
+                        this.state.set(State::Ready { result: None });
+                        return Poll::Ready(Err(e));
+                    }
+                    let req = req.take().expect("polled after completion");
+                    let fut = svc.call(req);
+                    this.state.set(State::Inner { fut });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::handle::{ChaosHandle, Control};
+use super::rule::Rule;
+use super::service::Chaos;
+use crate::config::ConfigError;
+use crate::rng::Rng;
+
+pub(super) struct Shared<Req, Res, E> {
+    pub(super) rules: Box<[Rule<Req, Res, E>]>,
+    pub(super) rng: Rng,
+    pub(super) control: Arc<Control>,
+}
+
+/// Wraps services in [`Chaos`]. Built by [`ChaosLayer::builder`].
+///
+/// Every service the layer (or a clone of it) makes shares the rules, the random
+/// stream and the [`ChaosHandle`].
+pub struct ChaosLayer<Req, Res, E> {
+    shared: Arc<Shared<Req, Res, E>>,
+}
+
+impl<Req, Res, E> Clone for ChaosLayer<Req, Res, E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<Req, Res, E> fmt::Debug for ChaosLayer<Req, Res, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChaosLayer")
+            .field("rules", &self.shared.rules)
+            .field("enabled", &self.shared.control.is_enabled())
+            .finish()
+    }
+}
+
+impl<Req, Res, E> ChaosLayer<Req, Res, E> {
+    /// A builder with no rules, enabled, with a random stream seeded from the
+    /// operating system.
+    pub fn builder() -> ChaosBuilder<Req, Res, E> {
+        ChaosBuilder {
+            rules: Vec::new(),
+            rng: None,
+            enabled: true,
+        }
+    }
+
+    /// The handle that switches injection on and off and reads its counters.
+    pub fn handle(&self) -> ChaosHandle {
+        ChaosHandle {
+            control: self.shared.control.clone(),
+        }
+    }
+}
+
+impl<S, Req, Res, E> Layer<S> for ChaosLayer<Req, Res, E> {
+    type Service = Chaos<S, Req, Res, E>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Chaos {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Builds a [`ChaosLayer`].
+pub struct ChaosBuilder<Req, Res, E> {
+    rules: Vec<Rule<Req, Res, E>>,
+    rng: Option<Rng>,
+    enabled: bool,
+}
+
+impl<Req, Res, E> fmt::Debug for ChaosBuilder<Req, Res, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChaosBuilder")
+            .field("rules", &self.rules)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
+    /// Adds a rule. Rules are tried in the order they were added; the first one that
+    /// selects a call (schedule, key, then a probability draw) injects its fault, and
+    /// the others are not tried.
+    pub fn rule(mut self, rule: Rule<Req, Res, E>) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// The random stream for probability draws and latency samples. Seed it for
+    /// reproducible faults.
+    pub fn rng(mut self, rng: Rng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Whether injection starts switched on (default `true`); switch it later with the
+    /// [`ChaosHandle`].
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Checks every rule and builds the layer. Schedules are measured from this moment
+    /// (`tokio::time::Instant::now()`) until
+    /// [`ChaosHandle::restart_schedule`] is called.
+    pub fn build(self) -> Result<ChaosLayer<Req, Res, E>, ConfigError> {
+        for rule in &self.rules {
+            rule.validate()?;
+        }
+        Ok(ChaosLayer {
+            shared: Arc::new(Shared {
+                rules: self.rules.into_boxed_slice(),
+                rng: self.rng.unwrap_or_default(),
+                control: Arc::new(Control::new(self.enabled)),
+            }),
+        })
+    }
+}

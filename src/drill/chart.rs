@@ -1,0 +1,193 @@
+//! The SVG chart: success rate, latency and traffic per backend over time.
+
+use plotters::prelude::*;
+
+use super::report::Report;
+
+const WIDTH: u32 = 1100;
+const PANEL: u32 = 300;
+
+/// Draws the reports of one scenario as an SVG chart with three panels over time:
+/// the success rate of each stack, the p99 latency of each stack, and the calls each
+/// backend received under the last stack (usually the recommended one). The
+/// scenario's faults are shaded red, and events the last stack reported are marked
+/// on the traffic panel.
+///
+/// Drawn with [plotters](https://docs.rs/plotters)' SVG backend, with no font files:
+/// text is left to the SVG viewer.
+pub fn svg_chart(reports: &[Report]) -> String {
+    let mut svg = String::new();
+    if let Err(e) = draw(&mut svg, reports) {
+        return format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">chart failed: {}</text></svg>",
+            e.to_string().replace(['<', '>', '&'], " ")
+        );
+    }
+    svg
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
+    let Some(last) = reports.last() else {
+        return Err("no report to draw".into());
+    };
+    let duration = last.duration_s.max(1.0);
+    let faults: Vec<(f64, f64)> = last.faults.iter().map(|f| (f.start_s, f.end_s)).collect();
+    let band = RGBColor(250, 215, 215).filled();
+    let root = SVGBackend::with_string(svg, (WIDTH, PANEL * 3 + 40)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(40);
+    title.draw(&Text::new(
+        format!(
+            "drill `{}` (seed {}): shaded = fault injected",
+            last.scenario, last.seed
+        ),
+        (20, 12),
+        ("sans-serif", 20).into_font(),
+    ))?;
+    let panels = body.split_evenly((3, 1));
+
+    // 1. Success rate per stack.
+    let lowest = reports
+        .iter()
+        .flat_map(|r| r.timeline.iter().map(|s| s.availability))
+        .fold(1.0f64, f64::min);
+    let lo = ((lowest * 100.0) - 2.0).clamp(0.0, 98.0).floor();
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption("success rate per second (%)", ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..duration, lo..100.5f64)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(0)
+        .draw()?;
+    chart.draw_series(
+        faults
+            .iter()
+            .map(|&(s, e)| Rectangle::new([(s, lo), (e, 100.5)], band)),
+    )?;
+    for (i, r) in reports.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.timeline
+                    .iter()
+                    .map(|s| (s.t as f64 + 0.5, s.availability * 100.0)),
+                color.stroke_width(2),
+            ))?
+            .label(r.stack.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+
+    // 2. p99 latency per stack.
+    let top = reports
+        .iter()
+        .flat_map(|r| r.timeline.iter().map(|s| s.p99_ms))
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption("p99 latency per second (ms)", ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..duration, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(0)
+        .draw()?;
+    chart.draw_series(
+        faults
+            .iter()
+            .map(|&(s, e)| Rectangle::new([(s, 0.0), (e, top)], band)),
+    )?;
+    for (i, r) in reports.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.timeline.iter().map(|s| (s.t as f64 + 0.5, s.p99_ms)),
+                color.stroke_width(2),
+            ))?
+            .label(r.stack.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+
+    // 3. Calls per backend under the last stack.
+    let top = last
+        .timeline
+        .iter()
+        .flat_map(|s| s.attempts.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.15;
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption(
+            format!("calls per second to each backend, stack `{}`", last.stack),
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..duration, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(0)
+        .x_desc("seconds")
+        .draw()?;
+    chart.draw_series(
+        faults
+            .iter()
+            .map(|&(s, e)| Rectangle::new([(s, 0.0), (e, top)], band)),
+    )?;
+    for (b, backend) in last.backends.iter().enumerate() {
+        let color = Palette99::pick(b + 3).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                last.timeline
+                    .iter()
+                    .map(|s| (s.t as f64 + 0.5, s.attempts[b] as f64)),
+                color.stroke_width(2),
+            ))?
+            .label(backend.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    // Events as ticks along the top.
+    chart.draw_series(last.events.iter().map(|e| {
+        PathElement::new(
+            vec![(e.at_s, top * 0.97), (e.at_s, top)],
+            BLACK.stroke_width(1),
+        )
+    }))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The runner: open-loop load in paused time against a user-built stack.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::backend::{SimBackend, SimRequest, SimResponse};
+use super::report::{self, Report};
+use super::scenario::Scenario;
+use crate::classify::{Classify, DefaultClassifier};
+use crate::config::{ConfigError, check_range};
+use crate::observe::{Event, Listener};
+use crate::rng::Rng;
+
+/// The most events an [`EventLog`] keeps in order; past it only counts grow.
+pub const MAX_EVENTS: usize = 10_000;
+
+/// Runs a [`Scenario`] against a stack you build over its simulated backends, in
+/// paused tokio time, and returns a [`Report`].
+///
+/// The load is open loop: each request is sent at its arrival time in its own task,
+/// whatever happened to the earlier ones. Time is virtual — sleeps end as soon as
+/// nothing else can run — so ten minutes at 1,000 requests per second take a few
+/// seconds of real time, and the same seed gives the same report.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_fortify::drill::{Drill, Scenario};
+///
+/// let scenario = Scenario::builtin("backend-outage").unwrap().scaled(0.1, 0.1);
+/// let report = Drill::new(scenario)
+///     .seed(7)
+///     .label("first backend only")
+///     .run(|env| env.backends()[0].clone())
+///     .unwrap();
+/// // With no resilience, the outage of the only backend used shows.
+/// assert!(report.availability() < 0.9);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Drill<C = DefaultClassifier> {
+    scenario: Scenario,
+    seed: u64,
+    label: String,
+    threshold: f64,
+    classifier: C,
+}
+
+impl Drill {
+    /// A drill of `scenario` with seed 0, threshold 99 % and the
+    /// [`DefaultClassifier`] (`Ok` is a success).
+    pub fn new(scenario: Scenario) -> Self {
+        Self {
+            scenario,
+            seed: 0,
+            label: String::from("stack"),
+            threshold: 0.99,
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl<C> Drill<C> {
+    /// The seed for arrivals, backend behaviour and the stack's [`DrillEnv::rng`].
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The name of the stack under test, shown in reports.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// The per-second availability under which a second counts as impaired, for the
+    /// recovery figures of the report (default 0.99).
+    pub fn threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Decides which results are successes (the same classifier your layers use).
+    pub fn classifier<C2>(self, classifier: C2) -> Drill<C2> {
+        Drill {
+            scenario: self.scenario,
+            seed: self.seed,
+            label: self.label,
+            threshold: self.threshold,
+            classifier,
+        }
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Runs the drill on a new current-thread runtime with paused time. `build` gets
+    /// the simulated backends and returns the stack to drive. Call it outside any
+    /// runtime; inside a `#[tokio::test(start_paused = true)]` use
+    /// [`Drill::run_async`].
+    pub fn run<F, S>(&self, build: F) -> Result<Report, ConfigError>
+    where
+        F: FnOnce(&DrillEnv) -> S,
+        S: Service<SimRequest, Response = SimResponse> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send + 'static,
+        C: Classify<SimResponse, S::Error> + Clone + Send + Sync + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime starts");
+        runtime.block_on(self.run_async(build))
+    }
+
+    /// Runs the drill on the current runtime, which must be a current-thread runtime
+    /// with paused time (`#[tokio::test(start_paused = true)]`); with real time it
+    /// takes as long as the scenario. Requests still hanging when the report is made
+    /// are left to the runtime.
+    pub async fn run_async<F, S>(&self, build: F) -> Result<Report, ConfigError>
+    where
+        F: FnOnce(&DrillEnv) -> S,
+        S: Service<SimRequest, Response = SimResponse> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send + 'static,
+        C: Classify<SimResponse, S::Error> + Clone + Send + Sync + 'static,
+    {
+        self.scenario.validate()?;
+        check_range("drill.threshold", self.threshold, 0.0, 1.0)?;
+        let scenario = &self.scenario;
+        let epoch = Instant::now();
+        let seconds = scenario.duration.as_secs_f64().ceil() as usize;
+        let counted = seconds + scenario.drain.as_secs_f64().ceil() as usize + 1;
+        let backends: Vec<SimBackend> = scenario
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                SimBackend::new(
+                    i,
+                    spec.clone(),
+                    epoch,
+                    counted,
+                    Rng::seeded(stream(self.seed, 1 + i as u64)),
+                )
+            })
+            .collect();
+        let events = EventLog::new(epoch);
+        let env = DrillEnv {
+            backends,
+            rng: Rng::seeded(stream(self.seed, u64::MAX)),
+            events: events.clone(),
+            seed: self.seed,
+        };
+        let service = build(&env);
+        let recorder = Arc::new(Recorder::new(seconds));
+        let classifier = self.classifier.clone();
+
+        for (id, at) in scenario
+            .load
+            .arrivals(scenario.duration, Rng::seeded(stream(self.seed, 0)))
+            .enumerate()
+        {
+            // Arrivals are grouped by millisecond: one timer per millisecond at most.
+            let due = epoch + Duration::from_millis(at.as_millis() as u64);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            let second = (at.as_secs() as usize).min(seconds.saturating_sub(1));
+            recorder.sent(second);
+            let mut svc = service.clone();
+            let recorder = recorder.clone();
+            let classifier = classifier.clone();
+            let req = SimRequest { id: id as u64 };
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let result = match poll_fn(|cx| svc.poll_ready(cx)).await {
+                    Ok(()) => svc.call(req).await,
+                    Err(e) => Err(e),
+                };
+                let ok = classifier
+                    .classify(result.as_ref())
+                    .now_or_success()
+                    .is_success();
+                drop(result);
+                recorder.finish(second, ok, start.elapsed());
+            });
+        }
+        drop(service);
+        let _ = tokio::time::timeout(scenario.drain, recorder.drained()).await;
+
+        let inner = recorder.take();
+        Ok(report::build(report::Inputs {
+            scenario,
+            label: &self.label,
+            seed: self.seed,
+            threshold: self.threshold,
+            backends: &env.backends,
+            latency: inner.latency,
+            seconds: inner.seconds,
+            events: events.take(),
+        }))
+    }
+}
+
+/// What `build` gets: the simulated backends, a seeded random stream for the stack's
+/// own layers, and a listener that records the stack's events into the report.
+#[derive(Debug)]
+pub struct DrillEnv {
+    backends: Vec<SimBackend>,
+    rng: Rng,
+    events: EventLog,
+    seed: u64,
+}
+
+impl DrillEnv {
+    /// The simulated backends, in scenario order (clone the ones you route to).
+    pub fn backends(&self) -> &[SimBackend] {
+        &self.backends
+    }
+
+    /// A random stream derived from the drill's seed, for the stack's jitter and
+    /// fault injection, so that the whole run is reproducible.
+    pub fn rng(&self) -> Rng {
+        self.rng.clone()
+    }
+
+    /// The drill's seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// A [`Listener`] to pass to your layers' builders: their events (breaker
+    /// transitions, ejections, retries) appear in the report and the chart.
+    pub fn listener(&self) -> EventLog {
+        self.events.clone()
+    }
+}
+
+/// A [`Listener`] that records events with their time since the drill's start: the
+/// first [`MAX_EVENTS`] in order, and a count of every kind.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Mutex<EventsInner>>,
+    epoch: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct EventsInner {
+    pub(crate) log: Vec<(Duration, String)>,
+    pub(crate) counts: std::collections::BTreeMap<String, u64>,
+}
+
+impl fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLog").finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    fn new(epoch: Instant) -> Self {
+        Self {
+            inner: Arc::default(),
+            epoch,
+        }
+    }
+
+    fn take(&self) -> EventsInner {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Listener for EventLog {
+    fn on_event(&self, event: &Event) {
+        let at = Instant::now().saturating_duration_since(self.epoch);
+        let text = format!("{event:?}");
+        // The kind: the layer and the variant, without the fields.
+        let kind = match text
+            .char_indices()
+            .filter(|&(_, c)| c == '{' || c == '(')
+            .nth(1)
+        {
+            Some((i, _)) => format!("{})", text[..i].trim()),
+            None => text.clone(),
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner.counts.entry(kind).or_default() += 1;
+        if inner.log.len() < MAX_EVENTS {
+            inner.log.push((at, text));
+        }
+    }
+}
+
+/// Independent streams from one seed.
+fn stream(seed: u64, n: u64) -> u64 {
+    seed ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03).rotate_left(17)
+}
+
+pub(crate) struct Second {
+    pub(crate) sent: u64,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) latency: Option<Histogram<u32>>,
+}
+
+pub(crate) struct RecorderInner {
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) seconds: Vec<Second>,
+}
+
+struct Recorder {
+    inner: Mutex<RecorderInner>,
+    in_flight: AtomicU64,
+    idle: Notify,
+}
+
+/// Latencies are recorded in microseconds, up to one hour.
+pub(crate) const MAX_MICROS: u64 = 3_600_000_000;
+
+impl Recorder {
+    fn new(seconds: usize) -> Self {
+        Self {
+            inner: Mutex::new(RecorderInner {
+                latency: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds"),
+                seconds: (0..seconds.max(1))
+                    .map(|_| Second {
+                        sent: 0,
+                        ok: 0,
+                        failed: 0,
+                        latency: None,
+                    })
+                    .collect(),
+            }),
+            in_flight: AtomicU64::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    fn sent(&self, second: usize) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.seconds[second].sent += 1;
+    }
+
+    fn finish(&self, second: usize, ok: bool, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.latency.saturating_record(micros);
+            let s = &mut inner.seconds[second];
+            if ok {
+                s.ok += 1;
+            } else {
+                s.failed += 1;
+            }
+            s.latency
+                .get_or_insert_with(|| {
+                    Histogram::new_with_bounds(1, MAX_MICROS, 1).expect("valid bounds")
+                })
+                .saturating_record(micros);
+        }
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle.notify_one();
+        }
+    }
+
+    async fn drained(&self) {
+        while self.in_flight.load(Ordering::Relaxed) > 0 {
+            self.idle.notified().await;
+        }
+    }
+
+    fn take(&self) -> RecorderInner {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        RecorderInner {
+            latency: inner.latency.clone(),
+            seconds: std::mem::take(&mut inner.seconds),
+        }
+    }
+}

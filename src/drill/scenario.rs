@@ -1,0 +1,904 @@
+//! Scenarios: backends with their schedules, a load and a duration.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::backend::{BackendSpec, Phase};
+use crate::chaos::Latency;
+use crate::config::{ConfigError, check_range};
+use crate::rng::Rng;
+
+/// The load a drill sends: open loop, so requests keep arriving at the scheduled rate
+/// however slowly the stack answers (as real users do).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    poisson: bool,
+    rate: f64,
+    steps: Vec<(Duration, f64)>,
+}
+
+impl Load {
+    /// Evenly spaced requests, `rate` per second.
+    pub fn constant(rate: f64) -> Self {
+        Self {
+            poisson: false,
+            rate,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Poisson arrivals (exponential gaps) averaging `rate` per second: bursts and lulls
+    /// like independent users.
+    pub fn poisson(rate: f64) -> Self {
+        Self {
+            poisson: true,
+            ..Self::constant(rate)
+        }
+    }
+
+    /// From `at` on, the rate becomes `rate` (steps must be in time order).
+    pub fn step(mut self, at: Duration, rate: f64) -> Self {
+        self.steps.push((at, rate));
+        self
+    }
+
+    /// The rate in force `t` after the start.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let mut rate = self.rate;
+        for &(at, r) in &self.steps {
+            if at <= t {
+                rate = r;
+            } else {
+                break;
+            }
+        }
+        rate
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("load.rate", self.rate, 0.0, 1e7)?;
+        for pair in self.steps.windows(2) {
+            if pair[1].0 < pair[0].0 {
+                return Err(ConfigError::new(
+                    "load.steps.at",
+                    "steps must be in time order",
+                ));
+            }
+        }
+        for &(_, r) in &self.steps {
+            check_range("load.steps.rate", r, 0.0, 1e7)?;
+        }
+        Ok(())
+    }
+
+    /// The arrival times of every request in `0..duration`, in order.
+    pub(crate) fn arrivals(&self, duration: Duration, rng: Rng) -> Arrivals<'_> {
+        Arrivals {
+            load: self,
+            t: 0.0,
+            end: duration.as_secs_f64(),
+            rng,
+        }
+    }
+}
+
+/// Iterator over arrival times, in seconds since the start.
+pub(crate) struct Arrivals<'a> {
+    load: &'a Load,
+    t: f64,
+    end: f64,
+    rng: Rng,
+}
+
+impl Iterator for Arrivals<'_> {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        loop {
+            if self.t >= self.end {
+                return None;
+            }
+            let now = Duration::from_secs_f64(self.t);
+            let rate = self.load.rate_at(now);
+            if rate <= 0.0 {
+                // Jump to the next step that changes the rate, if any.
+                let next = self
+                    .load
+                    .steps
+                    .iter()
+                    .map(|s| s.0.as_secs_f64())
+                    .find(|&at| at > self.t);
+                self.t = next.unwrap_or(self.end);
+                continue;
+            }
+            let arrival = self.t;
+            let gap = if self.load.poisson {
+                -(1.0 - self.rng.next_f64()).ln() / rate
+            } else {
+                1.0 / rate
+            };
+            self.t += gap;
+            return Some(Duration::from_secs_f64(arrival));
+        }
+    }
+}
+
+/// A drill scenario: simulated backends with their schedules, a load and a duration.
+///
+/// Build one in code, take a [built-in](Scenario::builtin) one, or load one from a
+/// TOML file ([`Scenario::from_toml`]):
+///
+/// ```toml
+/// name = "primary-outage"
+/// description = "The primary goes down for a minute."
+/// duration = "3m"
+///
+/// [load]
+/// rate = 1000              # requests per second
+/// kind = "poisson"         # or "constant" (the default)
+/// steps = [{ at = "2m", rate = 2000 }]
+///
+/// [[backend]]
+/// name = "primary"
+/// tier = 0
+/// zone = "a"
+/// latency = { median = "20ms", p99 = "100ms" }   # or fixed, min/max, mean
+/// error_rate = 0.001
+/// capacity = 200
+/// queue = 1000
+/// phases = [
+///   { at = "60s", phase = "down" },
+///   { at = "120s", phase = "healthy" },
+/// ]
+///
+/// [[backend]]
+/// name = "secondary"
+/// tier = 1
+/// phases = [{ at = "30s", phase = "brownout", error_rate = 0.2 }]
+/// ```
+///
+/// Phases are `healthy`, `down`, `brownout` (with `error_rate`), `slow` (with
+/// `factor`) and `flapping` (with `down` and `up` spells). Durations are strings with a
+/// unit (`"250ms"`, `"60s"`, `"2m"`, `"1h"`) or numbers of seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) duration: Duration,
+    pub(crate) drain: Duration,
+    pub(crate) load: Load,
+    pub(crate) backends: Vec<BackendSpec>,
+}
+
+impl Scenario {
+    /// An empty scenario: one minute of 100 requests per second, no backends yet, 30 s
+    /// for the last requests to finish.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            duration: Duration::from_secs(60),
+            drain: Duration::from_secs(30),
+            load: Load::constant(100.0),
+            backends: Vec::new(),
+        }
+    }
+
+    /// A one-line description, shown in reports and by `--list`.
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// How long requests are sent.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// How long, after the last request is sent, the drill waits for the requests
+    /// still in flight; those still unfinished count as failures.
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// The load.
+    pub fn load(mut self, load: Load) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// Adds a backend (its index is its position).
+    pub fn backend(mut self, backend: BackendSpec) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// The same scenario with every time (duration, phases, load steps) and the load
+    /// multiplied: `scaled(2.0, 0.5)` runs twice as long at half the rate.
+    pub fn scaled(mut self, time: f64, rate: f64) -> Self {
+        let t = |d: Duration| d.mul_f64(time);
+        self.duration = t(self.duration);
+        self.load.rate *= rate;
+        for step in &mut self.load.steps {
+            step.0 = t(step.0);
+            step.1 *= rate;
+        }
+        for b in &mut self.backends {
+            for (at, phase) in &mut b.phases {
+                *at = t(*at);
+                if let Phase::Flapping { down, up } = phase {
+                    *down = t(*down);
+                    *up = t(*up);
+                }
+            }
+        }
+        self
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// How long requests are sent.
+    pub fn run_time(&self) -> Duration {
+        self.duration
+    }
+
+    /// Its backends.
+    pub fn backends(&self) -> &[BackendSpec] {
+        &self.backends
+    }
+
+    /// Its load.
+    pub fn load_profile(&self) -> &Load {
+        &self.load
+    }
+
+    /// Checks the scenario; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.duration.is_zero() || self.duration > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new("duration", "must lie between 0 and 24 h"));
+        }
+        if self.backends.is_empty() {
+            return Err(ConfigError::new(
+                "backend",
+                "a scenario needs at least one backend",
+            ));
+        }
+        self.load.validate()?;
+        for b in &self.backends {
+            b.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The names of the built-in scenarios, the default first.
+    pub fn builtin_names() -> &'static [&'static str] {
+        &BUILTIN
+    }
+
+    /// Every built-in scenario, the default first.
+    pub fn builtins() -> Vec<Scenario> {
+        BUILTIN.iter().filter_map(|n| Self::builtin(n)).collect()
+    }
+
+    /// The built-in scenario called `name`, if there is one; see
+    /// [`Scenario::builtin_names`]. Each runs three minutes at 1,000 requests per
+    /// second unless said otherwise, against backends with a 20 ms median latency:
+    ///
+    /// * `zone-outage` (the default) — two primary backends in zone `a` (tier 0) go
+    ///   down together from 0:60 to 2:00; two backends in zone `b` (tier 1, slower)
+    ///   can take the load.
+    /// * `backend-outage` — one of three equal backends is down from 0:60 to 2:00.
+    /// * `brownout` — one of three backends fails 30 % of its calls from 0:60 to 2:00.
+    /// * `latency-spike` — one of three backends is 20 times slower from 0:60 to 2:00.
+    /// * `flapping` — one of three backends is down 5 s, up 5 s, from 0:30 to 2:30.
+    /// * `overload` — the load steps from 1,000 to 2,500 requests per second from
+    ///   0:60 to 2:00, beyond what the three backends can serve at once.
+    /// * `total-outage` — every backend is down from 0:60 to 2:00.
+    pub fn builtin(name: &str) -> Option<Scenario> {
+        let s = Duration::from_secs;
+        let lat = Latency::log_normal(Duration::from_millis(20), Duration::from_millis(100))
+            .expect("valid");
+        let trio = |name: &str, describe: &str, first: BackendSpec| {
+            Scenario::new(name)
+                .describe(describe)
+                .duration(s(180))
+                .load(Load::constant(1000.0))
+                .backend(first)
+                .backend(BackendSpec::new("b").latency(lat).capacity(200))
+                .backend(BackendSpec::new("c").latency(lat).capacity(200))
+        };
+        let a = BackendSpec::new("a").latency(lat).capacity(200);
+        let scenario = match name {
+            "zone-outage" => Scenario::new("zone-outage")
+                .describe("primary zone (2 backends, tier 0) down from 1:00 to 2:00; zone b (tier 1) takes over")
+                .duration(s(180))
+                .load(Load::constant(1000.0))
+                .backend(
+                    BackendSpec::new("primary-a1").zone("a").latency(lat).capacity(200)
+                        .phase(s(60), Phase::Down).phase(s(120), Phase::Healthy),
+                )
+                .backend(
+                    BackendSpec::new("primary-a2").zone("a").latency(lat).capacity(200)
+                        .phase(s(60), Phase::Down).phase(s(120), Phase::Healthy),
+                )
+                .backend(
+                    BackendSpec::new("secondary-b1").tier(1).zone("b").capacity(200).latency(
+                        Latency::log_normal(Duration::from_millis(40), Duration::from_millis(150)).expect("valid"),
+                    ),
+                )
+                .backend(
+                    BackendSpec::new("secondary-b2").tier(1).zone("b").capacity(200).latency(
+                        Latency::log_normal(Duration::from_millis(40), Duration::from_millis(150)).expect("valid"),
+                    ),
+                ),
+            "backend-outage" => trio(
+                name,
+                "one of three backends down from 1:00 to 2:00",
+                a.phase(s(60), Phase::Down).phase(s(120), Phase::Healthy),
+            ),
+            "brownout" => trio(
+                name,
+                "one of three backends fails 30% of calls from 1:00 to 2:00",
+                a.phase(s(60), Phase::Brownout { error_rate: 0.3 }).phase(s(120), Phase::Healthy),
+            ),
+            "latency-spike" => trio(
+                name,
+                "one of three backends 20x slower from 1:00 to 2:00",
+                a.phase(s(60), Phase::Slow { factor: 20.0 }).phase(s(120), Phase::Healthy),
+            ),
+            "flapping" => trio(
+                name,
+                "one of three backends flaps (5 s down, 5 s up) from 0:30 to 2:30",
+                a.phase(s(30), Phase::Flapping { down: s(5), up: s(5) }).phase(s(150), Phase::Healthy),
+            ),
+            "overload" => Scenario::new(name)
+                .describe("load steps from 1,000 to 2,500 req/s from 1:00 to 2:00, beyond capacity")
+                .duration(s(180))
+                .load(Load::constant(1000.0).step(s(60), 2500.0).step(s(120), 1000.0))
+                .backend(BackendSpec::new("a").latency(lat).capacity(15).queue(100))
+                .backend(BackendSpec::new("b").latency(lat).capacity(15).queue(100))
+                .backend(BackendSpec::new("c").latency(lat).capacity(15).queue(100)),
+            "total-outage" => Scenario::new(name)
+                .describe("every backend down from 1:00 to 2:00")
+                .duration(s(180))
+                .load(Load::constant(1000.0))
+                .backend(a.phase(s(60), Phase::Down).phase(s(120), Phase::Healthy))
+                .backend(BackendSpec::new("b").latency(lat).capacity(200).phase(s(60), Phase::Down).phase(s(120), Phase::Healthy))
+                .backend(BackendSpec::new("c").latency(lat).capacity(200).phase(s(60), Phase::Down).phase(s(120), Phase::Healthy)),
+            _ => return None,
+        };
+        Some(scenario)
+    }
+
+    /// Reads a scenario from a TOML file; see the [type docs](Scenario) for the format.
+    pub fn load_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: Some(path.display().to_string()),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.file = Some(path.display().to_string());
+            e
+        })
+    }
+
+    /// Parses a scenario from TOML text; see the [type docs](Scenario) for the format.
+    /// The error names the line, the column and the field that is wrong.
+    pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
+        let file: file::ScenarioFile = toml::from_str(text).map_err(|e| {
+            let (line, column, field) = match e.span() {
+                Some(span) => locate(text, span.start),
+                None => (None, None, String::new()),
+            };
+            ScenarioError {
+                file: None,
+                line,
+                column,
+                field,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        file.into_scenario(text)
+    }
+}
+
+const BUILTIN: [&str; 7] = [
+    "zone-outage",
+    "backend-outage",
+    "brownout",
+    "latency-spike",
+    "flapping",
+    "overload",
+    "total-outage",
+];
+
+/// A scenario file could not be read or is wrong. The message names the line, the
+/// column and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    file: Option<String>,
+    line: Option<usize>,
+    column: Option<usize>,
+    field: String,
+    message: String,
+}
+
+impl ScenarioError {
+    /// The 1-based line of the mistake, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The 1-based column of the mistake, when known.
+    pub fn column(&self) -> Option<usize> {
+        self.column
+    }
+
+    /// The dotted name of the field, such as `backend.error_rate` (empty when unknown).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bad scenario")?;
+        if let Some(file) = &self.file {
+            write!(f, " {file}")?;
+        }
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+            if let Some(col) = self.column {
+                write!(f, ", column {col}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ", field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Line, column and dotted field name for a byte offset in the source.
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, String) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    // The table: the last header line before the offset.
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    // The key: the nearest `key =` before the offset on its line (or the key the
+    // offset points at).
+    let line_text = &text[line_start..];
+    let line_text = &line_text[..line_text.find('\n').unwrap_or(line_text.len())];
+    let upto = &line_text[..(offset - line_start).min(line_text.len())];
+    let key = match upto.rfind('=') {
+        Some(eq) => last_ident(&upto[..eq]),
+        None => first_ident(&line_text[upto.len()..]),
+    };
+    let mut field = table.unwrap_or_default();
+    if let Some(key) = key {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(&key);
+    }
+    (Some(line), Some(column), field)
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+fn last_ident(s: &str) -> Option<String> {
+    let s = s.trim_end();
+    let start = s.rfind(|c: char| !is_ident(c)).map_or(0, |i| i + 1);
+    let ident = &s[start..];
+    (!ident.is_empty()).then(|| ident.to_string())
+}
+
+fn first_ident(s: &str) -> Option<String> {
+    let s = s.trim_start();
+    let end = s.find(|c: char| !is_ident(c)).unwrap_or(s.len());
+    (end > 0).then(|| s[..end].to_string())
+}
+
+/// A duration in a scenario file: `"250ms"`, `"60s"`, `"2m"`, `"1h"`, or seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.trim().parse().map_err(|_| {
+        format!("`{s}` is not a duration (write \"250ms\", \"60s\", \"2m\" or \"1h\")")
+    })?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || !(0.0..=1e7).contains(&secs) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+mod file {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Dur(pub(super) Duration);
+
+    impl<'de> Deserialize<'de> for Dur {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            enum Raw {
+                Text(String),
+                Secs(f64),
+            }
+            let secs = match Raw::deserialize(d)? {
+                Raw::Text(s) => {
+                    return parse_duration(&s)
+                        .map(Dur)
+                        .map_err(serde::de::Error::custom);
+                }
+                Raw::Secs(v) => v,
+            };
+            if !secs.is_finite() || !(0.0..=1e7).contains(&secs) {
+                return Err(serde::de::Error::custom(format!(
+                    "{secs} is not a valid number of seconds"
+                )));
+            }
+            Ok(Dur(Duration::from_secs_f64(secs)))
+        }
+    }
+
+    /// A share in `0.0..=1.0`.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Share(pub(super) f64);
+
+    impl<'de> Deserialize<'de> for Share {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = f64::deserialize(d)?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(serde::de::Error::custom(format!(
+                    "{v} is not a share between 0.0 and 1.0"
+                )));
+            }
+            Ok(Share(v))
+        }
+    }
+
+    /// A rate in requests per second, not negative.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Rate(pub(super) f64);
+
+    impl<'de> Deserialize<'de> for Rate {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = f64::deserialize(d)?;
+            if !v.is_finite() || !(0.0..=1e7).contains(&v) {
+                return Err(serde::de::Error::custom(format!(
+                    "{v} is not a rate between 0 and 10,000,000 per second"
+                )));
+            }
+            Ok(Rate(v))
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct ScenarioFile {
+        name: String,
+        #[serde(default)]
+        description: String,
+        duration: Dur,
+        drain: Option<Dur>,
+        load: LoadFile,
+        backend: Vec<BackendFile>,
+    }
+
+    #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    enum LoadKind {
+        Constant,
+        Poisson,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LoadFile {
+        rate: Rate,
+        kind: Option<LoadKind>,
+        #[serde(default)]
+        steps: Vec<StepFile>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StepFile {
+        at: Dur,
+        rate: Rate,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BackendFile {
+        name: String,
+        tier: Option<u32>,
+        zone: Option<String>,
+        latency: Option<LatencyFile>,
+        error_rate: Option<Share>,
+        capacity: Option<usize>,
+        queue: Option<usize>,
+        fail_latency: Option<Dur>,
+        #[serde(default)]
+        phases: Vec<PhaseFile>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LatencyFile {
+        fixed: Option<Dur>,
+        min: Option<Dur>,
+        max: Option<Dur>,
+        mean: Option<Dur>,
+        median: Option<Dur>,
+        p99: Option<Dur>,
+    }
+
+    #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    enum PhaseKind {
+        Healthy,
+        Down,
+        Brownout,
+        Slow,
+        Flapping,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PhaseFile {
+        at: Dur,
+        phase: PhaseKind,
+        error_rate: Option<Share>,
+        factor: Option<f64>,
+        down: Option<Dur>,
+        up: Option<Dur>,
+    }
+
+    impl ScenarioFile {
+        pub(super) fn into_scenario(self, text: &str) -> Result<Scenario, ScenarioError> {
+            // Errors found after parsing point at the n-th `[[backend]]` table.
+            let at = |backend: Option<usize>, key: &str, field: &str, message: String| {
+                let (line, column) = find_key(text, backend, key);
+                ScenarioError {
+                    file: None,
+                    line,
+                    column,
+                    field: field.to_string(),
+                    message,
+                }
+            };
+            let mut load = match self.load.kind.unwrap_or(LoadKind::Constant) {
+                LoadKind::Constant => Load::constant(self.load.rate.0),
+                LoadKind::Poisson => Load::poisson(self.load.rate.0),
+            };
+            for step in &self.load.steps {
+                load = load.step(step.at.0, step.rate.0);
+            }
+            let mut scenario = Scenario::new(self.name)
+                .describe(self.description)
+                .duration(self.duration.0)
+                .load(load);
+            if let Some(drain) = self.drain {
+                scenario = scenario.drain(drain.0);
+            }
+            for (i, b) in self.backend.into_iter().enumerate() {
+                let mut spec = BackendSpec::new(b.name);
+                if let Some(t) = b.tier {
+                    spec = spec.tier(t);
+                }
+                if let Some(z) = b.zone {
+                    spec = spec.zone(z);
+                }
+                if let Some(l) = b.latency {
+                    let latency = l
+                        .into_latency()
+                        .map_err(|e| at(Some(i), "latency", "backend.latency", e))?;
+                    spec = spec.latency(latency);
+                }
+                if let Some(r) = b.error_rate {
+                    spec = spec.error_rate(r.0);
+                }
+                if let Some(c) = b.capacity {
+                    spec = spec.capacity(c);
+                }
+                if let Some(q) = b.queue {
+                    spec = spec.queue(q);
+                }
+                if let Some(f) = b.fail_latency {
+                    spec = spec.fail_latency(f.0);
+                }
+                for p in b.phases {
+                    let phase = p.to_phase().map_err(|(key, e)| {
+                        at(Some(i), key, &format!("backend.phases.{key}"), e)
+                    })?;
+                    spec = spec.phase(p.at.0, phase);
+                }
+                scenario = scenario.backend(spec);
+            }
+            scenario.validate().map_err(|e: ConfigError| {
+                let key = e.field().rsplit('.').next().unwrap_or("");
+                let (line, column) = find_key(text, None, key);
+                ScenarioError {
+                    file: None,
+                    line,
+                    column,
+                    field: e.field().to_string(),
+                    message: e.reason().to_string(),
+                }
+            })?;
+            Ok(scenario)
+        }
+    }
+
+    impl LatencyFile {
+        fn into_latency(self) -> Result<Latency, String> {
+            let r = match (
+                self.fixed,
+                self.min,
+                self.max,
+                self.mean,
+                self.median,
+                self.p99,
+            ) {
+                (Some(f), None, None, None, None, None) => Ok(Latency::fixed(f.0)),
+                (None, Some(lo), Some(hi), None, None, None) => Latency::uniform(lo.0, hi.0),
+                (None, None, None, Some(m), None, None) => Ok(Latency::exponential(m.0)),
+                (None, None, None, None, Some(m), Some(p)) => Latency::log_normal(m.0, p.0),
+                _ => {
+                    return Err(
+                        "give exactly one of: `fixed`; `min` and `max`; `mean`; `median` and `p99`"
+                            .into(),
+                    );
+                }
+            };
+            r.map_err(|e| e.to_string())
+        }
+    }
+
+    impl PhaseFile {
+        fn to_phase(&self) -> Result<Phase, (&'static str, String)> {
+            let need =
+                |key: &'static str, phase: &str| (key, format!("a `{phase}` phase needs `{key}`"));
+            Ok(match self.phase {
+                PhaseKind::Healthy => Phase::Healthy,
+                PhaseKind::Down => Phase::Down,
+                PhaseKind::Brownout => Phase::Brownout {
+                    error_rate: self
+                        .error_rate
+                        .ok_or_else(|| need("error_rate", "brownout"))?
+                        .0,
+                },
+                PhaseKind::Slow => {
+                    let factor = self.factor.ok_or_else(|| need("factor", "slow"))?;
+                    if !factor.is_finite() || !(0.0..=1e6).contains(&factor) {
+                        return Err((
+                            "factor",
+                            format!("{factor} is not a factor between 0 and 1,000,000"),
+                        ));
+                    }
+                    Phase::Slow { factor }
+                }
+                PhaseKind::Flapping => Phase::Flapping {
+                    down: self.down.ok_or_else(|| need("down", "flapping"))?.0,
+                    up: self.up.ok_or_else(|| need("up", "flapping"))?.0,
+                },
+            })
+        }
+    }
+
+    /// The line and column of `key =` in the n-th `[[backend]]` table (or anywhere).
+    fn find_key(text: &str, backend: Option<usize>, key: &str) -> (Option<usize>, Option<usize>) {
+        let mut seen = 0usize;
+        let mut inside = backend.is_none();
+        for (n, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("[[backend]]") {
+                inside = backend.is_none_or(|b| b == seen);
+                seen += 1;
+                continue;
+            }
+            if !inside || key.is_empty() {
+                continue;
+            }
+            if let Some(pos) = find_word(line, key) {
+                return (Some(n + 1), Some(pos + 1));
+            }
+        }
+        (None, None)
+    }
+
+    fn find_word(line: &str, key: &str) -> Option<usize> {
+        let mut from = 0;
+        while let Some(i) = line[from..].find(key) {
+            let start = from + i;
+            let end = start + key.len();
+            let before_ok = start == 0 || !is_ident(line[..start].chars().last().unwrap_or(' '));
+            let rest = line[end..].trim_start();
+            if before_ok && rest.starts_with('=') {
+                return Some(start);
+            }
+            from = end;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn constant_and_stepped_arrivals() {
+        let load = Load::constant(10.0)
+            .step(Duration::from_secs(1), 0.0)
+            .step(Duration::from_secs(2), 20.0);
+        let n = load
+            .arrivals(Duration::from_secs(3), Rng::seeded(1))
+            .count();
+        assert_eq!(n, 30);
+        let p = Load::poisson(1000.0)
+            .arrivals(Duration::from_secs(10), Rng::seeded(2))
+            .count();
+        assert!((9_700..10_300).contains(&p), "{p}");
+    }
+
+    #[test]
+    fn builtins_are_valid() {
+        for s in Scenario::builtins() {
+            s.validate().unwrap();
+        }
+        assert_eq!(Scenario::builtins().len(), Scenario::builtin_names().len());
+    }
+}
