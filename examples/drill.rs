@@ -188,7 +188,7 @@ fn main() {
                 "{:<14} during `{}` on {}: {:.2} % of requests succeeded, {} s below {:.0} %",
                 r.stack,
                 f.phase,
-                f.backends.join(", "),
+                f.target(),
                 f.availability * 100.0,
                 f.impaired_s,
                 r.threshold * 100.0

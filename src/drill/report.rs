@@ -90,7 +90,7 @@ pub struct BackendReport {
 /// it) and how the stack coped.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FaultReport {
-    /// The backends affected.
+    /// The backends affected (none for a load surge).
     pub backends: Vec<String>,
     /// The phase, described.
     pub phase: String,
@@ -291,6 +291,20 @@ fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec
             }
         }
     }
+    // Load surges: a step above the starting rate is a fault with no backend.
+    let load = &scenario.load;
+    for (k, &(at, rate)) in load.steps.iter().enumerate() {
+        if rate <= load.rate || at >= scenario.duration {
+            continue;
+        }
+        let end = load
+            .steps
+            .get(k + 1)
+            .map_or(scenario.duration, |s| s.0.min(scenario.duration));
+        if end > at {
+            windows.push((at, end, format!("load {rate}/s"), Vec::new()));
+        }
+    }
     windows.sort_by_key(|w| w.0);
     let per_request = |t: usize, idx: &[usize]| {
         let s = &timeline[t];
@@ -307,7 +321,7 @@ fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec
                 let (a, s) = per_request(t, &idx);
                 (acc.0 + a, acc.1 + s)
             });
-            let baseline = (bs > 0).then(|| ba as f64 / bs as f64);
+            let baseline = (bs > 0 && !idx.is_empty()).then(|| ba as f64 / bs as f64);
             let detected = baseline.and_then(|base| {
                 (start_s..end_s)
                     .find(|&t| {
@@ -318,6 +332,10 @@ fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec
             });
             let recovered = if end >= scenario.duration {
                 None
+            } else if idx.is_empty() {
+                (end.as_secs() as usize..timeline.len())
+                    .find(|&t| timeline[t].availability >= threshold)
+                    .map(|t| (t + 1) as f64 - end.as_secs_f64())
             } else {
                 baseline.and_then(|base| {
                     (end.as_secs() as usize..timeline.len())
@@ -480,6 +498,17 @@ impl Report {
     }
 }
 
+impl FaultReport {
+    /// What the fault hit: the backends' names, or `every backend` for a load surge.
+    pub fn target(&self) -> String {
+        if self.backends.is_empty() {
+            "every backend".to_string()
+        } else {
+            self.backends.join(", ")
+        }
+    }
+}
+
 fn opt_s(x: Option<f64>) -> String {
     x.map_or("-".to_string(), |s| format!("{s:.0} s"))
 }
@@ -588,7 +617,7 @@ impl fmt::Display for Report {
                 f,
                 "fault {} on {} from {} s to {} s: availability {:.3} %, detected {}, recovered {}, {} s impaired",
                 fault.phase,
-                fault.backends.join(", "),
+                fault.target(),
                 fault.start_s,
                 fault.end_s,
                 fault.availability * 100.0,

@@ -16,8 +16,8 @@ use crate::rng::Rng;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Load {
     poisson: bool,
-    rate: f64,
-    steps: Vec<(Duration, f64)>,
+    pub(crate) rate: f64,
+    pub(crate) steps: Vec<(Duration, f64)>,
 }
 
 impl Load {

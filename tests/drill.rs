@@ -1,0 +1,512 @@
+//! The drill harness: built-in scenarios against the recommended stack with
+//! documented thresholds, reproducibility, scenario files, assertion helpers and the
+//! simulated backends.
+//!
+//! # Thresholds
+//!
+//! The recommended stack here is what the crate offers today: retry (3 attempts,
+//! jittered backoff, the default 20 % ratio budget, a 1 s deadline) over a 300 ms
+//! per-attempt timeout over round robin across every backend. Round robin keeps
+//! sending a third of the traffic to a dead backend and the budget caps the retries
+//! that could route around it, so the availability floors below are what a budgeted
+//! retry alone can promise; the budget's promise — amplification — is asserted at
+//! its bound. With the failover router and circuit breaker in the stack, the targets
+//! become: single backend outage ≥ 99.9 %, zone outage ≥ 99.9 %, flapping backend
+//! ejected and restored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::timeout::TimeoutLayer;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_fortify::BoxError;
+use tower_fortify::backoff::{Backoff, Jitter};
+use tower_fortify::budget::Budget;
+use tower_fortify::chaos::Latency;
+use tower_fortify::drill::{
+    BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
+    SimErrorKind, SimFuture, SimRequest, SimResponse,
+};
+use tower_fortify::retry::RetryLayer;
+use tower_fortify::rng::Rng;
+
+/// Round robin over every backend.
+#[derive(Clone)]
+struct RoundRobin {
+    backends: Arc<[SimBackend]>,
+    next: Arc<AtomicUsize>,
+}
+
+fn round_robin(env: &DrillEnv) -> RoundRobin {
+    RoundRobin {
+        backends: env.backends().into(),
+        next: Arc::default(),
+    }
+}
+
+impl Service<SimRequest> for RoundRobin {
+    type Response = SimResponse;
+    type Error = BoxError;
+    type Future = SimFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
+        self.backends[i].clone().call(req)
+    }
+}
+
+fn recommended(drill: &Drill) -> Report {
+    drill
+        .run(|env| {
+            let retry = RetryLayer::builder()
+                .max_attempts(3)
+                .backoff(
+                    Backoff::exponential(Duration::from_millis(10))
+                        .max_delay(Duration::from_millis(200))
+                        .jitter(Jitter::Full),
+                )
+                .budget(Budget::default_ratio())
+                .deadline(Duration::from_secs(1))
+                .rng(env.rng())
+                .build()
+                .unwrap();
+            ServiceBuilder::new()
+                .layer(retry)
+                .layer(TimeoutLayer::new(Duration::from_millis(300)))
+                .service(round_robin(env))
+        })
+        .unwrap()
+}
+
+/// A built-in scenario at half its length and half its rate, to keep the suite fast
+/// (the overload scenario keeps its rate, or it would not overload).
+fn builtin(name: &str) -> Drill {
+    let rate = if name == "overload" { 1.0 } else { 0.5 };
+    Drill::new(Scenario::builtin(name).unwrap().scaled(0.5, rate))
+        .seed(42)
+        .label("recommended")
+}
+
+fn check(report: &Report, availability: f64, amplification: f64) {
+    println!("{report}");
+    report.assert_availability_at_least(availability).unwrap();
+    report.assert_amplification_at_most(amplification).unwrap();
+}
+
+#[test]
+fn zone_outage() {
+    let r = recommended(&builtin("zone-outage"));
+    check(&r, 0.85, 1.1);
+    r.assert_recovered_within(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn single_backend_outage() {
+    let r = recommended(&builtin("backend-outage"));
+    check(&r, 0.92, 1.1);
+    r.assert_recovered_within(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn brownout() {
+    let r = recommended(&builtin("brownout"));
+    check(&r, 0.999, 1.05);
+    r.assert_p99_at_most(Duration::from_millis(150)).unwrap();
+}
+
+#[test]
+fn latency_spike_is_cut_by_the_attempt_timeout() {
+    let r = recommended(&builtin("latency-spike"));
+    check(&r, 0.97, 1.1);
+    // Without the timeout the slow backend's p99 would be about 2 s.
+    r.assert_p99_at_most(Duration::from_millis(700)).unwrap();
+}
+
+#[test]
+fn flapping_backend() {
+    let r = recommended(&builtin("flapping"));
+    check(&r, 0.97, 1.2);
+}
+
+#[test]
+fn overload_beyond_capacity_is_not_amplified() {
+    let r = recommended(&builtin("overload"));
+    check(&r, 0.8, 1.15);
+    assert_eq!(r.faults.len(), 1, "the load surge is reported as a fault");
+    r.assert_recovered_within(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn total_outage_amplification_stays_within_the_budget() {
+    let r = recommended(&builtin("total-outage"));
+    // A third of the drill is a total outage: nothing can succeed then.
+    check(&r, 0.66, 1.1);
+    // During the outage the 20 % budget (plus its floor of 10 retries per second)
+    // bounds the extra load.
+    let outage: Vec<_> = r.timeline[32..58].iter().collect();
+    let sent: u64 = outage.iter().map(|s| s.sent).sum();
+    let attempts: u64 = outage.iter().map(|s| s.attempts.iter().sum::<u64>()).sum();
+    let ratio = attempts as f64 / sent as f64;
+    assert!(
+        ratio <= 1.25,
+        "{ratio} attempts per request during the outage"
+    );
+}
+
+#[test]
+fn without_resilience_an_outage_costs_exactly_its_share() {
+    let drill = Drill::new(
+        Scenario::builtin("backend-outage")
+            .unwrap()
+            .scaled(0.5, 0.5),
+    )
+    .seed(1)
+    .label("no resilience");
+    let r = drill.run(round_robin).unwrap();
+    // One backend of three is down for a third of the drill; round robin sends it a
+    // third of the requests.
+    let expected = 1.0 - (1.0 / 3.0) * (1.0 / 3.0);
+    assert!(
+        (r.availability() - expected).abs() < 0.002,
+        "{} vs {expected}",
+        r.availability()
+    );
+    assert_eq!(r.amplification(), 1.0);
+    assert_eq!(r.faults.len(), 1);
+    assert_eq!(r.faults[0].backends, vec!["a".to_string()]);
+    assert_eq!(r.faults[0].impaired_s, 30);
+    assert_eq!(
+        r.faults[0].detected_after_s, None,
+        "round robin never routes around"
+    );
+    assert!(r.assert_detected_within(Duration::from_secs(5)).is_err());
+    let share = &r.backends;
+    assert!(share.iter().all(|b| (b.share - 1.0 / 3.0).abs() < 0.01));
+}
+
+fn small(seed: u64) -> Drill {
+    Drill::new(Scenario::builtin("flapping").unwrap().scaled(0.2, 0.2)).seed(seed)
+}
+
+#[test]
+fn same_seed_same_json() {
+    let a = recommended(&small(9)).to_json();
+    let b = recommended(&small(9)).to_json();
+    assert_eq!(a, b);
+    let c = recommended(&small(10)).to_json();
+    assert_ne!(a, c, "another seed gives another run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_inside_a_paused_test_runtime() {
+    let drill = small(3);
+    let a = drill.run_async(round_robin).await.unwrap();
+    let b = tokio::task::spawn_blocking(move || drill.run(round_robin).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.to_json(), b.to_json());
+}
+
+#[test]
+fn events_from_the_stack_reach_the_report() {
+    let r = small(4)
+        .run(|env| {
+            let retry = RetryLayer::builder()
+                .rng(env.rng())
+                .listener(env.listener())
+                .build()
+                .unwrap();
+            ServiceBuilder::new().layer(retry).service(round_robin(env))
+        })
+        .unwrap();
+    assert!(!r.events.is_empty());
+    assert!(
+        r.event_counts
+            .iter()
+            .any(|(kind, n)| kind.starts_with("Retry(") && *n > 0),
+        "{:?}",
+        r.event_counts
+    );
+}
+
+#[test]
+fn assertion_messages_say_what_and_where() {
+    let r = Drill::new(Scenario::builtin("total-outage").unwrap().scaled(0.2, 0.2))
+        .label("bare")
+        .run(round_robin)
+        .unwrap();
+    let err = r
+        .assert_availability_at_least(0.999)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("total-outage") && err.contains("bare"),
+        "{err}"
+    );
+    assert!(err.contains("below the required 99.900 %"), "{err}");
+    assert!(err.contains("worst second"), "{err}");
+    let err = r.assert_amplification_at_most(0.5).unwrap_err().to_string();
+    assert!(err.contains("exceeds 0.500"), "{err}");
+    let err = r
+        .assert_p99_at_most(Duration::from_millis(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("p99 latency"), "{err}");
+    let err = r
+        .assert_detected_within(Duration::from_secs(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("detected never"), "{err}");
+    r.assert_amplification_at_most(1.0).unwrap();
+}
+
+const GOOD: &str = r#"
+name = "custom"
+description = "a file-made scenario"
+duration = "20s"
+
+[load]
+rate = 200
+kind = "poisson"
+steps = [{ at = "10s", rate = 300 }]
+
+[[backend]]
+name = "primary"
+zone = "a"
+latency = { median = "20ms", p99 = "100ms" }
+error_rate = 0.01
+capacity = 50
+phases = [
+  { at = "5s", phase = "down" },
+  { at = "8s", phase = "brownout", error_rate = 0.5 },
+  { at = "12s", phase = "slow", factor = 4 },
+  { at = "14s", phase = "flapping", down = "1s", up = "1s" },
+  { at = "18s", phase = "healthy" },
+]
+
+[[backend]]
+name = "secondary"
+tier = 1
+latency = { fixed = "30ms" }
+"#;
+
+#[test]
+fn scenario_files_load() {
+    let s = Scenario::from_toml(GOOD).unwrap();
+    let expected = Scenario::new("custom")
+        .describe("a file-made scenario")
+        .duration(Duration::from_secs(20))
+        .load(Load::poisson(200.0).step(Duration::from_secs(10), 300.0))
+        .backend(
+            BackendSpec::new("primary")
+                .zone("a")
+                .latency(
+                    Latency::log_normal(Duration::from_millis(20), Duration::from_millis(100))
+                        .unwrap(),
+                )
+                .error_rate(0.01)
+                .capacity(50)
+                .phase(Duration::from_secs(5), Phase::Down)
+                .phase(Duration::from_secs(8), Phase::Brownout { error_rate: 0.5 })
+                .phase(Duration::from_secs(12), Phase::Slow { factor: 4.0 })
+                .phase(
+                    Duration::from_secs(14),
+                    Phase::Flapping {
+                        down: Duration::from_secs(1),
+                        up: Duration::from_secs(1),
+                    },
+                )
+                .phase(Duration::from_secs(18), Phase::Healthy),
+        )
+        .backend(
+            BackendSpec::new("secondary")
+                .tier(1)
+                .latency(Latency::fixed(Duration::from_millis(30))),
+        );
+    assert_eq!(s, expected);
+    let r = Drill::new(s).run(round_robin).unwrap();
+    assert_eq!(r.faults.len(), 5, "{:?}", r.faults);
+}
+
+fn bad(text: &str) -> String {
+    let err = Scenario::from_toml(text).unwrap_err();
+    err.to_string()
+}
+
+#[test]
+fn bad_scenario_files_name_the_line_and_field() {
+    // A value of the wrong type.
+    let text = GOOD.replace("error_rate = 0.01", "error_rate = \"often\"");
+    let msg = bad(&text);
+    assert!(msg.contains("line 15"), "{msg}");
+    assert!(msg.contains("field `backend.error_rate`"), "{msg}");
+
+    // A share out of range.
+    let msg = bad(&GOOD.replace("error_rate = 0.01", "error_rate = 1.5"));
+    assert!(
+        msg.contains("line 15") && msg.contains("backend.error_rate"),
+        "{msg}"
+    );
+    assert!(msg.contains("between 0.0 and 1.0"), "{msg}");
+
+    // A duration with an unknown unit, inside an inline table in an array.
+    let msg = bad(&GOOD.replace(
+        "{ at = \"5s\", phase = \"down\" }",
+        "{ at = \"5 parsecs\", phase = \"down\" }",
+    ));
+    assert!(msg.contains("line 18"), "{msg}");
+    assert!(msg.contains("at`"), "{msg}");
+    assert!(msg.contains("unknown unit"), "{msg}");
+
+    // An unknown phase.
+    let msg = bad(&GOOD.replace("phase = \"down\"", "phase = \"exploded\""));
+    assert!(msg.contains("line 18") && msg.contains("phase`"), "{msg}");
+
+    // A misspelt key.
+    let msg = bad(&GOOD.replace("capacity = 50", "capacitty = 50"));
+    assert!(
+        msg.contains("line 16") && msg.contains("capacitty"),
+        "{msg}"
+    );
+
+    // A missing field.
+    let msg = bad(&GOOD.replace("rate = 200\n", ""));
+    assert!(msg.contains("rate"), "{msg}");
+    assert!(msg.contains("line"), "{msg}");
+
+    // A phase without its parameter.
+    let msg = bad(&GOOD.replace(
+        "phase = \"brownout\", error_rate = 0.5",
+        "phase = \"brownout\"",
+    ));
+    assert!(
+        msg.contains("backend.phases.error_rate") || msg.contains("error_rate"),
+        "{msg}"
+    );
+    assert!(msg.contains("line"), "{msg}");
+
+    // Phases out of order.
+    let msg = bad(&GOOD.replace(
+        "{ at = \"12s\", phase = \"slow\"",
+        "{ at = \"2s\", phase = \"slow\"",
+    ));
+    assert!(msg.contains("backend.phases.at"), "{msg}");
+
+    // Not TOML at all.
+    let msg = bad("name = \"x\"\nduration = \n");
+    assert!(msg.contains("line 2"), "{msg}");
+}
+
+#[test]
+fn loading_a_missing_file_names_it() {
+    let err = Scenario::load_file("/nonexistent/scenario.toml").unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/scenario.toml"),
+        "{err}"
+    );
+}
+
+fn backend(spec: BackendSpec) -> SimBackend {
+    SimBackend::new(0, spec, tokio::time::Instant::now(), 600, Rng::seeded(1))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_down_backend_fails_fast() {
+    let mut b = backend(
+        BackendSpec::new("x")
+            .latency(Latency::fixed(Duration::from_millis(50)))
+            .phase(Duration::from_secs(10), Phase::Down),
+    );
+    let start = tokio::time::Instant::now();
+    assert!(
+        b.ready()
+            .await
+            .unwrap()
+            .call(SimRequest { id: 0 })
+            .await
+            .is_ok()
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let start = tokio::time::Instant::now();
+    let err = b
+        .ready()
+        .await
+        .unwrap()
+        .call(SimRequest { id: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+    let err = err.downcast_ref::<SimError>().unwrap();
+    assert_eq!(err.kind(), SimErrorKind::Down);
+    assert_eq!((b.attempts(), b.failures()), (2, 1));
+    assert_eq!(b.phase(), Phase::Down);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_beyond_capacity_queue_then_overflow() {
+    let b = backend(
+        BackendSpec::new("x")
+            .latency(Latency::fixed(Duration::from_millis(100)))
+            .capacity(2)
+            .queue(2),
+    );
+    let start = tokio::time::Instant::now();
+    let calls: Vec<_> = (0..5)
+        .map(|id| {
+            let mut b = b.clone();
+            tokio::spawn(async move {
+                let r = b.call(SimRequest { id }).await;
+                (r.is_ok(), start.elapsed())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.unwrap());
+    }
+    let ms = |n| Duration::from_millis(n);
+    assert_eq!(
+        results,
+        vec![
+            (true, ms(100)),
+            (true, ms(100)),
+            (true, ms(200)),
+            (true, ms(200)),
+            (false, ms(1)),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn brownout_fails_its_share() {
+    let mut b =
+        backend(BackendSpec::new("x").phase(Duration::ZERO, Phase::Brownout { error_rate: 0.3 }));
+    let mut failed = 0;
+    for id in 0..2_000 {
+        if b.call(SimRequest { id }).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!((500..700).contains(&failed), "{failed} of 2000");
+}
+
+#[test]
+fn invalid_scenarios_are_rejected() {
+    let err = Drill::new(Scenario::new("empty"))
+        .run(round_robin)
+        .err()
+        .unwrap();
+    assert_eq!(err.field(), "backend");
+    let err = Drill::new(Scenario::new("x").backend(BackendSpec::new("a").error_rate(2.0)))
+        .run(round_robin)
+        .err()
+        .unwrap();
+    assert_eq!(err.field(), "backend.error_rate");
+}
