@@ -5,6 +5,38 @@ use plotters::prelude::*;
 use super::report::Report;
 
 const WIDTH: u32 = 1100;
+
+/// Colours for the stacks: red, orange, green, blue, purple (the last stack, usually
+/// the recommended one, is drawn last, on top).
+const STACKS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(31, 119, 180),
+    RGBColor(148, 103, 189),
+];
+
+/// Colours for the backends.
+const BACKENDS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The last stack is drawn in the third colour whatever the number of stacks, so the
+/// recommended stack of the demo is always green.
+fn stack_color(i: usize, n: usize) -> RGBColor {
+    if n <= 3 {
+        STACKS[i + 3 - n]
+    } else {
+        STACKS[i % STACKS.len()]
+    }
+}
 const PANEL: u32 = 300;
 
 /// Draws the reports of one scenario as an SVG chart with three panels over time:
@@ -57,6 +89,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
     let mut chart = ChartBuilder::on(&panels[0])
         .caption("success rate per second (%)", ("sans-serif", 16))
         .margin(8)
+        .margin_right(24)
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..duration, lo..100.5f64)?;
@@ -64,6 +97,8 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .configure_mesh()
         .disable_x_mesh()
         .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     chart.draw_series(
         faults
@@ -71,7 +106,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
             .map(|&(s, e)| Rectangle::new([(s, lo), (e, 100.5)], band)),
     )?;
     for (i, r) in reports.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = stack_color(i, reports.len());
         chart
             .draw_series(LineSeries::new(
                 r.timeline
@@ -100,6 +135,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
     let mut chart = ChartBuilder::on(&panels[1])
         .caption("p99 latency per second (ms)", ("sans-serif", 16))
         .margin(8)
+        .margin_right(24)
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..duration, 0f64..top)?;
@@ -107,6 +143,8 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .configure_mesh()
         .disable_x_mesh()
         .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     chart.draw_series(
         faults
@@ -114,7 +152,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
             .map(|&(s, e)| Rectangle::new([(s, 0.0), (e, top)], band)),
     )?;
     for (i, r) in reports.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = stack_color(i, reports.len());
         chart
             .draw_series(LineSeries::new(
                 r.timeline.iter().map(|s| (s.t as f64 + 0.5, s.p99_ms)),
@@ -147,6 +185,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
             ("sans-serif", 16),
         )
         .margin(8)
+        .margin_right(24)
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..duration, 0f64..top)?;
@@ -154,6 +193,8 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .configure_mesh()
         .disable_x_mesh()
         .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_desc("seconds")
         .draw()?;
     chart.draw_series(
@@ -162,7 +203,7 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
             .map(|&(s, e)| Rectangle::new([(s, 0.0), (e, top)], band)),
     )?;
     for (b, backend) in last.backends.iter().enumerate() {
-        let color = Palette99::pick(b + 3).to_rgba();
+        let color = BACKENDS[b % BACKENDS.len()];
         chart
             .draw_series(LineSeries::new(
                 last.timeline
