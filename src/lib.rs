@@ -12,6 +12,8 @@
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
+//! | [`drill`] | `drill` | run an outage scenario against your stack in paused time and assert on the report |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
 //! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).
