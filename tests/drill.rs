@@ -27,8 +27,9 @@ use tower_fortify::budget::Budget;
 use tower_fortify::chaos::Latency;
 use tower_fortify::drill::{
     BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
-    SimErrorKind, SimFuture, SimRequest, SimResponse,
+    SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
+use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
 use tower_fortify::rng::Rng;
 
@@ -233,6 +234,72 @@ fn events_from_the_stack_reach_the_report() {
         "{:?}",
         r.event_counts
     );
+}
+
+#[test]
+fn states_read_from_events_become_transitions_spans_and_bands() {
+    let drill = Drill::new(Scenario::builtin("total-outage").unwrap().scaled(0.2, 0.2))
+        .seed(5)
+        .label("budgeted retry")
+        .states(|event| match event {
+            Event::Retry(RetryEvent::RetrySkipped {
+                reason: SkipReason::Budget,
+                ..
+            }) => Some(("retry budget".into(), "exhausted".into())),
+            Event::Retry(RetryEvent::Finished { success: true, .. }) => {
+                Some(("retry budget".into(), "up".into()))
+            }
+            _ => None,
+        });
+    let r = drill
+        .run(|env| {
+            let retry = RetryLayer::builder()
+                .rng(env.rng())
+                .listener(env.listener())
+                .build()
+                .unwrap();
+            ServiceBuilder::new().layer(retry).service(round_robin(env))
+        })
+        .unwrap();
+    // The budget runs out only during the outage (12 s to 24 s).
+    let exhausted: Vec<_> = r.states.iter().filter(|s| s.state == "exhausted").collect();
+    assert!(!exhausted.is_empty(), "{:?}", r.transitions);
+    assert!(
+        exhausted
+            .iter()
+            .all(|s| s.start_s >= 12.0 && s.start_s < 24.0 && s.end_s <= 25.0),
+        "{exhausted:?}"
+    );
+    // Transitions alternate: a state is recorded only when it changes.
+    for pair in r.transitions.windows(2) {
+        assert_ne!(pair[0].state, pair[1].state);
+    }
+    let svg = svg_chart(std::slice::from_ref(&r));
+    assert!(
+        svg.contains("exhausted"),
+        "the band's legend names the state"
+    );
+}
+
+#[test]
+fn the_chart_is_an_svg_with_every_stack_and_backend() {
+    let drill = small(2);
+    let a = drill.clone().label("bare").run(round_robin).unwrap();
+    let b = recommended(&drill.label("recommended"));
+    let svg = svg_chart(&[a, b]);
+    assert!(svg.starts_with("<svg"), "{}", &svg[..50]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    for text in [
+        "flapping",
+        "bare",
+        "recommended",
+        "a",
+        "b",
+        "c",
+        "success rate",
+    ] {
+        assert!(svg.contains(text), "no `{text}` in the chart");
+    }
 }
 
 #[test]

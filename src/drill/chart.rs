@@ -42,8 +42,9 @@ const PANEL: u32 = 300;
 /// Draws the reports of one scenario as an SVG chart with three panels over time:
 /// the success rate of each stack, the p99 latency of each stack, and the calls each
 /// backend received under the last stack (usually the recommended one). The
-/// scenario's faults are shaded red, and events the last stack reported are marked
-/// on the traffic panel.
+/// scenario's faults are shaded red; the states the last stack reported (see
+/// [`Drill::states`](super::Drill::states)) are drawn as bands along the top of the
+/// traffic panel, one row per source, with a tick at each transition.
 ///
 /// Drawn with [plotters](https://docs.rs/plotters)' SVG backend, with no font files:
 /// text is left to the SVG viewer.
@@ -216,10 +217,37 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    // Events as ticks along the top.
-    chart.draw_series(last.events.iter().map(|e| {
+    // States other than the normal ones, as bands along the top: one row per source.
+    let mut sources: Vec<&str> = Vec::new();
+    for span in last.states.iter().filter(|s| !is_normal(&s.state)) {
+        if !sources.contains(&span.source.as_str()) {
+            sources.push(&span.source);
+        }
+    }
+    let row = top * 0.04;
+    let mut labelled: Vec<&str> = Vec::new();
+    for span in last.states.iter().filter(|s| !is_normal(&s.state)) {
+        let i = sources.iter().position(|s| *s == span.source).unwrap_or(0) as f64;
+        let (y1, y0) = (
+            top * 0.96 - row * i,
+            top * 0.96 - row * (i + 1.0) + row * 0.15,
+        );
+        let color = state_color(&span.state);
+        let series = chart.draw_series(std::iter::once(Rectangle::new(
+            [(span.start_s, y0), (span.end_s, y1)],
+            color.filled(),
+        )))?;
+        if !labelled.contains(&span.state.as_str()) {
+            labelled.push(&span.state);
+            series.label(span.state.clone()).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 4), (x + 20, y + 4)], color.filled())
+            });
+        }
+    }
+    // Transitions as ticks along the top.
+    chart.draw_series(last.transitions.iter().map(|t| {
         PathElement::new(
-            vec![(e.at_s, top * 0.97), (e.at_s, top)],
+            vec![(t.at_s, top * 0.97), (t.at_s, top)],
             BLACK.stroke_width(1),
         )
     }))?;
@@ -231,4 +259,24 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+fn is_normal(state: &str) -> bool {
+    matches!(
+        state.to_ascii_lowercase().as_str(),
+        "closed" | "healthy" | "up"
+    )
+}
+
+fn state_color(state: &str) -> RGBColor {
+    let s = state.to_ascii_lowercase();
+    if s.contains("half") {
+        RGBColor(255, 160, 40)
+    } else if s.contains("open") || s.contains("down") {
+        RGBColor(200, 30, 30)
+    } else if s.contains("eject") {
+        RGBColor(120, 60, 170)
+    } else {
+        RGBColor(110, 110, 110)
+    }
 }

@@ -56,7 +56,9 @@
 //!   Times have a resolution of one second; each figure is an upper bound.
 //!
 //! Events the stack's layers emit through [`DrillEnv::listener`] are kept in the
-//! report (the first [`MAX_EVENTS`], and a count of every kind).
+//! report (the first [`MAX_EVENTS`], and a count of every kind); with
+//! [`Drill::states`] the report also lists state transitions (breaker opened,
+//! backend ejected) and the chart draws them as bands.
 //!
 //! # Determinism
 //!
@@ -118,7 +120,7 @@ pub use backend::{
 pub use chart::svg_chart;
 pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
-    comparison_table,
+    StateSpan, Transition, comparison_table,
 };
-pub use runner::{Drill, DrillEnv, EventLog, MAX_EVENTS};
+pub use runner::{Drill, DrillEnv, EventLog, MAX_EVENTS, StateFn};
 pub use scenario::{Load, Scenario, ScenarioError};

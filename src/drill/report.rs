@@ -52,6 +52,34 @@ pub struct Report {
     pub events: Vec<EventRecord>,
     /// How many events of each kind were reported.
     pub event_counts: Vec<(String, u64)>,
+    /// State changes read from the events by [`Drill::states`](super::Drill::states).
+    pub transitions: Vec<Transition>,
+    /// The time each source spent in each state, from the transitions.
+    pub states: Vec<StateSpan>,
+}
+
+/// A source (a breaker, a backend's ejection) entered a state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    /// Seconds since the start.
+    pub at_s: f64,
+    /// What changed state.
+    pub source: String,
+    /// The state it entered.
+    pub state: String,
+}
+
+/// A span of time a source spent in one state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateSpan {
+    /// What was in the state.
+    pub source: String,
+    /// The state.
+    pub state: String,
+    /// When it entered it, in seconds since the start.
+    pub start_s: f64,
+    /// When it left it (or the drill ended).
+    pub end_s: f64,
 }
 
 /// Latency quantiles in milliseconds.
@@ -263,7 +291,37 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
             })
             .collect(),
         event_counts: events.counts.into_iter().collect(),
+        states: spans(&events.transitions, scenario.duration.as_secs_f64()),
+        transitions: events
+            .transitions
+            .into_iter()
+            .map(|(at, source, state)| Transition {
+                at_s: round3(at.as_secs_f64()),
+                source,
+                state,
+            })
+            .collect(),
     }
+}
+
+fn spans(transitions: &[(Duration, String, String)], end: f64) -> Vec<StateSpan> {
+    let mut spans: Vec<StateSpan> = Vec::new();
+    for (k, (at, source, state)) in transitions.iter().enumerate() {
+        let until = transitions[k + 1..]
+            .iter()
+            .find(|t| &t.1 == source)
+            .map_or(end, |t| t.0.as_secs_f64());
+        let start = at.as_secs_f64();
+        if until > start {
+            spans.push(StateSpan {
+                source: source.clone(),
+                state: state.clone(),
+                start_s: round3(start),
+                end_s: round3(until.min(end.max(start))),
+            });
+        }
+    }
+    spans
 }
 
 fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec<FaultReport> {

@@ -19,8 +19,13 @@ use crate::config::{ConfigError, check_range};
 use crate::observe::{Event, Listener};
 use crate::rng::Rng;
 
-/// The most events an [`EventLog`] keeps in order; past it only counts grow.
+/// The most events (and, separately, state transitions) an [`EventLog`] keeps in
+/// order; past it only the counts grow.
 pub const MAX_EVENTS: usize = 10_000;
+
+/// Reads a state change out of an event: `Some((source, state))`, such as
+/// `("breaker primary-a1", "open")`. See [`Drill::states`].
+pub type StateFn = Arc<dyn Fn(&Event) -> Option<(String, String)> + Send + Sync>;
 
 /// Runs a [`Scenario`] against a stack you build over its simulated backends, in
 /// paused tokio time, and returns a [`Report`].
@@ -43,13 +48,27 @@ pub const MAX_EVENTS: usize = 10_000;
 /// // With no resilience, the outage of the only backend used shows.
 /// assert!(report.availability() < 0.9);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Drill<C = DefaultClassifier> {
     scenario: Scenario,
     seed: u64,
     label: String,
     threshold: f64,
     classifier: C,
+    states: Option<StateFn>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Drill<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drill")
+            .field("scenario", &self.scenario.name)
+            .field("seed", &self.seed)
+            .field("label", &self.label)
+            .field("threshold", &self.threshold)
+            .field("classifier", &self.classifier)
+            .field("states", &self.states.is_some())
+            .finish()
+    }
 }
 
 impl Drill {
@@ -62,6 +81,7 @@ impl Drill {
             label: String::from("stack"),
             threshold: 0.99,
             classifier: DefaultClassifier,
+            states: None,
         }
     }
 }
@@ -94,7 +114,35 @@ impl<C> Drill<C> {
             label: self.label,
             threshold: self.threshold,
             classifier,
+            states: self.states,
         }
+    }
+
+    /// Reads state changes out of the events the stack reports through
+    /// [`DrillEnv::listener`]: `f` returns `Some((source, state))` for an event that
+    /// puts `source` (a breaker, a backend's ejection) in `state`. The report lists the
+    /// transitions and the time spent in each state, and the chart draws every state
+    /// other than `closed`, `healthy` and `up` as a band.
+    ///
+    /// ```
+    /// use tower_fortify::drill::{Drill, Scenario};
+    /// use tower_fortify::observe::{Event, RetryEvent, SkipReason};
+    ///
+    /// let drill = Drill::new(Scenario::builtin("total-outage").unwrap()).states(|event| match event {
+    ///     Event::Retry(RetryEvent::RetrySkipped { reason: SkipReason::Budget, .. }) => {
+    ///         Some(("retry budget".into(), "exhausted".into()))
+    ///     }
+    ///     Event::Retry(RetryEvent::RetryScheduled { .. }) => Some(("retry budget".into(), "up".into())),
+    ///     _ => None,
+    /// });
+    /// # let _ = drill;
+    /// ```
+    pub fn states(
+        mut self,
+        f: impl Fn(&Event) -> Option<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.states = Some(Arc::new(f));
+        self
     }
 
     /// The scenario.
@@ -154,7 +202,7 @@ impl<C> Drill<C> {
                 )
             })
             .collect();
-        let events = EventLog::new(epoch);
+        let events = EventLog::new(epoch, self.states.clone());
         let env = DrillEnv {
             backends,
             rng: Rng::seeded(stream(self.seed, u64::MAX)),
@@ -252,12 +300,16 @@ impl DrillEnv {
 pub struct EventLog {
     inner: Arc<Mutex<EventsInner>>,
     epoch: Instant,
+    states: Option<StateFn>,
 }
 
 #[derive(Default)]
 pub(crate) struct EventsInner {
     pub(crate) log: Vec<(Duration, String)>,
     pub(crate) counts: std::collections::BTreeMap<String, u64>,
+    /// (time, source, state), only when the state changes.
+    pub(crate) transitions: Vec<(Duration, String, String)>,
+    current: std::collections::BTreeMap<String, String>,
 }
 
 impl fmt::Debug for EventLog {
@@ -267,10 +319,11 @@ impl fmt::Debug for EventLog {
 }
 
 impl EventLog {
-    fn new(epoch: Instant) -> Self {
+    fn new(epoch: Instant, states: Option<StateFn>) -> Self {
         Self {
             inner: Arc::default(),
             epoch,
+            states,
         }
     }
 
@@ -296,6 +349,13 @@ impl Listener for EventLog {
         *inner.counts.entry(kind).or_default() += 1;
         if inner.log.len() < MAX_EVENTS {
             inner.log.push((at, text));
+        }
+        if let Some((source, state)) = self.states.as_ref().and_then(|f| f(event)) {
+            let changed = inner.current.get(&source) != Some(&state);
+            if changed && inner.transitions.len() < MAX_EVENTS {
+                inner.current.insert(source.clone(), state.clone());
+                inner.transitions.push((at, source, state));
+            }
         }
     }
 }
