@@ -6,11 +6,16 @@
 //! cargo run --example drill -- --scenario brownout   # a built-in scenario by name
 //! cargo run --example drill -- --scenario my.toml    # or a scenario file
 //! cargo run --example drill -- --seed 7              # another seed
+//! cargo run --example drill -- --real                # over HTTP on 127.0.0.1, in real time
 //! ```
 //!
 //! Each stack runs the same scenario with the same seed in paused time (three virtual
 //! minutes take well under a second in release), then the demo prints a comparison
 //! table and writes `drill-report.json` and `drill-report.svg`.
+//!
+//! With `--real`, each simulated backend is served by a hyper HTTP server on
+//! 127.0.0.1 and the stacks call it through a hyper client, in real time: the scenario
+//! is shrunk to 20 s at a fifth of its rate, with a progress bar.
 //!
 //! To add a stack, write a function `fn(&Drill) -> Report` like the ones below and list
 //! it in `STACKS`.
@@ -54,60 +59,95 @@ const STACKS: &[(&str, &str, RunStack)] = &[
 ];
 
 fn no_resilience(drill: &Drill) -> Report {
-    drill.run(round_robin).expect("valid scenario")
+    run(drill, round_robin)
 }
 
 fn retry_only(drill: &Drill) -> Report {
-    drill
-        .run(|env| {
-            let retry = RetryLayer::builder()
-                .max_attempts(3)
-                .backoff(Backoff::exponential(Duration::from_millis(10)).jitter(Jitter::Full))
-                .no_budget()
-                .rng(env.rng())
-                .build()
-                .expect("valid retry configuration");
-            ServiceBuilder::new().layer(retry).service(round_robin(env))
-        })
-        .expect("valid scenario")
+    run(drill, |env| {
+        let retry = RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(Backoff::exponential(Duration::from_millis(10)).jitter(Jitter::Full))
+            .no_budget()
+            .rng(env.rng())
+            .build()
+            .expect("valid retry configuration");
+        ServiceBuilder::new().layer(retry).service(round_robin(env))
+    })
 }
 
 fn recommended(drill: &Drill) -> Report {
-    drill
-        .run(|env| {
-            let retry = RetryLayer::builder()
-                .max_attempts(3)
-                .backoff(
-                    Backoff::exponential(Duration::from_millis(10))
-                        .max_delay(Duration::from_millis(200))
-                        .jitter(Jitter::Full),
-                )
-                .budget(Budget::default_ratio())
-                .deadline(Duration::from_secs(1))
-                .rng(env.rng())
-                .build()
-                .expect("valid retry configuration");
-            // After the failover router, circuit breaker and bulkhead land, this stack
-            // becomes: bulkhead -> retry -> failover(tiers, ejection) -> breaker -> timeout.
-            ServiceBuilder::new()
-                .layer(retry)
-                .layer(TimeoutLayer::new(Duration::from_millis(300)))
-                .service(round_robin(env))
-        })
-        .expect("valid scenario")
+    run(drill, |env| {
+        let retry = RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(10))
+                    .max_delay(Duration::from_millis(200))
+                    .jitter(Jitter::Full),
+            )
+            .budget(Budget::default_ratio())
+            .deadline(Duration::from_secs(1))
+            .rng(env.rng())
+            .build()
+            .expect("valid retry configuration");
+        // After the failover router, circuit breaker and bulkhead land, this stack
+        // becomes: bulkhead -> retry -> failover(tiers, ejection) -> breaker -> timeout.
+        ServiceBuilder::new()
+            .layer(retry)
+            .layer(TimeoutLayer::new(Duration::from_millis(300)))
+            .service(round_robin(env))
+    })
 }
 
-/// Plain round robin over every simulated backend (the demo's load balancer until the
-/// failover router is available).
+/// Runs the drill in paused time, or in real time over loopback HTTP with `--real`.
+fn run<F, S>(drill: &Drill, build: F) -> Report
+where
+    F: FnOnce(&DrillEnv) -> S,
+    S: Service<SimRequest, Response = SimResponse> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+{
+    if !real::ENABLED.load(Ordering::Relaxed) {
+        return drill.run(build).expect("valid scenario");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let progress = tokio::spawn(real::progress(drill.scenario().run_time()));
+        let report = drill.run_async(build).await.expect("valid scenario");
+        progress.abort();
+        eprintln!();
+        report
+    })
+}
+
+/// Round robin over every backend: the simulated ones, or their HTTP servers with
+/// `--real`. The demo's load balancer until the failover router is available.
 #[derive(Clone)]
 struct RoundRobin {
-    backends: Arc<[SimBackend]>,
+    endpoints: Arc<[Endpoint]>,
     next: Arc<AtomicUsize>,
 }
 
+#[derive(Clone)]
+enum Endpoint {
+    Sim(SimBackend),
+    Http(Box<real::HttpBackend>),
+}
+
 fn round_robin(env: &DrillEnv) -> RoundRobin {
+    let endpoints = if real::ENABLED.load(Ordering::Relaxed) {
+        real::serve(env.backends())
+            .into_iter()
+            .map(|b| Endpoint::Http(Box::new(b)))
+            .collect()
+    } else {
+        env.backends().iter().cloned().map(Endpoint::Sim).collect()
+    };
     RoundRobin {
-        backends: env.backends().into(),
+        endpoints,
         next: Arc::new(AtomicUsize::new(0)),
     }
 }
@@ -122,8 +162,130 @@ impl Service<SimRequest> for RoundRobin {
     }
 
     fn call(&mut self, req: SimRequest) -> SimFuture {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        self.backends[i].clone().call(req)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        match &self.endpoints[i] {
+            Endpoint::Sim(backend) => backend.clone().call(req),
+            Endpoint::Http(backend) => backend.call(req),
+        }
+    }
+}
+
+/// `--real`: the simulated backends behind hyper servers on 127.0.0.1.
+mod real {
+    use std::convert::Infallible;
+    use std::io::Write as _;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper::server::conn::http1;
+    use hyper::{Request, Response, StatusCode, Uri};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::Service;
+    use tower_fortify::drill::{SimBackend, SimFuture, SimRequest, SimResponse};
+
+    pub(crate) static ENABLED: AtomicBool = AtomicBool::new(false);
+
+    /// A client for one backend's server.
+    #[derive(Clone)]
+    pub(crate) struct HttpBackend {
+        index: usize,
+        uri: Uri,
+        client: Client<HttpConnector, Empty<Bytes>>,
+    }
+
+    impl HttpBackend {
+        pub(crate) fn call(&self, req: SimRequest) -> SimFuture {
+            let this = self.clone();
+            Box::pin(async move {
+                let request = Request::get(this.uri.clone())
+                    .header("x-request-id", req.id)
+                    .body(Empty::new())?;
+                let response = this.client.request(request).await?;
+                if response.status() == StatusCode::OK {
+                    Ok(SimResponse {
+                        backend: this.index,
+                    })
+                } else {
+                    Err(format!("backend {} answered {}", this.index, response.status()).into())
+                }
+            })
+        }
+    }
+
+    /// Starts one HTTP server per backend on 127.0.0.1 (ports chosen by the system)
+    /// and returns a client for each. The servers live as long as the runtime.
+    pub(crate) fn serve(backends: &[SimBackend]) -> Vec<HttpBackend> {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        backends
+            .iter()
+            .map(|backend| {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+                listener.set_nonblocking(true).expect("non-blocking socket");
+                let addr = listener.local_addr().expect("a local address");
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let index = backend.index();
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let backend = backend.clone();
+                        tokio::spawn(async move {
+                            let handler = hyper::service::service_fn(
+                                move |req: Request<hyper::body::Incoming>| {
+                                    let mut backend = backend.clone();
+                                    let id = req
+                                        .headers()
+                                        .get("x-request-id")
+                                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                                        .unwrap_or(0);
+                                    async move {
+                                        let status = match backend.call(SimRequest { id }).await {
+                                            Ok(_) => StatusCode::OK,
+                                            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+                                        };
+                                        let mut response = Response::new(Empty::<Bytes>::new());
+                                        *response.status_mut() = status;
+                                        Ok::<_, Infallible>(response)
+                                    }
+                                },
+                            );
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), handler)
+                                .await;
+                        });
+                    }
+                });
+                HttpBackend {
+                    index,
+                    uri: format!("http://{addr}/").parse().expect("a valid URI"),
+                    client: client.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Draws a progress bar on standard error until aborted.
+    pub(crate) async fn progress(total: Duration) {
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let done = start.elapsed().min(total);
+            let width = 40;
+            let filled = (done.as_secs_f64() / total.as_secs_f64() * width as f64) as usize;
+            eprint!(
+                "\r  [{}{}] {:>5.1} / {:.0} s",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                done.as_secs_f64(),
+                total.as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
     }
 }
 
@@ -151,10 +313,7 @@ fn main() {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or_else(|| usage());
             }
-            "--real" => {
-                eprintln!("--real (drills over loopback sockets) is not available yet");
-                std::process::exit(2);
-            }
+            "--real" => real::ENABLED.store(true, Ordering::Relaxed),
             _ => usage(),
         }
     }
@@ -170,13 +329,23 @@ fn main() {
         }),
     };
 
+    let scenario = if real::ENABLED.load(Ordering::Relaxed) {
+        // Real time: at most 20 s per stack, at a fifth of the rate.
+        let factor = (20.0 / scenario.run_time().as_secs_f64()).min(1.0);
+        println!(
+            "--real: HTTP over 127.0.0.1, real time, the scenario shrunk to 20 s at 1/5 of its rate"
+        );
+        scenario.scaled(factor, 0.2)
+    } else {
+        scenario
+    };
     println!("scenario `{}`: {}", scenario.name(), scenario.description());
     println!("seed {seed}; every stack sees the same requests and the same faults\n");
     let mut reports = Vec::new();
     for (name, what, run) in STACKS {
         let drill = Drill::new(scenario.clone()).seed(seed).label(*name);
-        let report = run(&drill);
         println!("{name:<14} {what}");
+        let report = run(&drill);
         reports.push(report);
     }
     println!();
