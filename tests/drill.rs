@@ -428,12 +428,24 @@ fn bad_scenario_files_name_the_line_and_field() {
         "{ at = \"5 parsecs\", phase = \"down\" }",
     ));
     assert!(msg.contains("line 18"), "{msg}");
-    assert!(msg.contains("at`"), "{msg}");
+    assert!(msg.contains("field `backend.phases.at`"), "{msg}");
     assert!(msg.contains("unknown unit"), "{msg}");
 
     // An unknown phase.
     let msg = bad(&GOOD.replace("phase = \"down\"", "phase = \"exploded\""));
-    assert!(msg.contains("line 18") && msg.contains("phase`"), "{msg}");
+    assert!(
+        msg.contains("line 18") && msg.contains("field `backend.phases.phase`"),
+        "{msg}"
+    );
+
+    // Inside an inline table.
+    let msg = bad(&GOOD.replace("median = \"20ms\"", "median = 20ms"));
+    assert!(msg.contains("line 14"), "{msg}");
+    let msg = bad(&GOOD.replace("median = \"20ms\"", "median = \"-20ms\""));
+    assert!(
+        msg.contains("line 14") && msg.contains("field `backend.latency.median`"),
+        "{msg}"
+    );
 
     // A misspelt key.
     let msg = bad(&GOOD.replace("capacity = 50", "capacitty = 50"));

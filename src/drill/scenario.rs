@@ -79,6 +79,8 @@ impl Load {
         Arrivals {
             load: self,
             t: 0.0,
+            segment: 0.0,
+            k: 0,
             end: duration.as_secs_f64(),
             rng,
         }
@@ -88,7 +90,12 @@ impl Load {
 /// Iterator over arrival times, in seconds since the start.
 pub(crate) struct Arrivals<'a> {
     load: &'a Load,
+    /// The next arrival.
     t: f64,
+    /// Where the current rate started, and how many arrivals since: constant
+    /// arrivals are `segment + k / rate`, so rounding errors do not add up.
+    segment: f64,
+    k: u64,
     end: f64,
     rng: Rng,
 }
@@ -101,26 +108,36 @@ impl Iterator for Arrivals<'_> {
             if self.t >= self.end {
                 return None;
             }
-            let now = Duration::from_secs_f64(self.t);
-            let rate = self.load.rate_at(now);
+            let rate = self.load.rate_at(Duration::from_secs_f64(self.t));
+            let next_step = self
+                .load
+                .steps
+                .iter()
+                .map(|s| s.0.as_secs_f64())
+                .find(|&at| at > self.t);
             if rate <= 0.0 {
-                // Jump to the next step that changes the rate, if any.
-                let next = self
-                    .load
-                    .steps
-                    .iter()
-                    .map(|s| s.0.as_secs_f64())
-                    .find(|&at| at > self.t);
-                self.t = next.unwrap_or(self.end);
+                // Jump to the next step, if any.
+                self.t = next_step.unwrap_or(self.end);
+                self.segment = self.t;
+                self.k = 0;
                 continue;
             }
             let arrival = self.t;
-            let gap = if self.load.poisson {
-                -(1.0 - self.rng.next_f64()).ln() / rate
+            self.k += 1;
+            let next = if self.load.poisson {
+                self.t - (1.0 - self.rng.next_f64()).ln() / rate
             } else {
-                1.0 / rate
+                self.segment + self.k as f64 / rate
             };
-            self.t += gap;
+            match next_step {
+                // The rate changes before the next arrival: start afresh at the step.
+                Some(at) if next >= at => {
+                    self.t = at;
+                    self.segment = at;
+                    self.k = 0;
+                }
+                _ => self.t = next,
+            }
             return Some(Duration::from_secs_f64(arrival));
         }
     }
@@ -502,6 +519,12 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, String) {
         None => first_ident(&line_text[upto.len()..]),
     };
     let mut field = table.unwrap_or_default();
+    for outer in enclosing_keys(&text[..offset]) {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(&outer);
+    }
     if let Some(key) = key {
         if !field.is_empty() {
             field.push('.');
@@ -509,6 +532,34 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, String) {
         field.push_str(&key);
     }
     (Some(line), Some(column), field)
+}
+
+/// The keys of the arrays and inline tables that enclose the end of `before`,
+/// outermost first (`phases` for an error inside `phases = [{ at = .. }]`).
+fn enclosing_keys(before: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut depth = 0usize;
+    for (i, c) in before.char_indices().rev() {
+        match c {
+            ']' | '}' => depth += 1,
+            '[' | '{' if depth > 0 => depth -= 1,
+            '[' | '{' => {
+                let head = before[..i].trim_end();
+                if let Some(lhs) = head.strip_suffix('=') {
+                    // `key = [` or `key = {`: a value that opens here.
+                    if let Some(key) = last_ident(lhs) {
+                        keys.push(key);
+                    }
+                } else if !head.ends_with([',', '[', '{']) {
+                    // Not inside a value: the start of the text.
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    keys.reverse();
+    keys
 }
 
 fn is_ident(c: char) -> bool {
