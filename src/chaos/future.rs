@@ -23,7 +23,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, Req, Res, E> {
         Inner { #[pin] fut: F },
-        Delay { #[pin] sleep: Sleep, service: Option<S>, req: Option<Req> },
+        // Boxed so the common states stay small: only a delayed call pays for it.
+        Delay { sleep: Pin<Box<Sleep>>, service: Option<S>, req: Option<Req> },
         Ready { result: Option<Result<Res, E>> },
         Hang,
     }
@@ -52,7 +53,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     pub(super) fn delayed(delay: Duration, service: S, req: Req) -> Self {
         Self {
             state: State::Delay {
-                sleep: tokio::time::sleep(delay),
+                sleep: Box::pin(tokio::time::sleep(delay)),
                 service: Some(service),
                 req: Some(req),
             },
@@ -91,7 +92,7 @@ impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
                     service,
                     req,
                 } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     let svc = service.as_mut().expect("polled after completion");
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         this.state.set(State::Ready { result: None });

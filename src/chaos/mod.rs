@@ -20,7 +20,8 @@
 //! the first that selects a call injects its fault.
 //!
 //! Injection is switched on and off at runtime through a [`ChaosHandle`]; switched off,
-//! a call costs one relaxed atomic load. Probability draws and latency samples come from
+//! a call costs one relaxed atomic load. A call that gets no fault allocates nothing;
+//! a latency fault allocates its timer. Probability draws and latency samples come from
 //! a seedable [`Rng`](crate::rng::Rng), and schedules from `tokio::time`, so a test in
 //! paused time sees the same faults on every run.
 //!
