@@ -1,7 +1,6 @@
 //! Property tests for the retry budgets: the token bucket against a reference model,
 //! and the ratio budget's documented bound.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use proptest::prelude::*;
