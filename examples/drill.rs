@@ -364,6 +364,20 @@ fn main() {
             );
         }
     }
+    println!("\nwhat each stack bought over the one above it:");
+    for pair in reports.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        println!(
+            "  {:<14} availability {:+.3} points ({:.3} % -> {:.3} %), load x{:.3} (was x{:.3}), p99 {:+.1} ms",
+            after.stack,
+            (after.availability - before.availability) * 100.0,
+            before.availability * 100.0,
+            after.availability * 100.0,
+            after.amplification,
+            before.amplification,
+            after.latency_ms.p99 - before.latency_ms.p99,
+        );
+    }
     let json = serde_json_array(&reports);
     std::fs::write("drill-report.json", json).expect("write drill-report.json");
     std::fs::write("drill-report.svg", svg_chart(&reports)).expect("write drill-report.svg");
