@@ -202,6 +202,8 @@ fn same_seed_same_json() {
     assert_eq!(a, b);
     let c = recommended(&small(10)).to_json();
     assert_ne!(a, c, "another seed gives another run");
+    let back = Report::from_json(&a).unwrap();
+    assert_eq!(back.to_json(), a, "the JSON reads back to the same report");
 }
 
 #[tokio::test(start_paused = true)]

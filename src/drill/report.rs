@@ -4,7 +4,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::backend::{Phase, SimBackend};
 use super::runner::{EventsInner, Second};
@@ -14,7 +14,7 @@ use super::scenario::Scenario;
 ///
 /// Serialize it with [`Report::to_json`]; print it with `{}` (a table) or compare
 /// several with [`comparison_table`]; chart it with [`svg_chart`](super::svg_chart).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The scenario's name.
     pub scenario: String,
@@ -59,7 +59,7 @@ pub struct Report {
 }
 
 /// A source (a breaker, a backend's ejection) entered a state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     /// Seconds since the start.
     pub at_s: f64,
@@ -70,7 +70,7 @@ pub struct Transition {
 }
 
 /// A span of time a source spent in one state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateSpan {
     /// What was in the state.
     pub source: String,
@@ -83,7 +83,7 @@ pub struct StateSpan {
 }
 
 /// Latency quantiles in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
     /// Median.
     pub p50: f64,
@@ -98,7 +98,7 @@ pub struct Quantiles {
 }
 
 /// One backend's share of the work.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendReport {
     /// Its name.
     pub name: String,
@@ -116,7 +116,7 @@ pub struct BackendReport {
 
 /// A fault of the scenario (one non-healthy phase, merged across backends that share
 /// it) and how the stack coped.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultReport {
     /// The backends affected (none for a load surge).
     pub backends: Vec<String>,
@@ -144,7 +144,7 @@ pub struct FaultReport {
 }
 
 /// One second of the drill (by the time requests were sent).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecondReport {
     /// Seconds since the start.
     pub t: u32,
@@ -165,7 +165,7 @@ pub struct SecondReport {
 }
 
 /// An event reported by the stack.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// Seconds since the start.
     pub at_s: f64,
@@ -458,6 +458,12 @@ impl Report {
     /// The report as pretty-printed JSON. The same seed gives the same text.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes")
+    }
+
+    /// Reads a report back from [`Report::to_json`]'s text, to compare a run with a
+    /// saved baseline.
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     fn fail(&self, what: String) -> Result<(), AssertionFailed> {
