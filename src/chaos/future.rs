@@ -78,6 +78,7 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
 impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
     type Output = Result<S::Response, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

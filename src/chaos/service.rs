@@ -67,11 +67,25 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
         if !shared.control.is_enabled() {
             return ResponseFuture::inner(self.inner.call(req));
         }
+        self.call_enabled(req)
+    }
+}
+
+impl<S, Req, Res, E> Chaos<S, Req, Res, E>
+where
+    S: Service<Req, Response = Res, Error = E> + Clone,
+{
+    /// The path taken while injection is switched on, kept out of line so that the
+    /// switched-off path stays small enough to inline.
+    #[inline(never)]
+    fn call_enabled(&mut self, req: Req) -> ResponseFuture<S, Req> {
+        let shared = &*self.shared;
         let mut elapsed = None;
         let chosen = shared.rules.iter().find(|rule| {
             rule.selects(&req, || {
