@@ -1,6 +1,8 @@
 //! The chaos layer: probability, schedules, keys, the runtime toggle, each kind of
 //! fault, readiness and cancellation, seeded reproducibility.
 
+#![cfg(feature = "chaos")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

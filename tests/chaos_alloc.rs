@@ -1,6 +1,8 @@
 //! The chaos layer allocates nothing per call when it injects nothing: switched off,
 //! or switched on with rules that do not select the call.
 
+#![cfg(feature = "chaos")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;

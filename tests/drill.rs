@@ -14,6 +14,8 @@
 //! become: single backend outage ≥ 99.9 %, zone outage ≥ 99.9 %, flapping backend
 //! ejected and restored.
 
+#![cfg(all(feature = "drill", feature = "retry"))]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};

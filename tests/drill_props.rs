@@ -1,6 +1,8 @@
 //! Properties of the drill's formulas: arrival counts, report arithmetic, latency
 //! distributions and chaos schedules.
 
+#![cfg(feature = "drill")]
+
 use std::time::Duration;
 
 use proptest::prelude::*;
