@@ -593,3 +593,77 @@ fn invalid_scenarios_are_rejected() {
         .unwrap();
     assert_eq!(err.field(), "backend.error_rate");
 }
+
+#[test]
+fn the_drill_judges_results_with_its_classifier() {
+    use tower_fortify::classify::{Outcome, classify_fn};
+    let scenario = Scenario::new("healthy")
+        .duration(Duration::from_secs(3))
+        .load(Load::constant(300.0))
+        .backend(BackendSpec::new("a"))
+        .backend(BackendSpec::new("b"))
+        .backend(BackendSpec::new("c"));
+    // Answers from backend 0 count as failures, whatever they say.
+    let r = Drill::new(scenario)
+        .classifier(classify_fn(|r: Result<&SimResponse, &BoxError>| match r {
+            Ok(res) if res.backend != 0 => Outcome::Success,
+            _ => Outcome::NonRetryableFailure,
+        }))
+        .run(round_robin)
+        .unwrap();
+    assert_eq!(r.succeeded, 600);
+    assert_eq!(r.failed, 300);
+}
+
+#[test]
+fn the_threshold_is_checked() {
+    let err = small(1).threshold(1.5).run(round_robin).err().unwrap();
+    assert_eq!(err.field(), "drill.threshold");
+}
+
+#[test]
+fn scaling_stretches_times_and_rates() {
+    let s = Scenario::builtin("overload").unwrap().scaled(2.0, 0.5);
+    assert_eq!(s.run_time(), Duration::from_secs(360));
+    let load = s.load_profile();
+    assert_eq!(load.rate_at(Duration::ZERO), 500.0);
+    assert_eq!(load.rate_at(Duration::from_secs(119)), 500.0);
+    assert_eq!(load.rate_at(Duration::from_secs(120)), 1250.0);
+    assert_eq!(load.rate_at(Duration::from_secs(240)), 500.0);
+    let flapping = Scenario::builtin("flapping").unwrap().scaled(0.5, 1.0);
+    assert_eq!(
+        flapping.backends()[0].phases()[0],
+        (
+            Duration::from_secs(15),
+            Phase::Flapping {
+                down: Duration::from_millis(2500),
+                up: Duration::from_millis(2500)
+            }
+        )
+    );
+}
+
+#[test]
+fn the_event_log_is_bounded_but_counts_everything() {
+    let r = Drill::new(
+        Scenario::builtin("backend-outage")
+            .unwrap()
+            .scaled(0.1, 1.0),
+    )
+    .run(|env| {
+        let retry = RetryLayer::builder()
+            .rng(env.rng())
+            .listener(env.listener())
+            .build()
+            .unwrap();
+        ServiceBuilder::new().layer(retry).service(round_robin(env))
+    })
+    .unwrap();
+    assert_eq!(r.events.len(), tower_fortify::drill::MAX_EVENTS);
+    let counted: u64 = r.event_counts.iter().map(|(_, n)| n).sum();
+    assert!(
+        counted > r.requests,
+        "{counted} events for {} requests",
+        r.requests
+    );
+}
