@@ -68,7 +68,7 @@
 //! # }
 //! ```
 
-mod error;
+pub mod error;
 pub mod future;
 mod handle;
 mod latency;
