@@ -7,6 +7,8 @@
 //! cargo run --example drill -- --scenario my.toml    # or a scenario file
 //! cargo run --example drill -- --seed 7              # another seed
 //! cargo run --example drill -- --real                # over HTTP on 127.0.0.1, in real time
+//! cargo run --example drill -- --scenario latency-spike --wrong-order
+//!                                                    # + the timeout above the retry
 //! ```
 //!
 //! Each stack runs the same scenario with the same seed in paused time (three virtual
@@ -94,6 +96,37 @@ fn recommended(drill: &Drill) -> Report {
         ServiceBuilder::new()
             .layer(retry)
             .layer(TimeoutLayer::new(Duration::from_millis(300)))
+            .service(round_robin(env))
+    })
+}
+
+/// `--wrong-order`: the recommended layers with the timeout above the retry layer. It
+/// then bounds the whole request instead of each attempt: a slow attempt uses up the
+/// request's time, and the retry that would have gone to a healthy backend never
+/// happens. Try it with `--scenario latency-spike`.
+const WRONG_ORDER: (&str, &str, RunStack) = (
+    "wrong order",
+    "the same layers, timeout outside retry",
+    wrong_order,
+);
+
+fn wrong_order(drill: &Drill) -> Report {
+    run(drill, |env| {
+        let retry = RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(10))
+                    .max_delay(Duration::from_millis(200))
+                    .jitter(Jitter::Full),
+            )
+            .budget(Budget::default_ratio())
+            .deadline(Duration::from_secs(1))
+            .rng(env.rng())
+            .build()
+            .expect("valid retry configuration");
+        ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Duration::from_millis(300)))
+            .layer(retry)
             .service(round_robin(env))
     })
 }
@@ -290,7 +323,7 @@ mod real {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: drill [--list] [--scenario NAME|FILE] [--seed N] [--real]");
+    eprintln!("usage: drill [--list] [--scenario NAME|FILE] [--seed N] [--real] [--wrong-order]");
     std::process::exit(2);
 }
 
@@ -298,6 +331,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut scenario_arg = String::from(Scenario::builtin_names()[0]);
     let mut seed = 1u64;
+    let mut wrong = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--list" => {
@@ -314,6 +348,7 @@ fn main() {
                     .unwrap_or_else(|| usage());
             }
             "--real" => real::ENABLED.store(true, Ordering::Relaxed),
+            "--wrong-order" => wrong = true,
             _ => usage(),
         }
     }
@@ -342,7 +377,8 @@ fn main() {
     println!("scenario `{}`: {}", scenario.name(), scenario.description());
     println!("seed {seed}; every stack sees the same requests and the same faults\n");
     let mut reports = Vec::new();
-    for (name, what, run) in STACKS {
+    let extra = if wrong { Some(&WRONG_ORDER) } else { None };
+    for (name, what, run) in STACKS.iter().chain(extra) {
         let drill = Drill::new(scenario.clone()).seed(seed).label(*name);
         println!("{name:<14} {what}");
         let report = run(&drill);
