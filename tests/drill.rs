@@ -667,3 +667,34 @@ fn the_event_log_is_bounded_but_counts_everything() {
         r.requests
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_frees_its_place_in_the_queue() {
+    let b = backend(
+        BackendSpec::new("x")
+            .latency(Latency::fixed(Duration::from_millis(100)))
+            .capacity(1)
+            .queue(1),
+    );
+    let mut serving = tokio_test::task::spawn(b.clone().call(SimRequest { id: 0 }));
+    let mut waiting = tokio_test::task::spawn(b.clone().call(SimRequest { id: 1 }));
+    tokio_test::assert_pending!(serving.poll());
+    tokio_test::assert_pending!(waiting.poll());
+    // The queue is full: a third call is turned away.
+    let err = b.clone().call(SimRequest { id: 2 }).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SimError>().unwrap().kind(),
+        SimErrorKind::Overloaded
+    );
+    // Cancel the waiting call: its place is free again.
+    drop(waiting);
+    let mut again = tokio_test::task::spawn(b.clone().call(SimRequest { id: 3 }));
+    tokio_test::assert_pending!(again.poll());
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(tokio_test::assert_ready!(serving.poll()).is_ok());
+    // The freed capacity goes to the call that took the cancelled one's place.
+    assert!(again.is_woken());
+    tokio_test::assert_pending!(again.poll());
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(tokio_test::assert_ready!(again.poll()).is_ok());
+}
