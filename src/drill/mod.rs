@@ -60,6 +60,13 @@
 //! [`Drill::states`] the report also lists state transitions (breaker opened,
 //! backend ejected) and the chart draws them as bands.
 //!
+//! # Requests that carry state
+//!
+//! [`SimRequest`] is a plain number. A layer that needs state in the request — an
+//! attempt-aware router's set of backends already tried, a tenant for a keyed breaker
+//! — gets it from a wrapper: map each `SimRequest` into your request type at the top
+//! of the stack (`ServiceBuilder::map_request`) and back in front of each backend.
+//!
 //! # Determinism
 //!
 //! Arrivals, every backend and [`DrillEnv::rng`] draw from streams derived from the
