@@ -698,3 +698,72 @@ async fn a_dropped_call_frees_its_place_in_the_queue() {
     tokio::time::advance(Duration::from_millis(100)).await;
     assert!(tokio_test::assert_ready!(again.poll()).is_ok());
 }
+
+/// Round robin that skips a backend for 5 s after it fails: a stand-in for outlier
+/// ejection, to check that the report measures detection and recovery.
+#[derive(Clone)]
+struct Ejecting {
+    backends: Arc<[SimBackend]>,
+    next: Arc<AtomicUsize>,
+    until_ms: Arc<[std::sync::atomic::AtomicU64]>,
+    epoch: tokio::time::Instant,
+}
+
+impl Service<SimRequest> for Ejecting {
+    type Response = SimResponse;
+    type Error = BoxError;
+    type Future = SimFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let n = self.backends.len();
+        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for _ in 0..n {
+            if self.until_ms[i].load(Ordering::Relaxed) <= now {
+                break;
+            }
+            i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        }
+        let fut = self.backends[i].clone().call(req);
+        let this = self.clone();
+        Box::pin(async move {
+            let result = fut.await;
+            if result.is_err() {
+                let now = this.epoch.elapsed().as_millis() as u64;
+                this.until_ms[i].store(now + 5_000, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+}
+
+#[test]
+fn detection_and_recovery_are_measured_when_the_stack_routes_around() {
+    let r = builtin("backend-outage")
+        .label("ejecting")
+        .run(|env| Ejecting {
+            backends: env.backends().into(),
+            next: Arc::default(),
+            until_ms: env.backends().iter().map(|_| Default::default()).collect(),
+            epoch: tokio::time::Instant::now(),
+        })
+        .unwrap();
+    println!("{r}");
+    let fault = &r.faults[0];
+    // The first failure ejects the backend: its traffic drops within the first second.
+    r.assert_detected_within(Duration::from_secs(1)).unwrap();
+    // It is probed every 5 s while down, so it comes back within 5 s of the fault's
+    // end (plus the second in which that is seen).
+    r.assert_recovered_within(Duration::from_secs(6)).unwrap();
+    assert!(fault.recovered_after_s.unwrap() >= 1.0);
+    // Only the probes fail: a few requests every 5 s.
+    assert!(fault.availability > 0.999, "{}", fault.availability);
+    assert!(
+        r.backends[0].share < 0.3,
+        "the ejected backend lost its share"
+    );
+}
