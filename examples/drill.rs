@@ -5,6 +5,7 @@
 //! cargo run --example drill -- --list                # the built-in scenarios
 //! cargo run --example drill -- --scenario brownout   # a built-in scenario by name
 //! cargo run --example drill -- --scenario my.toml    # or a scenario file
+//! cargo run --example drill -- --print brownout      # a built-in scenario as TOML
 //! cargo run --example drill -- --seed 7              # another seed
 //! cargo run --example drill -- --real                # over HTTP on 127.0.0.1, in real time
 //! cargo run --example drill -- --scenario latency-spike --wrong-order
@@ -323,7 +324,9 @@ mod real {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: drill [--list] [--scenario NAME|FILE] [--seed N] [--real] [--wrong-order]");
+    eprintln!(
+        "usage: drill [--list] [--print NAME] [--scenario NAME|FILE] [--seed N] [--real] [--wrong-order]"
+    );
     std::process::exit(2);
 }
 
@@ -341,6 +344,15 @@ fn main() {
                 return;
             }
             "--scenario" => scenario_arg = args.next().unwrap_or_else(|| usage()),
+            "--print" => {
+                // A built-in scenario as TOML, to start a file of your own from.
+                let name = args.next().unwrap_or_else(|| usage());
+                match Scenario::builtin(&name) {
+                    Some(s) => print!("{}", s.to_toml()),
+                    None => usage(),
+                }
+                return;
+            }
             "--seed" => {
                 seed = args
                     .next()

@@ -767,3 +767,39 @@ fn detection_and_recovery_are_measured_when_the_stack_routes_around() {
         "the ejected backend lost its share"
     );
 }
+
+#[test]
+fn scenarios_write_toml_that_reads_back_equal() {
+    let mut all = Scenario::builtins();
+    all.push(Scenario::from_toml(GOOD).unwrap());
+    all.push(
+        Scenario::new("odd \"name\" \\ with\ttabs")
+            .describe("line one\nline two")
+            .duration(Duration::from_nanos(1_500_000_001))
+            .load(Load::poisson(12.5).step(Duration::from_micros(1500), 0.0))
+            .backend(
+                BackendSpec::new("u")
+                    .latency(
+                        Latency::uniform(Duration::from_micros(1), Duration::from_millis(7))
+                            .unwrap(),
+                    )
+                    .error_rate(0.125)
+                    .fail_latency(Duration::from_nanos(1)),
+            )
+            .backend(BackendSpec::new("e").latency(Latency::exponential(Duration::from_secs(2))))
+            .backend(
+                BackendSpec::new("scaled")
+                    .latency(
+                        Latency::log_normal(Duration::from_millis(3), Duration::from_millis(9))
+                            .unwrap(),
+                    )
+                    .phase(Duration::ZERO, Phase::Slow { factor: 2.5 }),
+            ),
+    );
+    all.push(Scenario::builtin("flapping").unwrap().scaled(0.37, 1.3));
+    for s in all {
+        let text = s.to_toml();
+        let back = Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, s, "{text}");
+    }
+}

@@ -29,9 +29,29 @@ pub struct Latency {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Fixed(Duration),
-    Uniform { min: Duration, max: Duration },
-    Exponential { mean: Duration },
-    LogNormal { mu: f64, sigma: f64 },
+    Uniform {
+        min: Duration,
+        max: Duration,
+    },
+    Exponential {
+        mean: Duration,
+    },
+    LogNormal {
+        mu: f64,
+        sigma: f64,
+        median: Duration,
+        p99: Duration,
+    },
+}
+
+/// The parameters a [`Latency`] was built from, to write it back out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "drill"), allow(dead_code))]
+pub(crate) enum Parts {
+    Fixed(Duration),
+    Uniform(Duration, Duration),
+    Exponential(Duration),
+    LogNormal(Duration, Duration),
 }
 
 /// The 99th percentile of the standard normal distribution.
@@ -93,7 +113,12 @@ impl Latency {
         let mu = median.as_secs_f64().ln();
         let sigma = (p99.as_secs_f64().ln() - mu) / Z99;
         Ok(Self {
-            kind: Kind::LogNormal { mu, sigma },
+            kind: Kind::LogNormal {
+                mu,
+                sigma,
+                median,
+                p99,
+            },
         })
     }
 
@@ -114,13 +139,20 @@ impl Latency {
                 max: scale(max),
             },
             Kind::Exponential { mean } => Kind::Exponential { mean: scale(mean) },
-            Kind::LogNormal { mu, sigma } => Kind::LogNormal {
+            Kind::LogNormal {
+                mu,
+                sigma,
+                median,
+                p99,
+            } => Kind::LogNormal {
                 mu: if factor > 0.0 {
                     mu + factor.ln()
                 } else {
                     f64::NEG_INFINITY
                 },
                 sigma,
+                median: scale(median),
+                p99: scale(p99),
             },
         };
         Self { kind }
@@ -132,7 +164,18 @@ impl Latency {
             Kind::Fixed(d) => d,
             Kind::Uniform { min, max } => (min + max) / 2,
             Kind::Exponential { mean } => mean.mul_f64(std::f64::consts::LN_2),
-            Kind::LogNormal { mu, .. } => secs(mu.exp()),
+            Kind::LogNormal { median, .. } => median,
+        }
+    }
+
+    /// The parameters it was built from.
+    #[cfg_attr(not(feature = "drill"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> Parts {
+        match self.kind {
+            Kind::Fixed(d) => Parts::Fixed(d),
+            Kind::Uniform { min, max } => Parts::Uniform(min, max),
+            Kind::Exponential { mean } => Parts::Exponential(mean),
+            Kind::LogNormal { median, p99, .. } => Parts::LogNormal(median, p99),
         }
     }
 
@@ -146,7 +189,7 @@ impl Latency {
                 // 1 - u lies in (0, 1], so the logarithm is finite.
                 secs(-(1.0 - rng.next_f64()).ln() * mean.as_secs_f64())
             }
-            Kind::LogNormal { mu, sigma } => secs((mu + sigma * standard_normal(rng)).exp()),
+            Kind::LogNormal { mu, sigma, .. } => secs((mu + sigma * standard_normal(rng)).exp()),
         }
     }
 }

@@ -79,6 +79,8 @@ mod service;
 pub use error::Aborted;
 pub use handle::ChaosHandle;
 pub use latency::Latency;
+#[cfg(feature = "drill")]
+pub(crate) use latency::Parts;
 pub use layer::{ChaosBuilder, ChaosLayer};
 pub use rule::{Fault, Rule};
 pub use service::Chaos;

@@ -179,7 +179,8 @@ impl Iterator for Arrivals<'_> {
 ///
 /// Phases are `healthy`, `down`, `brownout` (with `error_rate`), `slow` (with
 /// `factor`) and `flapping` (with `down` and `up` spells). Durations are strings with a
-/// unit (`"250ms"`, `"60s"`, `"2m"`, `"1h"`) or numbers of seconds.
+/// unit (`"250ms"`, `"60s"`, `"2m"`, `"1h"`; also `"us"` and `"ns"`) or numbers of seconds.
+/// [`Scenario::to_toml`] writes any scenario in this format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub(crate) name: String,
@@ -400,6 +401,93 @@ impl Scenario {
         Some(scenario)
     }
 
+    /// The scenario as a TOML file that [`Scenario::from_toml`] reads back to an equal
+    /// scenario: a starting point for your own (`cargo run --example drill -- --print
+    /// NAME`).
+    pub fn to_toml(&self) -> String {
+        use crate::chaos::Parts;
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "name = {}", quote(&self.name));
+        if !self.description.is_empty() {
+            let _ = writeln!(out, "description = {}", quote(&self.description));
+        }
+        let _ = writeln!(out, "duration = {}", format_duration(self.duration));
+        let _ = writeln!(out, "drain = {}", format_duration(self.drain));
+        let _ = writeln!(out, "\n[load]");
+        let _ = writeln!(out, "rate = {:?}", self.load.rate);
+        let kind = if self.load.poisson {
+            "poisson"
+        } else {
+            "constant"
+        };
+        let _ = writeln!(out, "kind = \"{kind}\"");
+        if !self.load.steps.is_empty() {
+            let steps: Vec<String> = self
+                .load
+                .steps
+                .iter()
+                .map(|(at, rate)| format!("{{ at = {}, rate = {rate:?} }}", format_duration(*at)))
+                .collect();
+            let _ = writeln!(out, "steps = [{}]", steps.join(", "));
+        }
+        for b in &self.backends {
+            let _ = writeln!(out, "\n[[backend]]");
+            let _ = writeln!(out, "name = {}", quote(&b.name));
+            let _ = writeln!(out, "tier = {}", b.tier);
+            let _ = writeln!(out, "zone = {}", quote(&b.zone));
+            let latency = match b.latency.parts() {
+                Parts::Fixed(d) => format!("{{ fixed = {} }}", format_duration(d)),
+                Parts::Uniform(lo, hi) => {
+                    format!(
+                        "{{ min = {}, max = {} }}",
+                        format_duration(lo),
+                        format_duration(hi)
+                    )
+                }
+                Parts::Exponential(m) => format!("{{ mean = {} }}", format_duration(m)),
+                Parts::LogNormal(m, p) => {
+                    format!(
+                        "{{ median = {}, p99 = {} }}",
+                        format_duration(m),
+                        format_duration(p)
+                    )
+                }
+            };
+            let _ = writeln!(out, "latency = {latency}");
+            let _ = writeln!(out, "error_rate = {:?}", b.error_rate);
+            let _ = writeln!(out, "capacity = {}", b.capacity);
+            let _ = writeln!(out, "queue = {}", b.queue);
+            let _ = writeln!(out, "fail_latency = {}", format_duration(b.fail_latency));
+            if !b.phases.is_empty() {
+                let _ = writeln!(out, "phases = [");
+                for (at, phase) in &b.phases {
+                    let at = format_duration(*at);
+                    let line = match *phase {
+                        Phase::Healthy => format!("{{ at = {at}, phase = \"healthy\" }}"),
+                        Phase::Down => format!("{{ at = {at}, phase = \"down\" }}"),
+                        Phase::Brownout { error_rate } => {
+                            format!(
+                                "{{ at = {at}, phase = \"brownout\", error_rate = {error_rate:?} }}"
+                            )
+                        }
+                        Phase::Slow { factor } => {
+                            format!("{{ at = {at}, phase = \"slow\", factor = {factor:?} }}")
+                        }
+                        Phase::Flapping { down, up } => format!(
+                            "{{ at = {at}, phase = \"flapping\", down = {}, up = {} }}",
+                            format_duration(down),
+                            format_duration(up)
+                        ),
+                    };
+                    let _ = writeln!(out, "  {line},");
+                }
+                let _ = writeln!(out, "]");
+            }
+        }
+        out
+    }
+
     /// Reads a scenario from a TOML file; see the [type docs](Scenario) for the format.
     pub fn load_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
@@ -579,29 +667,72 @@ fn first_ident(s: &str) -> Option<String> {
     (end > 0).then(|| s[..end].to_string())
 }
 
-/// A duration in a scenario file: `"250ms"`, `"60s"`, `"2m"`, `"1h"`, or seconds.
+/// A duration in a scenario file: `"250ms"`, `"60s"`, `"2m"`, `"1h"` (also `"us"`,
+/// `"ns"`), or seconds. Whole numbers are exact.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.trim().parse().map_err(|_| {
-        format!("`{s}` is not a duration (write \"250ms\", \"60s\", \"2m\" or \"1h\")")
-    })?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
+    let (num, unit) = (num.trim(), unit.trim());
+    let nanos_per: u64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "" | "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         other => {
             return Err(format!(
                 "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
             ));
         }
     };
+    let bad = || format!("`{s}` is not a duration (write \"250ms\", \"60s\", \"2m\" or \"1h\")");
+    if let Ok(whole) = num.parse::<u64>() {
+        let nanos = whole
+            .checked_mul(nanos_per)
+            .filter(|&n| n <= 10_000_000 * 1_000_000_000)
+            .ok_or_else(|| format!("`{s}` is out of range"))?;
+        return Ok(Duration::from_nanos(nanos));
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let secs = value * nanos_per as f64 / 1e9;
     if !secs.is_finite() || !(0.0..=1e7).contains(&secs) {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration written back exactly, in the largest unit that divides it.
+fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns.is_multiple_of(1_000_000_000) {
+        format!("\"{}s\"", ns / 1_000_000_000)
+    } else if ns.is_multiple_of(1_000_000) {
+        format!("\"{}ms\"", ns / 1_000_000)
+    } else if ns.is_multiple_of(1_000) {
+        format!("\"{}us\"", ns / 1_000)
+    } else {
+        format!("\"{ns}ns\"")
+    }
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 mod file {
