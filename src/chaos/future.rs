@@ -80,29 +80,51 @@ impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Inner { fut } => return fut.poll(cx),
-                StateProj::Ready { result } => {
-                    return Poll::Ready(result.take().expect("polled after completion"));
+        let mut state = self.project().state;
+        // The call that got no fault: straight to the inner future.
+        if let StateProj::Inner { fut } = state.as_mut().project() {
+            return fut.poll(cx);
+        }
+        poll_faulted(state, cx)
+    }
+}
+
+/// The state of the future of `S` called with `Req`.
+type StateOf<S, Req> = State<
+    <S as Service<Req>>::Future,
+    S,
+    Req,
+    <S as Service<Req>>::Response,
+    <S as Service<Req>>::Error,
+>;
+
+/// Every state but the plain inner call, out of line.
+#[inline(never)]
+fn poll_faulted<S: Service<Req>, Req>(
+    mut state: Pin<&mut StateOf<S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, S::Error>> {
+    loop {
+        match state.as_mut().project() {
+            StateProj::Inner { fut } => return fut.poll(cx),
+            StateProj::Ready { result } => {
+                return Poll::Ready(result.take().expect("polled after completion"));
+            }
+            StateProj::Hang => return Poll::Pending,
+            StateProj::Delay {
+                sleep,
+                service,
+                req,
+            } => {
+                ready!(sleep.as_mut().poll(cx));
+                let svc = service.as_mut().expect("polled after completion");
+                if let Err(e) = ready!(svc.poll_ready(cx)) {
+                    state.set(State::Ready { result: None });
+                    return Poll::Ready(Err(e));
                 }
-                StateProj::Hang => return Poll::Pending,
-                StateProj::Delay {
-                    sleep,
-                    service,
-                    req,
-                } => {
-                    ready!(sleep.as_mut().poll(cx));
-                    let svc = service.as_mut().expect("polled after completion");
-                    if let Err(e) = ready!(svc.poll_ready(cx)) {
-                        this.state.set(State::Ready { result: None });
-                        return Poll::Ready(Err(e));
-                    }
-                    let req = req.take().expect("polled after completion");
-                    let fut = svc.call(req);
-                    this.state.set(State::Inner { fut });
-                }
+                let req = req.take().expect("polled after completion");
+                let fut = svc.call(req);
+                state.set(State::Inner { fut });
             }
         }
     }
