@@ -639,3 +639,24 @@ async fn poll_ready_passes_on_the_inner_readiness_and_rejects_only_in_call() {
     let err = svc.call(()).await.unwrap_err();
     assert!(err.is::<CircuitOpen>());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_is_recorded_as_neither_success_nor_failure() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(2)
+        .count_window(10)
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    send(&mut svc, Call::Fail).await.unwrap_err();
+    let (tx, rx) = oneshot::channel();
+    let mut call = task::spawn(svc.ready().await.unwrap().call(Call::Wait(rx)));
+    assert_pending!(call.poll());
+    drop(call);
+    drop(tx);
+    let f = handle.figures();
+    assert_eq!(f.consecutive_failures, 1, "no success reset the count");
+    assert_eq!(f.count_window.unwrap().calls, 1.0, "the dropped call was not counted");
+}
