@@ -658,5 +658,9 @@ async fn a_cancelled_call_is_recorded_as_neither_success_nor_failure() {
     drop(tx);
     let f = handle.figures();
     assert_eq!(f.consecutive_failures, 1, "no success reset the count");
-    assert_eq!(f.count_window.unwrap().calls, 1.0, "the dropped call was not counted");
+    assert_eq!(
+        f.count_window.unwrap().calls,
+        1.0,
+        "the dropped call was not counted"
+    );
 }

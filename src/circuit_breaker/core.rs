@@ -107,26 +107,37 @@ impl Config {
     }
 }
 
-/// The decision to admit a call, carried by its future.
+/// The decision to admit a call, carried by its future: the generation it was
+/// admitted in (high 32 bits) and its kind (low bits), packed in one word so that it
+/// travels in a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Admit {
-    generation: u32,
-    kind: Kind,
-}
+pub(crate) struct Admit(u64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Admitted while closed (or disabled): its result is recorded.
-    Normal,
-    /// A half-open probe: holds a probe slot.
-    Probe,
-    /// Metrics-only mode admitted a call it would have rejected: nothing recorded.
-    Shadow,
-}
+/// Admitted while closed (or disabled): its result is recorded.
+const NORMAL: u64 = 0;
+/// A half-open probe: holds a probe slot.
+const PROBE: u64 = 1;
+/// Metrics-only mode admitted a call it would have rejected: nothing is recorded.
+const SHADOW: u64 = 2;
 
 impl Admit {
+    #[inline]
+    fn new(generation: u32, kind: u64) -> Self {
+        Self(((generation as u64) << GEN_SHIFT) | kind)
+    }
+
+    #[inline]
+    fn generation(self) -> u32 {
+        (self.0 >> GEN_SHIFT) as u32
+    }
+
+    #[inline]
+    fn kind(self) -> u64 {
+        self.0 & 0b11
+    }
+
     pub(crate) fn is_probe(self) -> bool {
-        self.kind == Kind::Probe
+        self.kind() == PROBE
     }
 }
 
@@ -403,28 +414,23 @@ impl Core {
 
     /// Admits a call or says why not. Closed and automatic: one atomic load.
     #[inline]
-    pub(crate) fn admit(&self) -> Result<Admit, CircuitOpen> {
+    pub(crate) fn admit(&self) -> Result<Admit, Box<CircuitOpen>> {
         let w = self.state.load(Ordering::Acquire);
         if w & LOW_MASK == 0 {
-            return Ok(Admit {
-                generation: generation(w),
-                kind: Kind::Normal,
-            });
+            return Ok(Admit::new(generation(w), NORMAL));
         }
         self.admit_slow(w)
     }
 
     #[cold]
-    fn admit_slow(&self, mut w: u64) -> Result<Admit, CircuitOpen> {
+    #[inline(never)]
+    fn admit_slow(&self, mut w: u64) -> Result<Admit, Box<CircuitOpen>> {
         loop {
             let m = mode(w);
-            let normal = Admit {
-                generation: generation(w),
-                kind: Kind::Normal,
-            };
+            let normal = Admit::new(generation(w), NORMAL);
             match m {
                 Mode::Disabled => return Ok(normal),
-                Mode::ForcedOpen => return Err(self.reject(None)),
+                Mode::ForcedOpen => return Err(Box::new(self.reject(None))),
                 Mode::Automatic | Mode::MetricsOnly => {}
             }
             match w & PHASE_MASK {
@@ -445,12 +451,7 @@ impl Core {
                             Ordering::AcqRel,
                             Ordering::Acquire,
                         ) {
-                            Ok(_) => {
-                                return Ok(Admit {
-                                    generation: generation(w),
-                                    kind: Kind::Probe,
-                                });
-                            }
+                            Ok(_) => return Ok(Admit::new(generation(w), PROBE)),
                             Err(actual) => w = actual,
                         }
                     } else {
@@ -462,7 +463,11 @@ impl Core {
         }
     }
 
-    fn reject_or_shadow(&self, w: u64, open: Option<(u64, u64)>) -> Result<Admit, CircuitOpen> {
+    fn reject_or_shadow(
+        &self,
+        w: u64,
+        open: Option<(u64, u64)>,
+    ) -> Result<Admit, Box<CircuitOpen>> {
         let err = match open {
             Some((now, until)) => CircuitOpen::new(Some((
                 self.epoch + Duration::from_nanos(until),
@@ -475,12 +480,9 @@ impl Core {
             tracing::trace!(target: "tower_fortify::circuit_breaker", "would reject (metrics only)");
             self.listeners
                 .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::WouldReject { retry_after }));
-            return Ok(Admit {
-                generation: generation(w),
-                kind: Kind::Shadow,
-            });
+            return Ok(Admit::new(generation(w), SHADOW));
         }
-        Err(self.reject_with(err))
+        Err(Box::new(self.reject_with(err)))
     }
 
     fn reject(&self, open: Option<(Instant, Duration)>) -> CircuitOpen {
@@ -503,9 +505,9 @@ impl Core {
             (Some(e), Some((threshold, _))) => e >= threshold,
             _ => false,
         };
-        if a.kind == Kind::Normal && outcome.is_success() && !slow {
+        if a.kind() == NORMAL && outcome.is_success() && !slow {
             let w = self.state.load(Ordering::Acquire);
-            if generation(w) != a.generation {
+            if generation(w) != a.generation() {
                 return;
             }
             if self.cfg.consecutive.is_some() {
@@ -520,25 +522,26 @@ impl Core {
             }
             return;
         }
-        if a.kind != Kind::Shadow {
+        if a.kind() != SHADOW {
             self.record_slow(a, outcome, slow);
         }
     }
 
     #[cold]
+    #[inline(never)]
     fn record_slow(&self, a: Admit, outcome: Outcome, slow: bool) {
         let failure = outcome.is_failure();
         let now = self.now();
         let mut inner = self.lock();
         let w = self.state.load(Ordering::Acquire);
-        if generation(w) != a.generation {
+        if generation(w) != a.generation() {
             return;
         }
         if failure && let ServerHint::RetryAfter(d) = outcome.hint() {
             let d = d.min(self.cfg.max_hint);
             inner.hint_until = now.saturating_add(d.as_nanos() as u64);
         }
-        if a.kind == Kind::Probe {
+        if a.kind() == PROBE {
             if failure || slow {
                 self.open(&mut inner, w, now, TripReason::ProbeFailed);
             } else {
@@ -619,7 +622,7 @@ impl Core {
     /// Gives back the probe slot of a probe whose future was dropped.
     pub(crate) fn release_probe(&self, a: Admit) {
         let mut w = self.state.load(Ordering::Acquire);
-        while generation(w) == a.generation && w & PHASE_MASK == HALF_OPEN && probes(w) > 0 {
+        while generation(w) == a.generation() && w & PHASE_MASK == HALF_OPEN && probes(w) > 0 {
             match self.state.compare_exchange_weak(
                 w,
                 w - PROBE_ONE,

@@ -61,7 +61,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] fut: F },
-        Rejected { error: CircuitOpen },
+        Rejected { error: Option<Box<CircuitOpen>> },
     }
 }
 
@@ -85,9 +85,9 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+    pub(crate) fn rejected(error: Box<CircuitOpen>) -> Self {
         Self {
-            state: State::Rejected { error },
+            state: State::Rejected { error: Some(error) },
             permit: None,
         }
     }
@@ -107,7 +107,11 @@ where
         match this.state.project() {
             StateProj::Called { fut } => {
                 let result = ready!(fut.poll(cx));
-                if let Some(mut permit) = this.permit.take() {
+                // Read the permit in place (moving it out costs more than the rest
+                // of the success path); it is released when the future is dropped.
+                if let Some(permit) = this.permit.as_mut()
+                    && !permit.done
+                {
                     permit.done = true;
                     let slot: &Slot<C> = &permit.slot;
                     let outcome = slot.classifier.classify(result.as_ref()).now_or_success();
@@ -116,7 +120,9 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            StateProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
+            StateProj::Rejected { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
         }
     }
 }
