@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::core::{Config, Core};
-use super::future::ResponseFuture;
+use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
 use super::layer::{CircuitBreakerBuilder, Slot};
 use crate::BoxError;
@@ -279,7 +279,15 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.shared.key)(&req);
         let slot = self.shared.slot(key);
-        super::service::call(&mut self.inner, &slot, req)
+        match slot.core.admit() {
+            Ok(admit) => {
+                let start = slot.core.times_calls().then(Instant::now);
+                // The looked-up handle becomes the permit: no second clone.
+                let permit = Permit::new(slot, admit, start);
+                ResponseFuture::called(self.inner.call(req), permit)
+            }
+            Err(open) => ResponseFuture::rejected(open),
+        }
     }
 }
 
