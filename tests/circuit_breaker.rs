@@ -664,3 +664,36 @@ async fn a_cancelled_call_is_recorded_as_neither_success_nor_failure() {
         "the dropped call was not counted"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_window_places_a_burst_of_successes_after_a_quiet_hour() {
+    let layer = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .time_window(Duration::from_secs(10))
+        .failure_rate(0.5)
+        .minimum_calls(10)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    advance(Duration::from_secs(3600)).await;
+    for _ in 0..20 {
+        for _ in 0..100 {
+            send(&mut svc, Call::Ok).await.unwrap();
+        }
+        advance(Duration::from_millis(250)).await;
+    }
+    for _ in 0..20 {
+        send(&mut svc, Call::Fail).await.unwrap_err();
+    }
+    let f = handle.figures().time_window.unwrap();
+    assert!(
+        f.calls > 1900.0,
+        "the burst counts in the window, not spread over the quiet hour: {f:?}"
+    );
+    assert_eq!(
+        handle.state(),
+        CircuitState::Closed,
+        "20 failures of 2000 calls"
+    );
+}

@@ -79,6 +79,9 @@ fn word(s: CircuitState, m: Mode, generation: u32) -> u64 {
     ((generation as u64) << GEN_SHIFT) | mode_bits(m) | phase_bits(s)
 }
 
+/// A time window is brought up to date every this many successes of one shard.
+const TIME_TICK: u64 = 64;
+
 /// How long the breaker stays open.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum OpenPolicy {
@@ -518,12 +521,30 @@ impl Core {
                 }
             }
             if self.cfg.counts_successes() {
-                self.successes[shard::index()].fetch_add(1, Ordering::Relaxed);
+                let n = self.successes[shard::index()].fetch_add(1, Ordering::Relaxed);
+                if n % TIME_TICK == TIME_TICK - 1 && self.cfg.time_window.is_some() {
+                    self.tick();
+                }
             }
             return;
         }
         if a.kind() != SHADOW {
             self.record_slow(a, outcome, slow);
+        }
+    }
+
+    /// Brings the time window up to date, if nobody else holds the lock. Called every
+    /// [`TIME_TICK`] successes of a shard, so that the successes spread over time by
+    /// the next update arrived since a recent tick, not since a failure long ago.
+    #[cold]
+    #[inline(never)]
+    fn tick(&self) {
+        if let Ok(mut inner) = self.inner.try_lock() {
+            let now = self.now();
+            let successes = self.successes();
+            if let Some(tw) = &mut inner.time {
+                tw.update(now, successes);
+            }
         }
     }
 

@@ -73,10 +73,12 @@
 //! transitions take a mutex. Slow-call detection reads the clock twice per call.
 //! A keyed breaker adds a mutex-guarded map lookup and a clock read per call.
 //!
-//! The time window does not read the clock on success: successes are counted per
-//! thread, and each failure spreads the successes counted since the previous failure
-//! evenly over the time between them. The window's rate is thus exact for failures
-//! and an estimate, at bucket resolution, for successes.
+//! The time window does not read the clock on each success: successes are counted
+//! per thread, and every update of the window (on each failure or slow call, and
+//! every 64th success of a thread, which reads the clock and tries the lock) spreads
+//! the successes counted since the previous update evenly over the time between
+//! them. Failures are placed exactly; successes at bucket resolution, give or take
+//! the 64 per thread not yet placed.
 //!
 //! # Example
 //!
