@@ -80,7 +80,7 @@ fn word(s: CircuitState, m: Mode, generation: u32) -> u64 {
 }
 
 /// A time window is brought up to date every this many successes of one shard.
-const TIME_TICK: u64 = 64;
+const TIME_TICK: u64 = 256;
 
 /// How long the breaker stays open.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -264,14 +264,20 @@ impl TimeWindow {
     }
 
     /// Spreads the successes counted since the last update evenly over the time
-    /// since then; the part older than the window is dropped.
+    /// since then, or over the window if that was longer ago.
     fn update(&mut self, now: u64, successes: u64) {
         let width = self.width;
         let epoch = now / width;
         let new = successes.saturating_sub(self.seen);
         if new > 0 {
             let oldest = epoch.saturating_sub(self.len() - 1);
-            let from = self.seen_at.min(now);
+            // Successes left unplaced for longer than the window (none arrived
+            // for a while, then a burst) are all placed inside it: counting a
+            // few old successes as recent is safer than losing a burst.
+            let from = self
+                .seen_at
+                .min(now)
+                .max(now.saturating_sub(width * self.len()));
             let span = now - from;
             let first = (from / width).max(oldest);
             for e in first..=epoch {

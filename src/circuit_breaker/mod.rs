@@ -75,10 +75,10 @@
 //!
 //! The time window does not read the clock on each success: successes are counted
 //! per thread, and every update of the window (on each failure or slow call, and
-//! every 64th success of a thread, which reads the clock and tries the lock) spreads
-//! the successes counted since the previous update evenly over the time between
-//! them. Failures are placed exactly; successes at bucket resolution, give or take
-//! the 64 per thread not yet placed.
+//! every 256th success of a thread, which reads the clock and tries the lock)
+//! spreads the successes counted since the previous update evenly over the time
+//! between them (at most the window). Failures are placed exactly; successes at
+//! bucket resolution, give or take the 256 per thread not yet placed.
 //!
 //! # Example
 //!
