@@ -149,7 +149,7 @@ where
 }
 
 fn closed_success(c: &mut Criterion) {
-    let g = "closed_success";
+    let g = "breaker_closed_success";
     per_call(c, g, "bare", backend());
     per_call(
         c,
@@ -204,7 +204,7 @@ where
         let r = tripped.ready().await.unwrap().call(1).await;
         assert!(r.is_err(), "{name}: breaker did not open");
     });
-    let mut g = c.benchmark_group("open_reject");
+    let mut g = c.benchmark_group("breaker_open_reject");
     g.bench_function(name, |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let mut svc = svc.clone();
@@ -251,7 +251,7 @@ where
     S::Error: std::fmt::Debug + Send,
     S::Future: Send,
 {
-    let mut g = c.benchmark_group("contention_64_tasks");
+    let mut g = c.benchmark_group("breaker_contention_64_tasks");
     for workers in [1, 2] {
         let rt = Arc::new(
             tokio::runtime::Builder::new_multi_thread()
