@@ -1,7 +1,9 @@
 //! A reference model of the breaker, driven side by side with the real one through
-//! the same random sequence of outcomes, pending calls, cancellations and time
-//! advances (paused time). They must agree on every admit/reject decision and on
-//! the state after every step.
+//! the same random sequence of outcomes, call durations (pending calls completed
+//! after time advances), cancellations and time advances (paused time). They must
+//! agree on every admit/reject decision and on the state after every step. The
+//! configurations cover consecutive failures, the count window with failure and
+//! slow-call rates, minimum calls, probes, and fixed or growing open durations.
 #![cfg(feature = "circuit-breaker")]
 
 use std::time::Duration;
@@ -11,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio_test::task::{self, Spawn};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_fortify::BoxError;
+use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::circuit_breaker::error::CircuitOpen;
 use tower_fortify::circuit_breaker::{CircuitBreakerLayer, CircuitState};
 
@@ -22,6 +25,11 @@ struct Cfg {
     rate: f64,
     probes: u32,
     open_ms: u64,
+    /// Slow-call threshold (ms) and rate; only with a count window.
+    slow: Option<(u64, f64)>,
+    /// Growing open duration: doubles from `open_ms` up to 4 × `open_ms`, reset
+    /// after `reset_ms` closed.
+    growing: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,22 +54,28 @@ fn cfg() -> impl Strategy<Value = Cfg> {
         prop_oneof![Just(0.2), Just(0.5), Just(1.0)],
         1u32..4,
         1u64..5,
+        proptest::option::of((1u64..3000, prop_oneof![Just(0.3), Just(0.6), Just(1.0)])),
+        proptest::option::of(1u64..6),
     )
-        .prop_map(|(consecutive, window, min_calls, rate, probes, open_s)| {
-            let window = if consecutive.is_none() && window.is_none() {
-                Some(5)
-            } else {
-                window
-            };
-            Cfg {
-                consecutive,
-                window,
-                min_calls: window.map_or(0, |n| min_calls.min(n)),
-                rate,
-                probes,
-                open_ms: open_s * 1000,
-            }
-        })
+        .prop_map(
+            |(consecutive, window, min_calls, rate, probes, open_s, slow, growing)| {
+                let window = if consecutive.is_none() && window.is_none() {
+                    Some(5)
+                } else {
+                    window
+                };
+                Cfg {
+                    consecutive,
+                    window,
+                    min_calls: window.map_or(0, |n| min_calls.min(n)),
+                    rate,
+                    probes,
+                    open_ms: open_s * 1000,
+                    slow: window.and(slow),
+                    growing: growing.map(|s| s * 1000),
+                }
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -91,8 +105,11 @@ struct Model {
     cfg: Cfg,
     phase: Phase,
     generation: u64,
-    history: Vec<bool>,
+    /// (failed, slow) of each call recorded since the last transition.
+    history: Vec<(bool, bool)>,
     consecutive: u32,
+    trips: u32,
+    closed_at: u64,
 }
 
 impl Model {
@@ -137,37 +154,56 @@ impl Model {
         }
     }
 
-    fn record(&mut self, t: Ticket, ok: bool, now: u64) {
+    fn open(&mut self, now: u64) {
+        let open_ms = match self.cfg.growing {
+            None => self.cfg.open_ms,
+            Some(reset_ms) => {
+                if self.phase == Phase::Closed && now - self.closed_at >= reset_ms {
+                    self.trips = 0;
+                }
+                self.trips += 1;
+                (self.cfg.open_ms << (self.trips - 1).min(2)).min(4 * self.cfg.open_ms)
+            }
+        };
+        self.transition(Phase::Open {
+            until: now + open_ms,
+        });
+    }
+
+    fn record(&mut self, t: Ticket, ok: bool, elapsed: u64, now: u64) {
         if t.generation != self.generation {
             return;
         }
-        let open = Phase::Open {
-            until: now + self.cfg.open_ms,
-        };
+        let slow = self.cfg.slow.is_some_and(|(ms, _)| elapsed >= ms);
         if t.probe {
-            if !ok {
-                self.transition(open);
+            if !ok || slow {
+                self.open(now);
             } else if let Phase::HalfOpen { succeeded, .. } = &mut self.phase {
                 *succeeded += 1;
                 if *succeeded >= self.cfg.probes {
                     self.transition(Phase::Closed);
+                    self.closed_at = now;
                 }
             }
             return;
         }
-        self.history.push(!ok);
+        self.history.push((!ok, slow));
         self.consecutive = if ok { 0 } else { self.consecutive + 1 };
         let mut trip = !ok && self.cfg.consecutive.is_some_and(|k| self.consecutive >= k);
         if let Some(n) = self.cfg.window {
             let last = &self.history[self.history.len().saturating_sub(n as usize)..];
             let calls = last.len() as f64;
-            let failures = last.iter().filter(|f| **f).count() as f64;
-            if !ok && calls >= self.cfg.min_calls as f64 && calls > 0.0 {
-                trip |= failures / calls >= self.cfg.rate;
+            let failures = last.iter().filter(|(f, _)| *f).count() as f64;
+            let slows = last.iter().filter(|(_, s)| *s).count() as f64;
+            if calls >= self.cfg.min_calls as f64 && calls > 0.0 {
+                trip |= !ok && failures / calls >= self.cfg.rate;
+                if let Some((_, rate)) = self.cfg.slow {
+                    trip |= slow && slows / calls >= rate;
+                }
             }
         }
         if trip {
-            self.transition(open);
+            self.open(now);
         }
     }
 
@@ -192,6 +228,7 @@ struct Pending {
     fut: Spawn<Fut>,
     tx: oneshot::Sender<bool>,
     ticket: Ticket,
+    started: u64,
 }
 
 fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -213,6 +250,18 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
         if let Some(n) = cfg.window {
             b = b.count_window(n);
         }
+        if let Some((ms, rate)) = cfg.slow {
+            b = b.slow_calls(Duration::from_millis(ms), rate);
+        }
+        if let Some(reset_ms) = cfg.growing {
+            b = b
+                .open_backoff(
+                    Backoff::exponential(Duration::from_millis(cfg.open_ms))
+                        .max_delay(Duration::from_millis(4 * cfg.open_ms))
+                        .jitter(Jitter::None),
+                )
+                .reset_backoff_after(Duration::from_millis(reset_ms));
+        }
         let layer = b.build().unwrap();
         let handle = layer.handle();
         let mut svc = layer.layer(service_fn(|req: Req| async move {
@@ -232,6 +281,8 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
             generation: 0,
             history: Vec::new(),
             consecutive: 0,
+            trips: 0,
+            closed_at: 0,
         };
         let start = tokio::time::Instant::now();
         let now = || (tokio::time::Instant::now() - start).as_millis() as u64;
@@ -245,7 +296,7 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(rejected, expected.is_none(), "step {}: {:?}", step, op);
                     if let Some(t) = expected {
                         prop_assert_eq!(result.is_ok(), ok);
-                        model.record(t, ok, now());
+                        model.record(t, ok, 0, now());
                     }
                 }
                 Op::Start => {
@@ -258,7 +309,12 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             let ticket = expected.ok_or_else(|| {
                                 TestCaseError::fail(format!("step {step}: admitted, model rejects"))
                             })?;
-                            pending.push(Pending { fut, tx, ticket });
+                            pending.push(Pending {
+                                fut,
+                                tx,
+                                ticket,
+                                started: now(),
+                            });
                         }
                         std::task::Poll::Ready(r) => {
                             prop_assert!(matches!(&r, Err(e) if e.is::<CircuitOpen>()));
@@ -276,7 +332,7 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         p.tx.send(ok).unwrap();
                         let r = p.fut.await;
                         prop_assert_eq!(r.is_ok(), ok);
-                        model.record(p.ticket, ok, now());
+                        model.record(p.ticket, ok, now() - p.started, now());
                     }
                 }
                 Op::Cancel(i) => {
@@ -295,10 +351,10 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn breaker_agrees_with_the_reference_model(cfg in cfg(), ops in proptest::collection::vec(op(), 1..80)) {
+    fn breaker_agrees_with_the_reference_model(cfg in cfg(), ops in proptest::collection::vec(op(), 1..120)) {
         run(cfg, ops)?;
     }
 }
