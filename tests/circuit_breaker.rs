@@ -697,3 +697,33 @@ async fn time_window_places_a_burst_of_successes_after_a_quiet_hour() {
         "20 failures of 2000 calls"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_may_use_the_handle() {
+    let handle_cell = Arc::new(std::sync::OnceLock::<
+        tower_fortify::circuit_breaker::CircuitBreakerHandle,
+    >::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (cell, log) = (handle_cell.clone(), seen.clone());
+    let layer = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .consecutive_failures(1)
+        .listener(move |e: &Event| {
+            if let (Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }), Some(h)) =
+                (e, cell.get())
+            {
+                // Events are delivered after the breaker's lock is released.
+                let _ = h.figures();
+                log.lock().unwrap().push((*to, h.state()));
+            }
+        })
+        .build()
+        .unwrap();
+    handle_cell.set(layer.handle()).unwrap();
+    let mut svc = layer.layer(backend());
+    send(&mut svc, Call::Fail).await.unwrap_err();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(CircuitState::Open, CircuitState::Open)]
+    );
+}

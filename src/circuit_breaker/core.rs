@@ -331,6 +331,50 @@ struct Inner {
     previous_open: Duration,
     closed_at: u64,
     hint_until: u64,
+    /// Events of the current lock hold, delivered to the listener once the lock is
+    /// released (a listener may then use the handle). At most three per hold.
+    outbox: [Option<CircuitBreakerEvent>; 3],
+}
+
+impl Inner {
+    fn post(&mut self, event: CircuitBreakerEvent) {
+        if let Some(slot) = self.outbox.iter_mut().find(|e| e.is_none()) {
+            *slot = Some(event);
+        }
+    }
+}
+
+/// The slow-path lock. Dropping it releases the lock, then delivers the events
+/// posted while it was held.
+struct Locked<'a> {
+    core: &'a Core,
+    guard: Option<MutexGuard<'a, Inner>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let events = std::mem::take(&mut guard.outbox);
+        drop(guard);
+        for event in events.into_iter().flatten() {
+            self.core.listeners.emit(|| Event::CircuitBreaker(event));
+        }
+    }
 }
 
 /// One circuit breaker. Shared by every clone of a layer, its services and handles.
@@ -388,6 +432,7 @@ impl Core {
                 previous_open: Duration::ZERO,
                 closed_at: 0,
                 hint_until: 0,
+                outbox: Default::default(),
             }),
             cfg,
             epoch,
@@ -406,6 +451,14 @@ impl Core {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the slow-path lock for work that may post events.
+    fn lock_events(&self) -> Locked<'_> {
+        Locked {
+            core: self,
+            guard: Some(self.lock()),
+        }
     }
 
     fn successes(&self) -> u64 {
@@ -559,7 +612,7 @@ impl Core {
     fn record_slow(&self, a: Admit, outcome: Outcome, slow: bool) {
         let failure = outcome.is_failure();
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock_events();
         let w = self.state.load(Ordering::Acquire);
         if generation(w) != a.generation() {
             return;
@@ -689,13 +742,15 @@ impl Core {
                 to = to.as_str(),
                 "state changed"
             );
-            self.listeners
-                .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { from, to }));
+            if self.listeners.is_active() {
+                inner.post(CircuitBreakerEvent::StateChanged { from, to });
+            }
         }
         if mode(w) != m {
             tracing::debug!(target: "tower_fortify::circuit_breaker", mode = ?m, "mode changed");
-            self.listeners
-                .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::ModeChanged { mode: m }));
+            if self.listeners.is_active() {
+                inner.post(CircuitBreakerEvent::ModeChanged { mode: m });
+            }
         }
         self.status.send_if_modified(|s| {
             let new = Status { state: to, mode: m };
@@ -731,8 +786,9 @@ impl Core {
             open_ms = open_for.as_secs_f64() * 1000.0,
             "breaker opened"
         );
-        self.listeners
-            .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::Opened { reason, open_for }));
+        if self.listeners.is_active() {
+            inner.post(CircuitBreakerEvent::Opened { reason, open_for });
+        }
         self.set(inner, w, CircuitState::Open, mode(w), now);
     }
 
@@ -743,7 +799,7 @@ impl Core {
     }
 
     fn to_half_open(&self, seen: u64, now: u64) {
-        let mut inner = self.lock();
+        let mut inner = self.lock_events();
         let w = self.state.load(Ordering::Acquire);
         if w != seen || now < self.open_until.load(Ordering::Acquire) {
             return;
@@ -767,7 +823,7 @@ impl Core {
 
     pub(crate) fn set_mode(&self, m: Mode) {
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock_events();
         let w = self.state.load(Ordering::Acquire);
         let to = match m {
             // Disabled holds the breaker closed; forced open keeps the automatic state
@@ -786,7 +842,7 @@ impl Core {
 
     pub(crate) fn force_closed(&self) {
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock_events();
         let w = self.state.load(Ordering::Acquire);
         inner.closed_at = now;
         self.set(&mut inner, w, CircuitState::Closed, Mode::Automatic, now);
@@ -794,7 +850,7 @@ impl Core {
 
     pub(crate) fn reset(&self) {
         let now = self.now();
-        let mut inner = self.lock();
+        let mut inner = self.lock_events();
         let w = self.state.load(Ordering::Acquire);
         inner.closed_at = now;
         inner.trips = 0;

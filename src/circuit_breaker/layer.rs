@@ -253,7 +253,8 @@ impl<C> CircuitBreakerBuilder<C> {
     }
 
     /// Sends [`CircuitBreakerEvent`](crate::observe::CircuitBreakerEvent)s to
-    /// `listener`.
+    /// `listener`. Events are delivered after the breaker's internal lock is
+    /// released, so a listener may read the breaker through its handle.
     pub fn listener(mut self, listener: impl Listener) -> Self {
         self.listeners = Listeners::new(listener);
         self
