@@ -44,6 +44,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
 
+    /// Fails calls fast while the backend is down; see [`crate::circuit_breaker`].
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker<C>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
     /// Injects faults; see [`crate::chaos`].
     #[cfg(feature = "chaos")]
     #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
@@ -72,6 +80,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
         self.layer(layer)
     }
 

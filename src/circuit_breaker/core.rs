@@ -1,0 +1,899 @@
+//! The breaker's shared state: one state word, sharded success counters, and a
+//! slow-path mutex for everything that only failures and transitions touch.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::error::CircuitOpen;
+use crate::backoff::{Backoff, Rng};
+use crate::classify::{Outcome, ServerHint};
+use crate::observe::{CircuitBreakerEvent, CircuitState, Event, Listeners, Mode, TripReason};
+use crate::shard::{self, Padded, SHARDS};
+
+// The state word: bits 0-1 the phase, bits 2-3 the mode, bits 16-31 the probes
+// admitted in this half-open period, bits 32-63 the generation. Closed + Automatic is
+// all zero in the low bits, so the success path tests one mask.
+const PHASE_MASK: u64 = 0b11;
+const MODE_SHIFT: u32 = 2;
+const MODE_MASK: u64 = 0b11 << MODE_SHIFT;
+const LOW_MASK: u64 = PHASE_MASK | MODE_MASK;
+const PROBE_SHIFT: u32 = 16;
+const PROBE_ONE: u64 = 1 << PROBE_SHIFT;
+const PROBE_MASK: u64 = 0xFFFF << PROBE_SHIFT;
+const GEN_SHIFT: u32 = 32;
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+
+#[inline]
+fn generation(w: u64) -> u32 {
+    (w >> GEN_SHIFT) as u32
+}
+
+#[inline]
+fn probes(w: u64) -> u32 {
+    ((w & PROBE_MASK) >> PROBE_SHIFT) as u32
+}
+
+fn phase(w: u64) -> CircuitState {
+    match w & PHASE_MASK {
+        OPEN => CircuitState::Open,
+        HALF_OPEN => CircuitState::HalfOpen,
+        _ => CircuitState::Closed,
+    }
+}
+
+fn mode(w: u64) -> Mode {
+    match (w & MODE_MASK) >> MODE_SHIFT {
+        1 => Mode::Disabled,
+        2 => Mode::ForcedOpen,
+        3 => Mode::MetricsOnly,
+        _ => Mode::Automatic,
+    }
+}
+
+fn mode_bits(m: Mode) -> u64 {
+    (match m {
+        Mode::Automatic => 0,
+        Mode::Disabled => 1,
+        Mode::ForcedOpen => 2,
+        Mode::MetricsOnly => 3,
+    }) << MODE_SHIFT
+}
+
+fn phase_bits(s: CircuitState) -> u64 {
+    match s {
+        CircuitState::Closed => CLOSED,
+        CircuitState::Open => OPEN,
+        CircuitState::HalfOpen => HALF_OPEN,
+    }
+}
+
+fn word(s: CircuitState, m: Mode, generation: u32) -> u64 {
+    ((generation as u64) << GEN_SHIFT) | mode_bits(m) | phase_bits(s)
+}
+
+/// A time window is brought up to date every this many successes of one shard.
+const TIME_TICK: u64 = 256;
+
+/// How long the breaker stays open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum OpenPolicy {
+    Fixed(Duration),
+    Backoff(Backoff),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    pub(crate) consecutive: Option<u32>,
+    pub(crate) count_window: Option<u32>,
+    pub(crate) time_window: Option<(Duration, u32)>,
+    pub(crate) failure_rate: f64,
+    pub(crate) slow: Option<(Duration, f64)>,
+    pub(crate) min_calls: u32,
+    pub(crate) open: OpenPolicy,
+    pub(crate) reset_after: Duration,
+    pub(crate) max_hint: Duration,
+    pub(crate) probes: u32,
+}
+
+impl Config {
+    fn counts_successes(&self) -> bool {
+        self.count_window.is_some() || self.time_window.is_some()
+    }
+}
+
+/// The decision to admit a call, carried by its future: the generation it was
+/// admitted in (high 32 bits) and its kind (low bits), packed in one word so that it
+/// travels in a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Admit(u64);
+
+/// Admitted while closed (or disabled): its result is recorded.
+const NORMAL: u64 = 0;
+/// A half-open probe: holds a probe slot.
+const PROBE: u64 = 1;
+/// Metrics-only mode admitted a call it would have rejected: nothing is recorded.
+const SHADOW: u64 = 2;
+
+impl Admit {
+    #[inline]
+    fn new(generation: u32, kind: u64) -> Self {
+        Self(((generation as u64) << GEN_SHIFT) | kind)
+    }
+
+    #[inline]
+    fn generation(self) -> u32 {
+        (self.0 >> GEN_SHIFT) as u32
+    }
+
+    #[inline]
+    fn kind(self) -> u64 {
+        self.0 & 0b11
+    }
+
+    pub(crate) fn is_probe(self) -> bool {
+        self.kind() == PROBE
+    }
+}
+
+/// The automatic state and the mode, as observed through a handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Status {
+    /// The state of the automatic state machine.
+    pub state: CircuitState,
+    /// How the breaker is operated.
+    pub mode: Mode,
+}
+
+/// Calls, failures and slow calls in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WindowFigures {
+    /// Calls recorded in the window (for a time window, an estimate: successes
+    /// between two failures are spread evenly over the time between them).
+    pub calls: f64,
+    /// Failures recorded in the window.
+    pub failures: u64,
+    /// Slow calls recorded in the window (zero unless slow-call detection is on).
+    pub slow_calls: u64,
+}
+
+impl WindowFigures {
+    /// `failures / calls`, or zero when the window is empty.
+    pub fn failure_rate(&self) -> f64 {
+        if self.calls > 0.0 {
+            (self.failures as f64 / self.calls).min(1.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// `slow_calls / calls`, or zero when the window is empty.
+    pub fn slow_call_rate(&self) -> f64 {
+        if self.calls > 0.0 {
+            (self.slow_calls as f64 / self.calls).min(1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A snapshot of what a breaker has recorded since it last changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Figures {
+    /// Failures in a row since the last success.
+    pub consecutive_failures: u32,
+    /// The count window, if one is configured.
+    pub count_window: Option<WindowFigures>,
+    /// The time window, if one is configured.
+    pub time_window: Option<WindowFigures>,
+    /// How many times in a row the breaker has opened (drives a growing open
+    /// duration; reset after staying closed).
+    pub consecutive_trips: u32,
+}
+
+struct CountWindow {
+    size: u64,
+    /// Total calls when the window was last cleared.
+    base: u64,
+    /// Sequence numbers of recent failures and slow calls, oldest first.
+    failures: VecDeque<u64>,
+    slow: VecDeque<u64>,
+}
+
+impl CountWindow {
+    fn prune(&mut self, total: u64) {
+        let floor = total.saturating_sub(self.size);
+        for ring in [&mut self.failures, &mut self.slow] {
+            while ring
+                .front()
+                .is_some_and(|&s| s <= floor || ring.len() as u64 > self.size)
+            {
+                ring.pop_front();
+            }
+        }
+    }
+
+    fn figures(&self, total: u64) -> WindowFigures {
+        WindowFigures {
+            calls: total.saturating_sub(self.base).min(self.size) as f64,
+            failures: self.failures.len() as u64,
+            slow_calls: self.slow.len() as u64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    epoch: u64,
+    calls: f64,
+    failures: u64,
+    slow: u64,
+}
+
+struct TimeWindow {
+    width: u64,
+    buckets: Vec<Bucket>,
+    /// Successes counted by the last update, and when (nanoseconds since the epoch).
+    seen: u64,
+    seen_at: u64,
+}
+
+impl TimeWindow {
+    fn len(&self) -> u64 {
+        self.buckets.len() as u64
+    }
+
+    fn bucket(&mut self, epoch: u64) -> &mut Bucket {
+        let n = self.len();
+        let b = &mut self.buckets[(epoch % n) as usize];
+        if b.epoch != epoch {
+            *b = Bucket {
+                epoch,
+                ..Bucket::default()
+            };
+        }
+        b
+    }
+
+    /// Spreads the successes counted since the last update evenly over the time
+    /// since then, or over the window if that was longer ago.
+    fn update(&mut self, now: u64, successes: u64) {
+        let width = self.width;
+        let epoch = now / width;
+        let new = successes.saturating_sub(self.seen);
+        if new > 0 {
+            let oldest = epoch.saturating_sub(self.len() - 1);
+            // Successes left unplaced for longer than the window (none arrived
+            // for a while, then a burst) are all placed inside it: counting a
+            // few old successes as recent is safer than losing a burst.
+            let from = self
+                .seen_at
+                .min(now)
+                .max(now.saturating_sub(width * self.len()));
+            let span = now - from;
+            let first = (from / width).max(oldest);
+            for e in first..=epoch {
+                let share = if span == 0 {
+                    if e == epoch { 1.0 } else { 0.0 }
+                } else {
+                    let lo = (e * width).max(from);
+                    let hi = ((e + 1) * width).min(now);
+                    hi.saturating_sub(lo) as f64 / span as f64
+                };
+                if share > 0.0 {
+                    self.bucket(e).calls += new as f64 * share;
+                }
+            }
+        }
+        self.seen = successes;
+        self.seen_at = now;
+    }
+
+    fn figures(&self, now: u64) -> WindowFigures {
+        let epoch = now / self.width;
+        let oldest = epoch.saturating_sub(self.len() - 1);
+        let mut f = WindowFigures::default();
+        for b in &self.buckets {
+            if b.epoch >= oldest && b.epoch <= epoch {
+                f.calls += b.calls;
+                f.failures += b.failures;
+                f.slow_calls += b.slow;
+            }
+        }
+        f
+    }
+
+    fn clear(&mut self, now: u64, successes: u64) {
+        self.buckets.fill(Bucket {
+            epoch: u64::MAX,
+            ..Bucket::default()
+        });
+        self.seen = successes;
+        self.seen_at = now;
+    }
+}
+
+/// State that only failures, slow calls, probes and transitions touch.
+struct Inner {
+    failures_total: u64,
+    count: Option<CountWindow>,
+    time: Option<TimeWindow>,
+    probe_successes: u32,
+    trips: u32,
+    previous_open: Duration,
+    closed_at: u64,
+    hint_until: u64,
+    /// Events of the current lock hold, delivered to the listener once the lock is
+    /// released (a listener may then use the handle). At most three per hold.
+    outbox: [Option<CircuitBreakerEvent>; 3],
+}
+
+impl Inner {
+    fn post(&mut self, event: CircuitBreakerEvent) {
+        if let Some(slot) = self.outbox.iter_mut().find(|e| e.is_none()) {
+            *slot = Some(event);
+        }
+    }
+}
+
+/// The slow-path lock. Dropping it releases the lock, then delivers the events
+/// posted while it was held.
+struct Locked<'a> {
+    core: &'a Core,
+    guard: Option<MutexGuard<'a, Inner>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let events = std::mem::take(&mut guard.outbox);
+        drop(guard);
+        for event in events.into_iter().flatten() {
+            self.core.listeners.emit(|| Event::CircuitBreaker(event));
+        }
+    }
+}
+
+/// One circuit breaker. Shared by every clone of a layer, its services and handles.
+pub(crate) struct Core {
+    state: Padded<AtomicU64>,
+    consecutive: Padded<AtomicU32>,
+    open_until: Padded<AtomicU64>,
+    successes: [Padded<AtomicU64>; SHARDS],
+    inner: Mutex<Inner>,
+    pub(crate) cfg: Config,
+    epoch: Instant,
+    rng: Rng,
+    listeners: Listeners,
+    status: watch::Sender<Status>,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: Config, rng: Rng, listeners: Listeners) -> Self {
+        let epoch = Instant::now();
+        let count = cfg.count_window.map(|n| CountWindow {
+            size: n as u64,
+            base: 0,
+            failures: VecDeque::with_capacity(n as usize + 1),
+            slow: VecDeque::with_capacity(if cfg.slow.is_some() {
+                n as usize + 1
+            } else {
+                0
+            }),
+        });
+        let time = cfg.time_window.map(|(d, buckets)| {
+            let mut t = TimeWindow {
+                width: (d.as_nanos() as u64 / buckets as u64).max(1),
+                buckets: vec![Bucket::default(); buckets as usize],
+                seen: 0,
+                seen_at: 0,
+            };
+            t.clear(0, 0);
+            t
+        });
+        let (status, _) = watch::channel(Status {
+            state: CircuitState::Closed,
+            mode: Mode::Automatic,
+        });
+        Self {
+            state: Padded(AtomicU64::new(0)),
+            consecutive: Padded(AtomicU32::new(0)),
+            open_until: Padded(AtomicU64::new(0)),
+            successes: Default::default(),
+            inner: Mutex::new(Inner {
+                failures_total: 0,
+                count,
+                time,
+                probe_successes: 0,
+                trips: 0,
+                previous_open: Duration::ZERO,
+                closed_at: 0,
+                hint_until: 0,
+                outbox: Default::default(),
+            }),
+            cfg,
+            epoch,
+            rng,
+            listeners,
+            status,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u64::MAX as u128) as u64
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the slow-path lock for work that may post events.
+    fn lock_events(&self) -> Locked<'_> {
+        Locked {
+            core: self,
+            guard: Some(self.lock()),
+        }
+    }
+
+    fn successes(&self) -> u64 {
+        self.successes
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Whether slow-call detection is on (the call path then reads the clock).
+    #[inline]
+    pub(crate) fn times_calls(&self) -> bool {
+        self.cfg.slow.is_some()
+    }
+
+    /// Admits a call or says why not. Closed and automatic: one atomic load.
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Admit, Box<CircuitOpen>> {
+        let w = self.state.load(Ordering::Acquire);
+        if w & LOW_MASK == 0 {
+            return Ok(Admit::new(generation(w), NORMAL));
+        }
+        self.admit_slow(w)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(&self, mut w: u64) -> Result<Admit, Box<CircuitOpen>> {
+        loop {
+            let m = mode(w);
+            let normal = Admit::new(generation(w), NORMAL);
+            match m {
+                Mode::Disabled => return Ok(normal),
+                Mode::ForcedOpen => return Err(Box::new(self.reject(None))),
+                Mode::Automatic | Mode::MetricsOnly => {}
+            }
+            match w & PHASE_MASK {
+                OPEN => {
+                    let now = self.now();
+                    let until = self.open_until.load(Ordering::Acquire);
+                    if now < until {
+                        return self.reject_or_shadow(w, Some((now, until)));
+                    }
+                    self.to_half_open(w, now);
+                    w = self.state.load(Ordering::Acquire);
+                }
+                HALF_OPEN => {
+                    if probes(w) < self.cfg.probes {
+                        match self.state.compare_exchange_weak(
+                            w,
+                            w + PROBE_ONE,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return Ok(Admit::new(generation(w), PROBE)),
+                            Err(actual) => w = actual,
+                        }
+                    } else {
+                        return self.reject_or_shadow(w, None);
+                    }
+                }
+                _ => return Ok(normal),
+            }
+        }
+    }
+
+    fn reject_or_shadow(
+        &self,
+        w: u64,
+        open: Option<(u64, u64)>,
+    ) -> Result<Admit, Box<CircuitOpen>> {
+        let err = match open {
+            Some((now, until)) => CircuitOpen::new(Some((
+                self.epoch + Duration::from_nanos(until),
+                Duration::from_nanos(until - now),
+            ))),
+            None => CircuitOpen::new(None),
+        };
+        if mode(w) == Mode::MetricsOnly {
+            let retry_after = err.retry_after();
+            tracing::trace!(target: "tower_fortify::circuit_breaker", "would reject (metrics only)");
+            self.listeners
+                .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::WouldReject { retry_after }));
+            return Ok(Admit::new(generation(w), SHADOW));
+        }
+        Err(Box::new(self.reject_with(err)))
+    }
+
+    fn reject(&self, open: Option<(Instant, Duration)>) -> CircuitOpen {
+        self.reject_with(CircuitOpen::new(open))
+    }
+
+    fn reject_with(&self, err: CircuitOpen) -> CircuitOpen {
+        let retry_after = err.retry_after();
+        tracing::trace!(target: "tower_fortify::circuit_breaker", "call rejected");
+        self.listeners
+            .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::Rejected { retry_after }));
+        err
+    }
+
+    /// Records the outcome of an admitted call. `elapsed` is only given when
+    /// slow-call detection is on.
+    #[inline]
+    pub(crate) fn record(&self, a: Admit, outcome: Outcome, elapsed: Option<Duration>) {
+        let slow = match (elapsed, self.cfg.slow) {
+            (Some(e), Some((threshold, _))) => e >= threshold,
+            _ => false,
+        };
+        if a.kind() == NORMAL && outcome.is_success() && !slow {
+            let w = self.state.load(Ordering::Acquire);
+            if generation(w) != a.generation() {
+                return;
+            }
+            if self.cfg.consecutive.is_some() {
+                // Read first: a line that is only read is shared between cores
+                // without bouncing.
+                if self.consecutive.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.store(0, Ordering::Relaxed);
+                }
+            }
+            if self.cfg.counts_successes() {
+                let n = self.successes[shard::index()].fetch_add(1, Ordering::Relaxed);
+                if n % TIME_TICK == TIME_TICK - 1 && self.cfg.time_window.is_some() {
+                    self.tick();
+                }
+            }
+            return;
+        }
+        if a.kind() != SHADOW {
+            self.record_slow(a, outcome, slow);
+        }
+    }
+
+    /// Brings the time window up to date, if nobody else holds the lock. Called every
+    /// [`TIME_TICK`] successes of a shard, so that the successes spread over time by
+    /// the next update arrived since a recent tick, not since a failure long ago.
+    #[cold]
+    #[inline(never)]
+    fn tick(&self) {
+        if let Ok(mut inner) = self.inner.try_lock() {
+            let now = self.now();
+            let successes = self.successes();
+            if let Some(tw) = &mut inner.time {
+                tw.update(now, successes);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&self, a: Admit, outcome: Outcome, slow: bool) {
+        let failure = outcome.is_failure();
+        let now = self.now();
+        let mut inner = self.lock_events();
+        let w = self.state.load(Ordering::Acquire);
+        if generation(w) != a.generation() {
+            return;
+        }
+        if failure && let ServerHint::RetryAfter(d) = outcome.hint() {
+            let d = d.min(self.cfg.max_hint);
+            inner.hint_until = now.saturating_add(d.as_nanos() as u64);
+        }
+        if a.kind() == PROBE {
+            if failure || slow {
+                self.open(&mut inner, w, now, TripReason::ProbeFailed);
+            } else {
+                inner.probe_successes += 1;
+                if inner.probe_successes >= self.cfg.probes {
+                    self.close(&mut inner, w, now);
+                }
+            }
+            return;
+        }
+        let mut reason = None;
+        if failure {
+            inner.failures_total += 1;
+            if let Some(k) = self.cfg.consecutive {
+                let c = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+                if c >= k {
+                    reason = Some(TripReason::ConsecutiveFailures);
+                }
+            }
+        } else {
+            if self.cfg.counts_successes() {
+                self.successes[shard::index()].fetch_add(1, Ordering::Relaxed);
+            }
+            if self.cfg.consecutive.is_some() {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+        }
+        let successes = self.successes();
+        let total = successes + inner.failures_total;
+        let min_calls = self.cfg.min_calls as f64;
+        let rate = self.cfg.failure_rate;
+        let slow_rate = self.cfg.slow.map_or(f64::INFINITY, |(_, r)| r);
+        if let Some(cw) = &mut inner.count {
+            if failure {
+                cw.failures.push_back(total);
+            }
+            if slow {
+                cw.slow.push_back(total);
+            }
+            cw.prune(total);
+            let f = cw.figures(total);
+            if f.calls >= min_calls && f.calls > 0.0 {
+                if failure && f.failure_rate() >= rate {
+                    reason = reason.or(Some(TripReason::CountWindowFailureRate));
+                }
+                if slow && f.slow_call_rate() >= slow_rate {
+                    reason = reason.or(Some(TripReason::SlowCallRate));
+                }
+            }
+        }
+        if let Some(tw) = &mut inner.time {
+            tw.update(now, successes);
+            let b = tw.bucket(now / tw.width);
+            if failure {
+                b.calls += 1.0;
+                b.failures += 1;
+            }
+            if slow {
+                b.slow += 1;
+            }
+            let f = tw.figures(now);
+            if f.calls + 1e-9 >= min_calls && f.calls > 0.0 {
+                if failure && f.failure_rate() + 1e-9 >= rate {
+                    reason = reason.or(Some(TripReason::TimeWindowFailureRate));
+                }
+                if slow && f.slow_call_rate() + 1e-9 >= slow_rate {
+                    reason = reason.or(Some(TripReason::SlowCallRate));
+                }
+            }
+        }
+        if let Some(reason) = reason
+            && mode(w) != Mode::Disabled
+        {
+            self.open(&mut inner, w, now, reason);
+        }
+    }
+
+    /// Gives back the probe slot of a probe whose future was dropped.
+    pub(crate) fn release_probe(&self, a: Admit) {
+        let mut w = self.state.load(Ordering::Acquire);
+        while generation(w) == a.generation() && w & PHASE_MASK == HALF_OPEN && probes(w) > 0 {
+            match self.state.compare_exchange_weak(
+                w,
+                w - PROBE_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    fn clear_windows(&self, inner: &mut Inner, now: u64) {
+        let successes = self.successes();
+        let total = successes + inner.failures_total;
+        if let Some(cw) = &mut inner.count {
+            cw.base = total;
+            cw.failures.clear();
+            cw.slow.clear();
+        }
+        if let Some(tw) = &mut inner.time {
+            tw.clear(now, successes);
+        }
+        inner.probe_successes = 0;
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    fn set(&self, inner: &mut Inner, w: u64, to: CircuitState, m: Mode, now: u64) {
+        self.clear_windows(inner, now);
+        let next = word(to, m, generation(w).wrapping_add(1));
+        self.state.store(next, Ordering::Release);
+        let from = phase(w);
+        if from != to {
+            tracing::debug!(
+                target: "tower_fortify::circuit_breaker",
+                from = from.as_str(),
+                to = to.as_str(),
+                "state changed"
+            );
+            if self.listeners.is_active() {
+                inner.post(CircuitBreakerEvent::StateChanged { from, to });
+            }
+        }
+        if mode(w) != m {
+            tracing::debug!(target: "tower_fortify::circuit_breaker", mode = ?m, "mode changed");
+            if self.listeners.is_active() {
+                inner.post(CircuitBreakerEvent::ModeChanged { mode: m });
+            }
+        }
+        self.status.send_if_modified(|s| {
+            let new = Status { state: to, mode: m };
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+    }
+
+    fn open(&self, inner: &mut Inner, w: u64, now: u64, reason: TripReason) {
+        if phase(w) == CircuitState::Closed
+            && now.saturating_sub(inner.closed_at) >= self.cfg.reset_after.as_nanos() as u64
+        {
+            inner.trips = 0;
+            inner.previous_open = Duration::ZERO;
+        }
+        inner.trips = inner.trips.saturating_add(1);
+        let d = match &self.cfg.open {
+            OpenPolicy::Fixed(d) => *d,
+            OpenPolicy::Backoff(b) => b.delay(inner.trips, inner.previous_open, &self.rng),
+        };
+        inner.previous_open = d;
+        let mut until = now.saturating_add(d.as_nanos() as u64);
+        if inner.hint_until > until {
+            until = inner.hint_until;
+        }
+        inner.hint_until = 0;
+        self.open_until.store(until, Ordering::Release);
+        let open_for = Duration::from_nanos(until - now);
+        tracing::debug!(
+            target: "tower_fortify::circuit_breaker",
+            reason = reason.as_str(),
+            open_ms = open_for.as_secs_f64() * 1000.0,
+            "breaker opened"
+        );
+        if self.listeners.is_active() {
+            inner.post(CircuitBreakerEvent::Opened { reason, open_for });
+        }
+        self.set(inner, w, CircuitState::Open, mode(w), now);
+    }
+
+    fn close(&self, inner: &mut Inner, w: u64, now: u64) {
+        inner.closed_at = now;
+        inner.hint_until = 0;
+        self.set(inner, w, CircuitState::Closed, mode(w), now);
+    }
+
+    fn to_half_open(&self, seen: u64, now: u64) {
+        let mut inner = self.lock_events();
+        let w = self.state.load(Ordering::Acquire);
+        if w != seen || now < self.open_until.load(Ordering::Acquire) {
+            return;
+        }
+        self.set(&mut inner, w, CircuitState::HalfOpen, mode(w), now);
+    }
+
+    // --- handle operations ---
+
+    pub(crate) fn status(&self) -> Status {
+        let w = self.state.load(Ordering::Acquire);
+        Status {
+            state: phase(w),
+            mode: mode(w),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    pub(crate) fn set_mode(&self, m: Mode) {
+        let now = self.now();
+        let mut inner = self.lock_events();
+        let w = self.state.load(Ordering::Acquire);
+        let to = match m {
+            // Disabled holds the breaker closed; forced open keeps the automatic state
+            // underneath for when the mode is lifted.
+            Mode::Disabled => CircuitState::Closed,
+            _ => phase(w),
+        };
+        if mode(w) == m && phase(w) == to {
+            return;
+        }
+        if to == CircuitState::Closed && phase(w) != CircuitState::Closed {
+            inner.closed_at = now;
+        }
+        self.set(&mut inner, w, to, m, now);
+    }
+
+    pub(crate) fn force_closed(&self) {
+        let now = self.now();
+        let mut inner = self.lock_events();
+        let w = self.state.load(Ordering::Acquire);
+        inner.closed_at = now;
+        self.set(&mut inner, w, CircuitState::Closed, Mode::Automatic, now);
+    }
+
+    pub(crate) fn reset(&self) {
+        let now = self.now();
+        let mut inner = self.lock_events();
+        let w = self.state.load(Ordering::Acquire);
+        inner.closed_at = now;
+        inner.trips = 0;
+        inner.previous_open = Duration::ZERO;
+        inner.hint_until = 0;
+        self.set(&mut inner, w, CircuitState::Closed, Mode::Automatic, now);
+    }
+
+    pub(crate) fn figures(&self) -> Figures {
+        let now = self.now();
+        let mut inner = self.lock();
+        let successes = self.successes();
+        let total = successes + inner.failures_total;
+        let trips = inner.trips;
+        let count_window = inner.count.as_mut().map(|cw| {
+            cw.prune(total);
+            cw.figures(total)
+        });
+        let time_window = inner.time.as_mut().map(|tw| {
+            tw.update(now, successes);
+            tw.figures(now)
+        });
+        Figures {
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            count_window,
+            time_window,
+            consecutive_trips: trips,
+        }
+    }
+
+    /// When an open breaker may admit again.
+    pub(crate) fn open_until(&self) -> Option<Instant> {
+        let w = self.state.load(Ordering::Acquire);
+        (phase(w) == CircuitState::Open)
+            .then(|| self.epoch + Duration::from_nanos(self.open_until.load(Ordering::Acquire)))
+    }
+
+    pub(crate) fn probes_admitted(&self) -> u32 {
+        let w = self.state.load(Ordering::Acquire);
+        if w & PHASE_MASK == HALF_OPEN {
+            probes(w)
+        } else {
+            0
+        }
+    }
+}

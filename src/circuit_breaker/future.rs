@@ -1,0 +1,128 @@
+//! The circuit breaker's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::core::Admit;
+use super::error::CircuitOpen;
+use super::layer::Slot;
+use crate::BoxError;
+use crate::classify::Classify;
+use crate::shard::Padded;
+
+/// An admitted call's claim on the breaker: records the outcome once, or, dropped
+/// without an outcome, records nothing and gives back a probe slot.
+pub(crate) struct Permit<C> {
+    slot: Arc<Padded<Slot<C>>>,
+    admit: Admit,
+    start: Option<Instant>,
+    done: bool,
+}
+
+impl<C> Permit<C> {
+    pub(crate) fn new(slot: Arc<Padded<Slot<C>>>, admit: Admit, start: Option<Instant>) -> Self {
+        Self {
+            slot,
+            admit,
+            start,
+            done: false,
+        }
+    }
+}
+
+impl<C> Drop for Permit<C> {
+    fn drop(&mut self) {
+        if !self.done && self.admit.is_probe() {
+            self.slot.core.release_probe(self.admit);
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`CircuitBreaker`](super::CircuitBreaker): the inner
+    /// service's response, or [`CircuitOpen`] for a rejected call.
+    ///
+    /// Dropping it before it completes cancels the call: nothing is recorded and a
+    /// half-open probe slot is given back.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F>,
+        permit: Option<Permit<C>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] fut: F },
+        Rejected { error: Option<Box<CircuitOpen>> },
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(fut: F, permit: Permit<C>) -> Self {
+        Self {
+            state: State::Called { fut },
+            permit: Some(permit),
+        }
+    }
+
+    pub(crate) fn rejected(error: Box<CircuitOpen>) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+            permit: None,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.state.project() {
+            StateProj::Called { fut } => {
+                let result = ready!(fut.poll(cx));
+                // Read the permit in place (moving it out costs more than the rest
+                // of the success path); it is released when the future is dropped.
+                if let Some(permit) = this.permit.as_mut()
+                    && !permit.done
+                {
+                    permit.done = true;
+                    let slot: &Slot<C> = &permit.slot;
+                    let outcome = slot.classifier.classify(result.as_ref()).now_or_success();
+                    let elapsed = permit.start.map(|s| s.elapsed());
+                    slot.core.record(permit.admit, outcome, elapsed);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            StateProj::Rejected { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}

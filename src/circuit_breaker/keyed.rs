@@ -1,0 +1,346 @@
+//! One breaker per key, in a bounded map.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::core::{Config, Core};
+use super::future::{Permit, ResponseFuture};
+use super::handle::CircuitBreakerHandle;
+use super::layer::{CircuitBreakerBuilder, Slot};
+use crate::BoxError;
+use crate::backoff::Rng;
+use crate::classify::Classify;
+use crate::config::ConfigError;
+use crate::observe::{CircuitState, Listeners};
+use crate::shard::Padded;
+
+/// Builds a [`KeyedCircuitBreakerLayer`]: every key gets its own breaker with the
+/// configuration of the [`CircuitBreakerBuilder`] it came from.
+///
+/// **The bound.** The map holds at most [`max_keys`](Self::max_keys) breakers
+/// (default 1024). When a new key arrives and the map is full, breakers idle for
+/// [`idle_timeout`](Self::idle_timeout) (default 5 min) are evicted first; if none
+/// is, the least recently used *closed* breaker goes, and if every breaker is open
+/// or half-open, the least recently used one. An evicted key starts again closed,
+/// with empty windows. The scan that finds a victim is O(`max_keys`) and only runs
+/// when a new key arrives at the bound.
+pub struct KeyedCircuitBreakerBuilder<K, F, C> {
+    base: CircuitBreakerBuilder<C>,
+    key: F,
+    max_keys: usize,
+    idle: Duration,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K, F, C> fmt::Debug for KeyedCircuitBreakerBuilder<K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreakerBuilder")
+            .field("breaker", &self.base)
+            .field("max_keys", &self.max_keys)
+            .field("idle_timeout", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
+    pub(crate) fn new(base: CircuitBreakerBuilder<C>, key: F) -> Self {
+        Self {
+            base,
+            key,
+            max_keys: 1024,
+            idle: Duration::from_secs(300),
+            _key: PhantomData,
+        }
+    }
+
+    /// The most breakers kept at once (at least 1). Default 1024.
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.max_keys = n;
+        self
+    }
+
+    /// A breaker not used for this long may be evicted when the map is full
+    /// (greater than zero). Default 5 minutes.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<K, F, C>, ConfigError> {
+        let cfg = self.base.config()?;
+        if self.max_keys == 0 {
+            return Err(ConfigError::new("breaker.max_keys", "must be at least 1"));
+        }
+        if self.idle.is_zero() {
+            return Err(ConfigError::new(
+                "breaker.idle_timeout",
+                "must be greater than zero",
+            ));
+        }
+        Ok(KeyedCircuitBreakerLayer {
+            shared: Arc::new(KeyedShared {
+                map: Mutex::new(HashMap::new()),
+                key: self.key,
+                cfg,
+                rng: self.base.rng.unwrap_or_default(),
+                listeners: self.base.listeners,
+                classifier: self.base.classifier,
+                max_keys: self.max_keys,
+                idle: self.idle,
+            }),
+        })
+    }
+}
+
+struct Entry<C> {
+    slot: Arc<Padded<Slot<C>>>,
+    last_used: Instant,
+}
+
+pub(crate) struct KeyedShared<K, F, C> {
+    map: Mutex<HashMap<K, Entry<C>>>,
+    key: F,
+    cfg: Config,
+    rng: Rng,
+    listeners: Listeners,
+    classifier: C,
+    max_keys: usize,
+    idle: Duration,
+}
+
+impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<C>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self, key: K) -> Arc<Padded<Slot<C>>> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        if let Some(e) = map.get_mut(&key) {
+            e.last_used = now;
+            return e.slot.clone();
+        }
+        if map.len() >= self.max_keys {
+            self.evict(&mut map, now);
+        }
+        let slot = Arc::new(Padded(Slot {
+            core: Arc::new(Core::new(
+                self.cfg.clone(),
+                self.rng.clone(),
+                self.listeners.clone(),
+            )),
+            classifier: self.classifier.clone(),
+        }));
+        map.insert(
+            key,
+            Entry {
+                slot: slot.clone(),
+                last_used: now,
+            },
+        );
+        slot
+    }
+
+    fn evict(&self, map: &mut HashMap<K, Entry<C>>, now: Instant) {
+        map.retain(|_, e| now.saturating_duration_since(e.last_used) < self.idle);
+        if map.len() < self.max_keys {
+            return;
+        }
+        let lru = |closed_only: bool| {
+            map.values()
+                .filter(|e| !closed_only || e.slot.core.status().state == CircuitState::Closed)
+                .min_by_key(|e| e.last_used)
+                .map(|e| e.slot.clone())
+        };
+        if let Some(victim) = lru(true).or_else(|| lru(false)) {
+            map.retain(|_, e| !Arc::ptr_eq(&e.slot, &victim));
+        }
+    }
+}
+
+/// Wraps services in a [`KeyedCircuitBreaker`]: one breaker per key, shared by every
+/// service the layer (or a clone) makes. Built by [`CircuitBreakerBuilder::keyed`].
+pub struct KeyedCircuitBreakerLayer<K, F, C> {
+    shared: Arc<KeyedShared<K, F, C>>,
+}
+
+impl<K, F, C> Clone for KeyedCircuitBreakerLayer<K, F, C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreakerLayer")
+            .field("max_keys", &self.shared.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C>
+where
+    K: Hash + Eq + Send + 'static,
+    F: Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    /// A handle on the map of breakers.
+    pub fn handle(&self) -> KeyedCircuitBreakerHandle<K> {
+        KeyedCircuitBreakerHandle {
+            view: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
+    type Service = KeyedCircuitBreaker<S, K, F, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedCircuitBreaker {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A circuit breaker per key. Made by a [`KeyedCircuitBreakerLayer`].
+///
+/// Each call computes its key and looks its breaker up in a map behind a mutex (held
+/// for one hash lookup and a clock read); after that it behaves like
+/// [`CircuitBreaker`](super::CircuitBreaker).
+pub struct KeyedCircuitBreaker<S, K, F, C> {
+    inner: S,
+    shared: Arc<KeyedShared<K, F, C>>,
+}
+
+impl<S: Clone, K, F, C> Clone for KeyedCircuitBreaker<S, K, F, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F, C> fmt::Debug for KeyedCircuitBreaker<S, K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreaker")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the breaker and returns the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, K, F, C> Service<Req> for KeyedCircuitBreaker<S, K, F, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    F: Fn(&Req) -> K,
+    K: Hash + Eq,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = (self.shared.key)(&req);
+        let slot = self.shared.slot(key);
+        match slot.core.admit() {
+            Ok(admit) => {
+                let start = slot.core.times_calls().then(Instant::now);
+                // The looked-up handle becomes the permit: no second clone.
+                let permit = Permit::new(slot, admit, start);
+                ResponseFuture::called(self.inner.call(req), permit)
+            }
+            Err(open) => ResponseFuture::rejected(open),
+        }
+    }
+}
+
+trait KeyedView<K>: Send + Sync {
+    fn get(&self, key: &K) -> Option<CircuitBreakerHandle>;
+    fn len(&self) -> usize;
+}
+
+impl<K, F, C> KeyedView<K> for KeyedShared<K, F, C>
+where
+    K: Hash + Eq + Send,
+    F: Send + Sync,
+    C: Clone + Send + Sync,
+{
+    fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
+        self.lock().get(key).map(|e| CircuitBreakerHandle {
+            core: e.slot.core.clone(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Read access to the breakers of a keyed layer.
+#[derive(Clone)]
+pub struct KeyedCircuitBreakerHandle<K> {
+    view: Arc<dyn KeyedView<K>>,
+}
+
+impl<K> fmt::Debug for KeyedCircuitBreakerHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreakerHandle")
+            .field("keys", &self.view.len())
+            .finish()
+    }
+}
+
+impl<K> KeyedCircuitBreakerHandle<K> {
+    /// The breaker of `key`, if the map holds one. Manual control through it
+    /// (force open, reset) lasts as long as the key stays in the map.
+    pub fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
+        self.view.get(key)
+    }
+
+    /// How many breakers the map holds.
+    pub fn len(&self) -> usize {
+        self.view.len()
+    }
+
+    /// Whether the map holds no breaker.
+    pub fn is_empty(&self) -> bool {
+        self.view.len() == 0
+    }
+}

@@ -1,0 +1,411 @@
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::core::{Config, Core, OpenPolicy};
+use super::handle::CircuitBreakerHandle;
+use super::keyed::KeyedCircuitBreakerBuilder;
+use super::service::CircuitBreaker;
+use crate::backoff::{Backoff, Rng};
+use crate::classify::DefaultClassifier;
+use crate::config::{ConfigError, check_range};
+use crate::observe::{Listener, Listeners};
+use crate::shard::{Padded, SHARDS};
+
+/// What a response future needs to record its outcome: the breaker and the
+/// classifier.
+pub(crate) struct Slot<C> {
+    pub(crate) core: Arc<Core>,
+    pub(crate) classifier: C,
+}
+
+/// One handle per shard, each in its own allocation, so that the reference count a
+/// response future takes is not one cache line shared by every core.
+pub(crate) type Shards<C> = Arc<[Arc<Padded<Slot<C>>>]>;
+
+pub(crate) fn shards<C: Clone>(core: Arc<Core>, classifier: &C) -> Shards<C> {
+    (0..SHARDS)
+        .map(|_| {
+            Arc::new(Padded(Slot {
+                core: core.clone(),
+                classifier: classifier.clone(),
+            }))
+        })
+        .collect()
+}
+
+/// Wraps services in a [`CircuitBreaker`]. Built by [`CircuitBreakerLayer::builder`].
+///
+/// **One layer, one breaker:** every service the layer (or a clone of it) wraps shares
+/// the same breaker, so applying one layer to the clients of several backends makes
+/// them trip together. Build one layer per backend, or use a
+/// [keyed breaker](CircuitBreakerBuilder::keyed).
+pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+    pub(crate) shards: Shards<C>,
+}
+
+impl<C> Clone for CircuitBreakerLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for CircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("config", &self.shards[0].core.cfg)
+            .field("status", &self.shards[0].core.status())
+            .finish()
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// A builder with the defaults: a failure rate of 50 % over a count window of the
+    /// last 100 calls, judged from 20 calls on; no consecutive-failure limit, no time
+    /// window, no slow-call detection; open for 5 s (fixed); 3 half-open probes;
+    /// backoff reset after 60 s closed; server hints honoured up to 60 s;
+    /// [`DefaultClassifier`].
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder {
+            consecutive: None,
+            count_window: Some(100),
+            time_window: None,
+            buckets: 10,
+            failure_rate: 0.5,
+            slow: None,
+            min_calls: 20,
+            open: OpenPolicy::Fixed(Duration::from_secs(5)),
+            reset_after: Duration::from_secs(60),
+            max_hint: Duration::from_secs(60),
+            probes: 3,
+            rng: None,
+            listeners: Listeners::default(),
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl Default for CircuitBreakerLayer {
+    fn default() -> Self {
+        Self::builder().build().expect("the defaults are valid")
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// A handle on the breaker: its state, its figures, and manual control.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle {
+            core: self.shards[0].core.clone(),
+        }
+    }
+}
+
+impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreaker<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker {
+            inner,
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+/// Builds a [`CircuitBreakerLayer`]; see [`CircuitBreakerLayer::builder`] for the
+/// defaults. Every trip condition that is configured can trip the breaker.
+pub struct CircuitBreakerBuilder<C = DefaultClassifier> {
+    pub(crate) consecutive: Option<u32>,
+    pub(crate) count_window: Option<u32>,
+    pub(crate) time_window: Option<Duration>,
+    pub(crate) buckets: u32,
+    pub(crate) failure_rate: f64,
+    pub(crate) slow: Option<(Duration, f64)>,
+    pub(crate) min_calls: u32,
+    pub(crate) open: OpenPolicy,
+    pub(crate) reset_after: Duration,
+    pub(crate) max_hint: Duration,
+    pub(crate) probes: u32,
+    pub(crate) rng: Option<Rng>,
+    pub(crate) listeners: Listeners,
+    pub(crate) classifier: C,
+}
+
+impl<C> fmt::Debug for CircuitBreakerBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerBuilder")
+            .field("consecutive_failures", &self.consecutive)
+            .field("count_window", &self.count_window)
+            .field("time_window", &self.time_window)
+            .field("failure_rate", &self.failure_rate)
+            .field("slow_calls", &self.slow)
+            .field("minimum_calls", &self.min_calls)
+            .field("half_open_probes", &self.probes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest count window accepted.
+const MAX_COUNT_WINDOW: u32 = 1_000_000;
+
+impl<C> CircuitBreakerBuilder<C> {
+    /// Trip after `n` failures in a row (at least 1). Off by default.
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.consecutive = Some(n);
+        self
+    }
+
+    /// Judge the failure rate over the last `n` calls (1 to 1 000 000): a true
+    /// sliding window, so old history never dilutes a new outage. Default 100.
+    pub fn count_window(mut self, n: u32) -> Self {
+        self.count_window = Some(n);
+        self
+    }
+
+    /// Remove the count window (keep the other trip conditions).
+    pub fn no_count_window(mut self) -> Self {
+        self.count_window = None;
+        self
+    }
+
+    /// Judge the failure rate over the calls of the last `window` of time, kept in
+    /// buckets ([`time_window_buckets`](Self::time_window_buckets), 10 by default).
+    /// Off by default.
+    pub fn time_window(mut self, window: Duration) -> Self {
+        self.time_window = Some(window);
+        self
+    }
+
+    /// How many buckets the time window is divided into (1 to 1000; default 10). The
+    /// window forgets a bucket at a time.
+    pub fn time_window_buckets(mut self, buckets: u32) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
+    /// The failure rate (in `(0, 1]`) over a window at which the breaker trips.
+    /// Default 0.5.
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = rate;
+        self
+    }
+
+    /// Count calls that take `threshold` or longer as slow, and trip when the slow
+    /// share of a window reaches `rate` (in `(0, 1]`). A slow call that succeeds is
+    /// still a success. Needs a count or time window.
+    ///
+    /// **Cost:** with slow-call detection on, every call reads the clock twice.
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.slow = Some((threshold, rate));
+        self
+    }
+
+    /// The number of calls a window must hold before its rates are judged. Default 20.
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.min_calls = n;
+        self
+    }
+
+    /// Stay open for a fixed `duration` (greater than zero) after each trip.
+    /// Default 5 s.
+    pub fn open_duration(mut self, duration: Duration) -> Self {
+        self.open = OpenPolicy::Fixed(duration);
+        self
+    }
+
+    /// Stay open longer after each consecutive trip, following `backoff` (trip 1
+    /// uses its first delay; jitter and cap apply). The count of trips resets once
+    /// the breaker has stayed closed for [`reset_backoff_after`](Self::reset_backoff_after).
+    pub fn open_backoff(mut self, backoff: Backoff) -> Self {
+        self.open = OpenPolicy::Backoff(backoff);
+        self
+    }
+
+    /// How long the breaker must stay closed before a growing open duration starts
+    /// over. Default 60 s.
+    pub fn reset_backoff_after(mut self, duration: Duration) -> Self {
+        self.reset_after = duration;
+        self
+    }
+
+    /// The longest server hint (`Retry-After`) that may keep the breaker open beyond
+    /// its own duration. Default 60 s; `Duration::ZERO` ignores hints.
+    pub fn max_server_delay(mut self, max: Duration) -> Self {
+        self.max_hint = max;
+        self
+    }
+
+    /// How many probe calls half-open admits (1 to 65 535; default 3). All of them
+    /// must succeed to close the breaker; one failure reopens it.
+    pub fn half_open_probes(mut self, n: u32) -> Self {
+        self.probes = n;
+        self
+    }
+
+    /// The random stream for the jitter of a growing open duration.
+    pub fn rng(mut self, rng: Rng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Sends [`CircuitBreakerEvent`](crate::observe::CircuitBreakerEvent)s to
+    /// `listener`. Events are delivered after the breaker's internal lock is
+    /// released, so a listener may read the breaker through its handle.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = Listeners::new(listener);
+        self
+    }
+
+    /// Decides which results are failures. A `ServerHint::RetryAfter` on a failure
+    /// can keep the breaker open longer.
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
+        CircuitBreakerBuilder {
+            consecutive: self.consecutive,
+            count_window: self.count_window,
+            time_window: self.time_window,
+            buckets: self.buckets,
+            failure_rate: self.failure_rate,
+            slow: self.slow,
+            min_calls: self.min_calls,
+            open: self.open,
+            reset_after: self.reset_after,
+            max_hint: self.max_hint,
+            probes: self.probes,
+            rng: self.rng,
+            listeners: self.listeners,
+            classifier,
+        }
+    }
+
+    /// One breaker per key: `key` picks the key of each request (host, route,
+    /// tenant). See [`KeyedCircuitBreakerBuilder`].
+    pub fn keyed<K, F, Req>(self, key: F) -> KeyedCircuitBreakerBuilder<K, F, C>
+    where
+        F: Fn(&Req) -> K,
+        K: Hash + Eq,
+    {
+        KeyedCircuitBreakerBuilder::new(self, key)
+    }
+
+    pub(crate) fn config(&self) -> Result<Config, ConfigError> {
+        if self.consecutive == Some(0) {
+            return Err(ConfigError::new(
+                "breaker.consecutive_failures",
+                "must be at least 1",
+            ));
+        }
+        if let Some(n) = self.count_window
+            && !(1..=MAX_COUNT_WINDOW).contains(&n)
+        {
+            return Err(ConfigError::new(
+                "breaker.count_window",
+                format!("must lie in 1..={MAX_COUNT_WINDOW} calls (got {n})"),
+            ));
+        }
+        if self.time_window == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "breaker.time_window",
+                "must be greater than zero",
+            ));
+        }
+        if !(1..=1000).contains(&self.buckets) {
+            return Err(ConfigError::new(
+                "breaker.time_window_buckets",
+                format!("must lie in 1..=1000 (got {})", self.buckets),
+            ));
+        }
+        check_rate("breaker.failure_rate", self.failure_rate)?;
+        if let Some((threshold, rate)) = self.slow {
+            if threshold.is_zero() {
+                return Err(ConfigError::new(
+                    "breaker.slow_call_threshold",
+                    "must be greater than zero",
+                ));
+            }
+            check_rate("breaker.slow_call_rate", rate)?;
+            if self.count_window.is_none() && self.time_window.is_none() {
+                return Err(ConfigError::new(
+                    "breaker.slow_call_rate",
+                    "needs a count window or a time window to judge the rate over",
+                ));
+            }
+        }
+        if let Some(n) = self.count_window
+            && self.min_calls > n
+        {
+            return Err(ConfigError::new(
+                "breaker.minimum_calls",
+                format!(
+                    "must not exceed the count window ({} > {n}), or the window never trips",
+                    self.min_calls
+                ),
+            ));
+        }
+        match &self.open {
+            OpenPolicy::Fixed(d) if d.is_zero() => {
+                return Err(ConfigError::new(
+                    "breaker.open_duration",
+                    "must be greater than zero",
+                ));
+            }
+            OpenPolicy::Fixed(_) => {}
+            OpenPolicy::Backoff(b) => b.validate()?,
+        }
+        if !(1..=u16::MAX as u32).contains(&self.probes) {
+            return Err(ConfigError::new(
+                "breaker.half_open_probes",
+                format!("must lie in 1..=65535 (got {})", self.probes),
+            ));
+        }
+        if self.consecutive.is_none() && self.count_window.is_none() && self.time_window.is_none() {
+            return Err(ConfigError::new(
+                "breaker.trip_conditions",
+                "no trip condition: set consecutive_failures, count_window or time_window",
+            ));
+        }
+        Ok(Config {
+            consecutive: self.consecutive,
+            count_window: self.count_window,
+            time_window: self.time_window.map(|d| (d, self.buckets)),
+            failure_rate: self.failure_rate,
+            slow: self.slow,
+            min_calls: self.min_calls,
+            open: self.open,
+            reset_after: self.reset_after,
+            max_hint: self.max_hint,
+            probes: self.probes,
+        })
+    }
+
+    pub(crate) fn core(&self) -> Result<Core, ConfigError> {
+        let cfg = self.config()?;
+        Ok(Core::new(
+            cfg,
+            self.rng.clone().unwrap_or_default(),
+            self.listeners.clone(),
+        ))
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError>
+    where
+        C: Clone,
+    {
+        let core = Arc::new(self.core()?);
+        Ok(CircuitBreakerLayer {
+            shards: shards(core, &self.classifier),
+        })
+    }
+}
+
+fn check_rate(field: &'static str, rate: f64) -> Result<(), ConfigError> {
+    check_range(field, rate, 0.0, 1.0)?;
+    if rate <= 0.0 {
+        return Err(ConfigError::new(field, "must be greater than zero"));
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The Closed-state success path allocates nothing: counted exactly with a counting
+//! global allocator (allocations on this thread only).
+#![cfg(feature = "circuit-breaker")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::noop_waker_ref;
+use tower::{Layer, Service, service_fn};
+use tower_fortify::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Allocations made by `calls` successful calls through a breaker built by `builder`.
+fn allocations_per_success(builder: CircuitBreakerBuilder, calls: u64) -> u64 {
+    let layer = builder.build().unwrap();
+    let mut svc = layer.layer(service_fn(
+        |x: u64| async move { Ok::<_, std::io::Error>(x) },
+    ));
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let mut one = |i: u64| {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let fut = pin!(svc.call(i));
+        match fut.poll(&mut cx) {
+            Poll::Ready(Ok(v)) => assert_eq!(v, i),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    one(0); // first use of this thread's shard
+    let before = allocations();
+    for i in 0..calls {
+        one(i);
+    }
+    allocations() - before
+}
+
+#[test]
+fn closed_success_path_allocates_nothing() {
+    let before = allocations();
+    drop(std::hint::black_box(Box::new(1u64)));
+    assert_eq!(allocations() - before, 1, "the allocator counts");
+    let b = CircuitBreakerLayer::builder;
+    let variants = [
+        ("consecutive", b().no_count_window().consecutive_failures(5)),
+        ("count window", b().count_window(100)),
+        (
+            "time window",
+            b().no_count_window().time_window(Duration::from_secs(10)),
+        ),
+        (
+            "all conditions",
+            b().consecutive_failures(5)
+                .count_window(100)
+                .time_window(Duration::from_secs(10)),
+        ),
+    ];
+    for (name, builder) in variants {
+        assert_eq!(allocations_per_success(builder, 10_000), 0, "{name}");
+    }
+}
