@@ -249,22 +249,26 @@ fn states_read_from_events_become_transitions_spans_and_bands() {
             Event::Retry(RetryEvent::RetrySkipped {
                 reason: SkipReason::Budget,
                 ..
-            }) => Some(("retry budget".into(), "exhausted".into())),
-            Event::Retry(RetryEvent::Finished { success: true, .. }) => {
-                Some(("retry budget".into(), "up".into()))
-            }
+            }) => Some("exhausted".into()),
+            Event::Retry(RetryEvent::Finished { success: true, .. }) => Some("up".into()),
             _ => None,
         });
     let r = drill
         .run(|env| {
             let retry = RetryLayer::builder()
                 .rng(env.rng())
-                .listener(env.listener())
+                .listener(env.listener_for("retry budget"))
                 .build()
                 .unwrap();
             ServiceBuilder::new().layer(retry).service(round_robin(env))
         })
         .unwrap();
+    assert!(r.states.iter().all(|s| s.source == "retry budget"));
+    assert!(
+        r.events
+            .iter()
+            .all(|e| e.event.starts_with("retry budget: "))
+    );
     // The budget runs out only during the outage (12 s to 24 s).
     let exhausted: Vec<_> = r.states.iter().filter(|s| s.state == "exhausted").collect();
     assert!(!exhausted.is_empty(), "{:?}", r.transitions);

@@ -23,9 +23,9 @@ use crate::rng::Rng;
 /// order; past it only the counts grow.
 pub const MAX_EVENTS: usize = 10_000;
 
-/// Reads a state change out of an event: `Some((source, state))`, such as
-/// `("breaker primary-a1", "open")`. See [`Drill::states`].
-pub type StateFn = Arc<dyn Fn(&Event) -> Option<(String, String)> + Send + Sync>;
+/// Reads a state out of an event: `Some("open")` for an event that puts its source in
+/// that state. See [`Drill::states`].
+pub type StateFn = Arc<dyn Fn(&Event) -> Option<String> + Send + Sync>;
 
 /// Runs a [`Scenario`] against a stack you build over its simulated backends, in
 /// paused tokio time, and returns a [`Report`].
@@ -118,11 +118,12 @@ impl<C> Drill<C> {
         }
     }
 
-    /// Reads state changes out of the events the stack reports through
-    /// [`DrillEnv::listener`]: `f` returns `Some((source, state))` for an event that
-    /// puts `source` (a breaker, a backend's ejection) in `state`. The report lists the
-    /// transitions and the time spent in each state, and the chart draws every state
-    /// other than `closed`, `healthy` and `up` as a band.
+    /// Reads states out of the events the stack reports through its listeners: `f`
+    /// returns `Some(state)` for an event that puts its source — the layer whose
+    /// listener came from [`DrillEnv::listener_for`] (`"stack"` for
+    /// [`DrillEnv::listener`]) — in `state`. The report lists the transitions and the
+    /// time each source spent in each state, and the chart draws every state other than
+    /// `closed`, `healthy` and `up` as a band, one row per source.
     ///
     /// ```
     /// use tower_fortify::drill::{Drill, Scenario};
@@ -130,17 +131,14 @@ impl<C> Drill<C> {
     ///
     /// let drill = Drill::new(Scenario::builtin("total-outage").unwrap()).states(|event| match event {
     ///     Event::Retry(RetryEvent::RetrySkipped { reason: SkipReason::Budget, .. }) => {
-    ///         Some(("retry budget".into(), "exhausted".into()))
+    ///         Some("exhausted".into())
     ///     }
-    ///     Event::Retry(RetryEvent::RetryScheduled { .. }) => Some(("retry budget".into(), "up".into())),
+    ///     Event::Retry(RetryEvent::RetryScheduled { .. }) => Some("up".into()),
     ///     _ => None,
     /// });
     /// # let _ = drill;
     /// ```
-    pub fn states(
-        mut self,
-        f: impl Fn(&Event) -> Option<(String, String)> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn states(mut self, f: impl Fn(&Event) -> Option<String> + Send + Sync + 'static) -> Self {
         self.states = Some(Arc::new(f));
         self
     }
@@ -288,9 +286,19 @@ impl DrillEnv {
     }
 
     /// A [`Listener`] to pass to your layers' builders: their events (breaker
-    /// transitions, ejections, retries) appear in the report and the chart.
+    /// transitions, ejections, retries) appear in the report and the chart, with the
+    /// source `"stack"`.
     pub fn listener(&self) -> EventLog {
         self.events.clone()
+    }
+
+    /// The same listener for one part of the stack (the breaker in front of one
+    /// backend, say): its events and states are reported under `source`.
+    pub fn listener_for(&self, source: impl Into<String>) -> EventLog {
+        EventLog {
+            source: Arc::from(source.into()),
+            ..self.events.clone()
+        }
     }
 }
 
@@ -301,6 +309,7 @@ pub struct EventLog {
     inner: Arc<Mutex<EventsInner>>,
     epoch: Instant,
     states: Option<StateFn>,
+    source: Arc<str>,
 }
 
 #[derive(Default)]
@@ -324,6 +333,7 @@ impl EventLog {
             inner: Arc::default(),
             epoch,
             states,
+            source: Arc::from("stack"),
         }
     }
 
@@ -335,22 +345,28 @@ impl EventLog {
 impl Listener for EventLog {
     fn on_event(&self, event: &Event) {
         let at = Instant::now().saturating_duration_since(self.epoch);
-        let text = format!("{event:?}");
+        let debug = format!("{event:?}");
         // The kind: the layer and the variant, without the fields.
-        let kind = match text
+        let kind = match debug
             .char_indices()
             .filter(|&(_, c)| c == '{' || c == '(')
             .nth(1)
         {
-            Some((i, _)) => format!("{})", text[..i].trim()),
-            None => text.clone(),
+            Some((i, _)) => format!("{})", debug[..i].trim()),
+            None => debug.clone(),
+        };
+        let text = if &*self.source == "stack" {
+            debug
+        } else {
+            format!("{}: {debug}", self.source)
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *inner.counts.entry(kind).or_default() += 1;
         if inner.log.len() < MAX_EVENTS {
             inner.log.push((at, text));
         }
-        if let Some((source, state)) = self.states.as_ref().and_then(|f| f(event)) {
+        if let Some(state) = self.states.as_ref().and_then(|f| f(event)) {
+            let source = self.source.to_string();
             let changed = inner.current.get(&source) != Some(&state);
             if changed && inner.transitions.len() < MAX_EVENTS {
                 inner.current.insert(source.clone(), state.clone());
