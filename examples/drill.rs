@@ -33,10 +33,12 @@ use tower::{Service, ServiceBuilder};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
+use tower_fortify::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_fortify::drill::{
     Drill, DrillEnv, Report, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
     comparison_table, svg_chart,
 };
+use tower_fortify::observe::{CircuitBreakerEvent, Event};
 use tower_fortify::retry::RetryLayer;
 
 /// Runs a drill against one stack.
@@ -56,7 +58,7 @@ const STACKS: &[(&str, &str, RunStack)] = &[
     ),
     (
         "recommended",
-        "+ retry budget (20 %), 1 s deadline, 300 ms per-attempt timeout",
+        "+ retry budget (20 %), 1 s deadline; per backend: circuit breaker, 300 ms timeout",
         recommended,
     ),
 ];
@@ -92,13 +94,84 @@ fn recommended(drill: &Drill) -> Report {
             .rng(env.rng())
             .build()
             .expect("valid retry configuration");
-        // After the failover router, circuit breaker and bulkhead land, this stack
-        // becomes: bulkhead -> retry -> failover(tiers, ejection) -> breaker -> timeout.
-        ServiceBuilder::new()
-            .layer(retry)
-            .layer(TimeoutLayer::new(Duration::from_millis(300)))
-            .service(round_robin(env))
+        // Per backend: a breaker that opens on a run of failures or a 50 % failure
+        // rate, over a timeout per attempt.
+        let backends = endpoints(env)
+            .into_iter()
+            .zip(env.backends())
+            .map(|(endpoint, sim)| {
+                let breaker = CircuitBreakerLayer::builder()
+                    .consecutive_failures(5)
+                    .count_window(50)
+                    .failure_rate(0.5)
+                    .minimum_calls(20)
+                    .open_duration(Duration::from_secs(5))
+                    .half_open_probes(3)
+                    .rng(env.rng())
+                    .listener(env.listener_for(sim.name()))
+                    .build()
+                    .expect("valid breaker configuration");
+                let handle = breaker.handle();
+                let service = ServiceBuilder::new()
+                    .layer(breaker)
+                    .layer(TimeoutLayer::new(Duration::from_millis(300)))
+                    .service(endpoint);
+                (service, handle)
+            })
+            .collect();
+        // Until the failover router lands: bulkhead -> retry -> failover (tiers,
+        // ejection) -> breaker -> timeout.
+        ServiceBuilder::new().layer(retry).service(SkipOpen {
+            backends,
+            next: Arc::new(AtomicUsize::new(0)),
+        })
     })
+}
+
+/// Breaker states, for the chart's bands.
+fn breaker_state(event: &Event) -> Option<String> {
+    match event {
+        Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }) => {
+            Some(to.as_str().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Round robin that passes over a backend while its breaker is open (a stand-in for
+/// the failover router, which also knows tiers and ejects outliers).
+#[derive(Clone)]
+struct SkipOpen<S> {
+    backends: Arc<[(S, CircuitBreakerHandle)]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl<S> Service<SimRequest> for SkipOpen<S>
+where
+    S: Service<SimRequest, Response = SimResponse, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = SimResponse;
+    type Error = BoxError;
+    type Future = SimFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Breakers pass on their backend's readiness, and endpoints are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        // The first backend in turn whose breaker admits calls (an open breaker whose
+        // time is up admits a probe); if every breaker is open, the next in turn.
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.backends[i].1.open_until().is_none_or(|t| t <= now))
+            .unwrap_or(start % n);
+        Box::pin(self.backends[pick].0.clone().call(req))
+    }
 }
 
 /// `--wrong-order`: the recommended layers with the timeout above the retry layer. It
@@ -172,17 +245,38 @@ enum Endpoint {
 }
 
 fn round_robin(env: &DrillEnv) -> RoundRobin {
-    let endpoints = if real::ENABLED.load(Ordering::Relaxed) {
+    RoundRobin {
+        endpoints: endpoints(env).into(),
+        next: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+/// One endpoint per backend: the simulated backend, or a client of its HTTP server.
+fn endpoints(env: &DrillEnv) -> Vec<Endpoint> {
+    if real::ENABLED.load(Ordering::Relaxed) {
         real::serve(env.backends())
             .into_iter()
             .map(|b| Endpoint::Http(Box::new(b)))
             .collect()
     } else {
         env.backends().iter().cloned().map(Endpoint::Sim).collect()
-    };
-    RoundRobin {
-        endpoints,
-        next: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+impl Service<SimRequest> for Endpoint {
+    type Response = SimResponse;
+    type Error = BoxError;
+    type Future = SimFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        match self {
+            Endpoint::Sim(backend) => backend.call(req),
+            Endpoint::Http(backend) => backend.call(req),
+        }
     }
 }
 
@@ -197,10 +291,7 @@ impl Service<SimRequest> for RoundRobin {
 
     fn call(&mut self, req: SimRequest) -> SimFuture {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        match &self.endpoints[i] {
-            Endpoint::Sim(backend) => backend.clone().call(req),
-            Endpoint::Http(backend) => backend.call(req),
-        }
+        self.endpoints[i].clone().call(req)
     }
 }
 
@@ -391,7 +482,10 @@ fn main() {
     let mut reports = Vec::new();
     let extra = if wrong { Some(&WRONG_ORDER) } else { None };
     for (name, what, run) in STACKS.iter().chain(extra) {
-        let drill = Drill::new(scenario.clone()).seed(seed).label(*name);
+        let drill = Drill::new(scenario.clone())
+            .seed(seed)
+            .label(*name)
+            .states(breaker_state);
         println!("{name:<14} {what}");
         let report = run(&drill);
         reports.push(report);

@@ -5,16 +5,15 @@
 //! # Thresholds
 //!
 //! The recommended stack here is what the crate offers today: retry (3 attempts,
-//! jittered backoff, the default 20 % ratio budget, a 1 s deadline) over a 300 ms
-//! per-attempt timeout over round robin across every backend. Round robin keeps
-//! sending a third of the traffic to a dead backend and the budget caps the retries
-//! that could route around it, so the availability floors below are what a budgeted
-//! retry alone can promise; the budget's promise — amplification — is asserted at
-//! its bound. With the failover router and circuit breaker in the stack, the targets
-//! become: single backend outage ≥ 99.9 %, zone outage ≥ 99.9 %, flapping backend
-//! ejected and restored.
+//! jittered backoff, the default 20 % ratio budget, a 1 s deadline) over a round
+//! robin that passes over backends whose circuit breaker is open (a stand-in for the
+//! failover router), with a breaker and a 300 ms per-attempt timeout in front of each
+//! backend. The thresholds each test asserts are documented on the test. Overload is
+//! the exception that proves the rule: breakers open on a backend that sheds load, so
+//! the stack sheds even more; a bulkhead (or adaptive concurrency) in front is the
+//! answer there, and the test pins today's figures.
 
-#![cfg(all(feature = "drill", feature = "retry"))]
+#![cfg(all(feature = "drill", feature = "retry", feature = "circuit-breaker"))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,10 +26,12 @@ use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
 use tower_fortify::chaos::Latency;
+use tower_fortify::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_fortify::drill::{
     BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
     SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
+use tower_fortify::observe::CircuitBreakerEvent;
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
 use tower_fortify::rng::Rng;
@@ -64,7 +65,97 @@ impl Service<SimRequest> for RoundRobin {
     }
 }
 
+/// Round robin that passes over a backend while its breaker is open.
+#[derive(Clone)]
+struct SkipOpen<S> {
+    backends: Arc<[(S, CircuitBreakerHandle)]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl<S> Service<SimRequest> for SkipOpen<S>
+where
+    S: Service<SimRequest, Response = SimResponse, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = SimResponse;
+    type Error = BoxError;
+    type Future = SimFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.backends[i].1.open_until().is_none_or(|t| t <= now))
+            .unwrap_or(start % n);
+        Box::pin(self.backends[pick].0.clone().call(req))
+    }
+}
+
+fn breaker_state(event: &Event) -> Option<String> {
+    match event {
+        Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }) => {
+            Some(to.as_str().to_string())
+        }
+        _ => None,
+    }
+}
+
 fn recommended(drill: &Drill) -> Report {
+    drill
+        .clone()
+        .states(breaker_state)
+        .run(|env| {
+            let retry = RetryLayer::builder()
+                .max_attempts(3)
+                .backoff(
+                    Backoff::exponential(Duration::from_millis(10))
+                        .max_delay(Duration::from_millis(200))
+                        .jitter(Jitter::Full),
+                )
+                .budget(Budget::default_ratio())
+                .deadline(Duration::from_secs(1))
+                .rng(env.rng())
+                .build()
+                .unwrap();
+            let backends = env
+                .backends()
+                .iter()
+                .map(|b| {
+                    let breaker = CircuitBreakerLayer::builder()
+                        .consecutive_failures(5)
+                        .count_window(50)
+                        .failure_rate(0.5)
+                        .minimum_calls(20)
+                        .open_duration(Duration::from_secs(5))
+                        .half_open_probes(3)
+                        .rng(env.rng())
+                        .listener(env.listener_for(b.name()))
+                        .build()
+                        .unwrap();
+                    let handle = breaker.handle();
+                    let service = ServiceBuilder::new()
+                        .layer(breaker)
+                        .layer(TimeoutLayer::new(Duration::from_millis(300)))
+                        .service(b.clone());
+                    (service, handle)
+                })
+                .collect();
+            ServiceBuilder::new().layer(retry).service(SkipOpen {
+                backends,
+                next: Arc::default(),
+            })
+        })
+        .unwrap()
+}
+
+/// Retry with a budget over per-attempt timeouts and plain round robin: no breaker.
+fn budgeted_retry(drill: &Drill) -> Report {
     drill
         .run(|env| {
             let retry = RetryLayer::builder()
@@ -102,20 +193,28 @@ fn check(report: &Report, availability: f64, amplification: f64) {
     report.assert_amplification_at_most(amplification).unwrap();
 }
 
+/// Zone outage: 99.9 % served, breakers open within a second and close within two
+/// of the zone's return, at most 5 % extra load.
 #[test]
 fn zone_outage() {
     let r = recommended(&builtin("zone-outage"));
-    check(&r, 0.85, 1.1);
+    check(&r, 0.999, 1.05);
+    r.assert_detected_within(Duration::from_secs(2)).unwrap();
     r.assert_recovered_within(Duration::from_secs(2)).unwrap();
 }
 
+/// Single backend outage: 99.9 % served, the backend's breaker opens within a second
+/// and it gets its traffic back within two of its return.
 #[test]
 fn single_backend_outage() {
     let r = recommended(&builtin("backend-outage"));
-    check(&r, 0.92, 1.1);
+    check(&r, 0.999, 1.05);
+    r.assert_detected_within(Duration::from_secs(2)).unwrap();
     r.assert_recovered_within(Duration::from_secs(2)).unwrap();
 }
 
+/// Brownout (30 % errors on one backend): retries absorb it, 99.9 % served, p99
+/// unchanged.
 #[test]
 fn brownout() {
     let r = recommended(&builtin("brownout"));
@@ -123,35 +222,53 @@ fn brownout() {
     r.assert_p99_at_most(Duration::from_millis(150)).unwrap();
 }
 
+/// Latency spike (one backend 20 times slower): the per-attempt timeout turns slow
+/// calls into failures, the breaker opens, and p99 stays near normal.
 #[test]
 fn latency_spike_is_cut_by_the_attempt_timeout() {
     let r = recommended(&builtin("latency-spike"));
-    check(&r, 0.97, 1.1);
+    check(&r, 0.998, 1.05);
     // Without the timeout the slow backend's p99 would be about 2 s.
-    r.assert_p99_at_most(Duration::from_millis(700)).unwrap();
+    r.assert_p99_at_most(Duration::from_millis(200)).unwrap();
+    r.assert_detected_within(Duration::from_secs(2)).unwrap();
 }
 
+/// Flapping backend: ejected (its breaker opens) and restored (traffic comes back
+/// after it settles), 99.9 % served.
 #[test]
-fn flapping_backend() {
+fn flapping_backend_is_ejected_and_restored() {
     let r = recommended(&builtin("flapping"));
-    check(&r, 0.95, 1.2);
+    check(&r, 0.999, 1.05);
+    r.assert_detected_within(Duration::from_secs(2)).unwrap();
+    r.assert_recovered_within(Duration::from_secs(2)).unwrap();
 }
 
+/// Overload beyond capacity: the breakers open on the backends' "overloaded"
+/// answers and shed load (amplification under 1), which costs most of the surge.
+/// Today's figures, pinned; a bulkhead in front is the remedy.
 #[test]
 fn overload_beyond_capacity_is_not_amplified() {
     let r = recommended(&builtin("overload"));
-    check(&r, 0.8, 1.15);
+    check(&r, 0.4, 1.0);
     assert_eq!(r.faults.len(), 1, "the load surge is reported as a fault");
     r.assert_recovered_within(Duration::from_secs(10)).unwrap();
 }
 
+/// Total outage: nothing can succeed for a third of the drill; the breakers cut the
+/// load on the dead backends to a trickle of probes.
+#[test]
+fn total_outage_sheds_load() {
+    let r = recommended(&builtin("total-outage"));
+    check(&r, 0.66, 0.7);
+    r.assert_detected_within(Duration::from_secs(2)).unwrap();
+}
+
+/// Without breakers, the retry budget alone bounds the extra load of a total outage:
+/// 20 % plus its floor of 10 retries per second.
 #[test]
 fn total_outage_amplification_stays_within_the_budget() {
-    let r = recommended(&builtin("total-outage"));
-    // A third of the drill is a total outage: nothing can succeed then.
+    let r = budgeted_retry(&builtin("total-outage"));
     check(&r, 0.66, 1.1);
-    // During the outage the 20 % budget (plus its floor of 10 retries per second)
-    // bounds the extra load.
     let outage: Vec<_> = r.timeline[32..58].iter().collect();
     let sent: u64 = outage.iter().map(|s| s.sent).sum();
     let attempts: u64 = outage.iter().map(|s| s.attempts.iter().sum::<u64>()).sum();
