@@ -3,7 +3,8 @@
 //! * `drill/10min_1000rps`: wall time of a ten-minute drill at 1,000 requests per
 //!   second (600,000 requests, the single backend outage stretched to ten minutes)
 //!   against the full stack available today: retry with budget and deadline over a
-//!   per-attempt timeout over round robin.
+//!   round robin that skips open breakers, with a circuit breaker and a per-attempt
+//!   timeout in front of each backend.
 //! * `chaos/*`: one call through a ready service, bare, and behind the chaos layer
 //!   switched off, switched on with a rule at 0 %, and switched on with a keyed,
 //!   scheduled rule at 0.01 % (key, clock read and a random draw for every seventh
@@ -20,26 +21,34 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use tower::timeout::Timeout;
 use tower::timeout::TimeoutLayer;
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
 use tower_fortify::chaos::{ChaosLayer, Fault, Rule};
+use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use tower_fortify::classify::DefaultClassifier;
 use tower_fortify::drill::{
     Drill, DrillEnv, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
 };
-use tower_fortify::retry::RetryLayer;
+use tower_fortify::retry::{CloneReplay, Retry, RetryLayer};
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
 
+/// Round robin that passes over a backend while its breaker is open.
 #[derive(Clone)]
-struct RoundRobin {
-    backends: Arc<[SimBackend]>,
+struct SkipOpen<S> {
+    backends: Arc<[(S, CircuitBreakerHandle)]>,
     next: Arc<AtomicUsize>,
 }
 
-impl Service<SimRequest> for RoundRobin {
+impl<S> Service<SimRequest> for SkipOpen<S>
+where
+    S: Service<SimRequest, Response = SimResponse, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     type Response = SimResponse;
     type Error = BoxError;
     type Future = SimFuture;
@@ -49,17 +58,22 @@ impl Service<SimRequest> for RoundRobin {
     }
 
     fn call(&mut self, req: SimRequest) -> SimFuture {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        self.backends[i].clone().call(req)
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.backends[i].1.open_until().is_none_or(|t| t <= now))
+            .unwrap_or(start % n);
+        Box::pin(self.backends[pick].0.clone().call(req))
     }
 }
 
-type FullStack = tower_fortify::retry::Retry<
-    tower::timeout::Timeout<RoundRobin>,
-    tower_fortify::classify::DefaultClassifier,
-    tower_fortify::retry::CloneReplay,
->;
+type PerBackend = CircuitBreaker<Timeout<SimBackend>, DefaultClassifier>;
+type FullStack = Retry<SkipOpen<PerBackend>, DefaultClassifier, CloneReplay>;
 
+/// Retry with budget and deadline over a round robin that skips open breakers, with a
+/// breaker and a per-attempt timeout in front of each backend.
 fn full_stack(env: &DrillEnv) -> FullStack {
     let retry = RetryLayer::builder()
         .max_attempts(3)
@@ -73,13 +87,32 @@ fn full_stack(env: &DrillEnv) -> FullStack {
         .rng(env.rng())
         .build()
         .unwrap();
-    ServiceBuilder::new()
-        .layer(retry)
-        .layer(TimeoutLayer::new(Duration::from_millis(300)))
-        .service(RoundRobin {
-            backends: env.backends().into(),
-            next: Arc::default(),
+    let backends = env
+        .backends()
+        .iter()
+        .map(|b| {
+            let breaker = CircuitBreakerLayer::builder()
+                .consecutive_failures(5)
+                .count_window(50)
+                .failure_rate(0.5)
+                .minimum_calls(20)
+                .open_duration(Duration::from_secs(5))
+                .half_open_probes(3)
+                .rng(env.rng())
+                .build()
+                .unwrap();
+            let handle = breaker.handle();
+            let service = ServiceBuilder::new()
+                .layer(breaker)
+                .layer(TimeoutLayer::new(Duration::from_millis(300)))
+                .service(b.clone());
+            (service, handle)
         })
+        .collect();
+    ServiceBuilder::new().layer(retry).service(SkipOpen {
+        backends,
+        next: Arc::default(),
+    })
 }
 
 fn drill(c: &mut Criterion) {
