@@ -162,14 +162,17 @@ where
 
     fn call(&mut self, req: SimRequest) -> SimFuture {
         let n = self.backends.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = tokio::time::Instant::now();
-        // The first backend in turn whose breaker admits calls (an open breaker whose
-        // time is up admits a probe); if every breaker is open, the next in turn.
-        let pick = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| self.backends[i].1.open_until().is_none_or(|t| t <= now))
-            .unwrap_or(start % n);
+        // Take turns; pass over a backend whose breaker is open (one whose time is up
+        // admits a probe), drawing a new turn each time so that the others share its
+        // traffic evenly. If every breaker is open, the last turn drawn.
+        let mut pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for _ in 1..n {
+            if self.backends[pick].1.open_until().is_none_or(|t| t <= now) {
+                break;
+            }
+            pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        }
         Box::pin(self.backends[pick].0.clone().call(req))
     }
 }
