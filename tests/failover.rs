@@ -2,6 +2,7 @@
 #![cfg(feature = "failover")]
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -812,4 +813,134 @@ async fn failing_backend_looks_expensive_to_the_selection() {
         let _ = send(&mut router, req(i)).await;
     }
     assert!(hits(&b) < 20, "the failing backend got {}", hits(&b));
+}
+
+/// Backends follow a `Discover` stream: inserted ones take traffic, removed ones stop.
+#[tokio::test(start_paused = true)]
+async fn backends_follow_a_discover_stream() {
+    use futures::channel::mpsc;
+    use tower::discover::Change;
+
+    let (seed, x, y) = (sim("seed"), sim("x"), sim("y"));
+    let mut router = Failover::builder()
+        .backend(Backend::new("seed", service(seed.clone())).tier(1))
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    let (tx, rx) = mpsc::unbounded::<Result<Change<u32, _>, Infallible>>();
+    let driver = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            handle
+                .discover(rx, |key, svc| Backend::new(format!("d{key}"), svc))
+                .await
+        }
+    });
+    tx.unbounded_send(Ok(Change::Insert(1, service(x.clone()))))
+        .unwrap();
+    tx.unbounded_send(Ok(Change::Insert(2, service(y.clone()))))
+        .unwrap();
+    tokio::task::yield_now().await;
+    for i in 0..100 {
+        send(&mut router, req(i)).await.unwrap();
+    }
+    assert_eq!(hits(&seed), 0, "tier 0 (discovered) takes everything");
+    assert!(hits(&x) > 20 && hits(&y) > 20);
+    tx.unbounded_send(Ok(Change::Remove(1))).unwrap();
+    tokio::task::yield_now().await;
+    let x_before = hits(&x);
+    for i in 0..50 {
+        send(&mut router, req(i)).await.unwrap();
+    }
+    assert_eq!(hits(&x), x_before);
+    drop(tx);
+    driver.await.unwrap().unwrap();
+    let ids: Vec<String> = handle.backends().iter().map(|b| b.id.to_string()).collect();
+    assert_eq!(ids, ["seed", "d2"]);
+}
+
+/// A service whose `poll_ready` fails when `broken`.
+#[derive(Clone)]
+struct Flaky {
+    name: &'static str,
+    broken: bool,
+    polls: Arc<AtomicU64>,
+}
+
+impl Service<Req> for Flaky {
+    type Response = &'static str;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<&'static str, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        std::task::Poll::Ready(if self.broken {
+            Err("broken".into())
+        } else {
+            Ok(())
+        })
+    }
+
+    fn call(&mut self, _: Req) -> Self::Future {
+        std::future::ready(Ok(self.name))
+    }
+}
+
+/// A backend whose `poll_ready` fails counts a failure each time and is skipped;
+/// every call goes to the healthy backend.
+#[tokio::test(start_paused = true)]
+async fn a_backend_failing_poll_ready_is_skipped_and_counted() {
+    let polls = Arc::new(AtomicU64::new(0));
+    let flaky = |name, broken| Flaky {
+        name,
+        broken,
+        polls: if broken {
+            polls.clone()
+        } else {
+            Arc::default()
+        },
+    };
+    let mut router = Failover::builder()
+        .backend(Backend::new("a", flaky("a", true)))
+        .backend(Backend::new("b", flaky("b", false)))
+        .consecutive_failures(None)
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    for i in 0..50 {
+        assert_eq!(send(&mut router, req(i)).await.unwrap(), "b");
+    }
+    let a = handle.backend("a").unwrap();
+    assert!(polls.load(Ordering::SeqCst) > 0);
+    assert_eq!(a.failures, polls.load(Ordering::SeqCst));
+    assert_eq!(handle.backend("b").unwrap().successes, 50);
+}
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn http_requests_carry_their_tried_set_in_extensions() {
+    use tower_fortify::failover::HttpTried;
+
+    let make = |name: &'static str| {
+        service_fn(move |_: http::Request<()>| async move { Ok::<_, BoxError>(name) })
+    };
+    let mut router = Failover::builder()
+        .backends(["a", "b"].map(|n| Backend::new(n, make(n))))
+        .tried(HttpTried)
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        let tried = Tried::new();
+        let mut first = http::Request::new(());
+        first.extensions_mut().insert(tried.clone());
+        let mut second = http::Request::new(());
+        second.extensions_mut().insert(tried.clone());
+        let x = router.ready().await.unwrap().call(first).await.unwrap();
+        let y = router.ready().await.unwrap().call(second).await.unwrap();
+        assert_ne!(x, y);
+        assert_eq!(tried.len(), 2);
+    }
 }

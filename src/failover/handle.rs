@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
+use tower::discover::{Change, Discover};
 
 use super::builder::Backend;
 use super::core::Core;
@@ -199,5 +200,83 @@ impl<S> FailoverHandle<S> {
     /// whether it existed.
     pub fn remove(&self, id: &str) -> bool {
         self.core.remove(id)
+    }
+
+    /// Follows a [`Discover`] stream: each `Insert(key, service)` adds the backend
+    /// `make(&key, service)` returns (choose its id, tier, weight and probe there; an
+    /// insert under a key already present replaces that backend), each `Remove(key)`
+    /// removes the backend added for `key`. Backends added by hand or by the builder
+    /// are left alone.
+    ///
+    /// The returned future runs until the stream ends (`Ok`) or fails (its error);
+    /// spawn it. A backend `make` describes badly (zero weight, an id already taken)
+    /// is skipped with a warning.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower::discover::Change;
+    /// use tower::service_fn;
+    /// use tower_fortify::failover::{Backend, Failover};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # fn echo() -> impl tower::Service<u32, Response = u32, Error = Infallible> + Clone {
+    /// #     service_fn(|x: u32| async move { Ok::<_, Infallible>(x) })
+    /// # }
+    /// let router = Failover::builder()
+    ///     .backend(Backend::new("seed", echo()))
+    ///     .build()
+    ///     .unwrap();
+    /// let handle = router.handle();
+    /// let changes = futures::stream::iter([
+    ///     Ok::<_, Infallible>(Change::Insert(1u32, echo())),
+    ///     Ok(Change::Insert(2, echo())),
+    ///     Ok(Change::Remove(1)),
+    /// ]);
+    /// handle
+    ///     .discover(changes, |key, svc| Backend::new(format!("node-{key}"), svc).tier(1))
+    ///     .await
+    ///     .unwrap();
+    /// let ids: Vec<_> = handle.backends().into_iter().map(|b| b.id.to_string()).collect();
+    /// assert_eq!(ids, ["seed", "node-2"]);
+    /// # }
+    /// ```
+    pub async fn discover<D, F>(&self, discover: D, mut make: F) -> Result<(), D::Error>
+    where
+        D: Discover<Service = S>,
+        F: FnMut(&D::Key, S) -> Backend<S>,
+    {
+        let mut discover = std::pin::pin!(discover);
+        let mut keys: Vec<(D::Key, String)> = Vec::new();
+        while let Some(change) =
+            std::future::poll_fn(|cx| discover.as_mut().poll_discover(cx)).await
+        {
+            match change? {
+                Change::Insert(key, service) => {
+                    if let Some(at) = keys.iter().position(|(k, _)| *k == key) {
+                        let (_, id) = keys.swap_remove(at);
+                        self.core.remove(&id);
+                    }
+                    let backend = make(&key, service);
+                    let id = backend.id.clone();
+                    match self.core.add(backend) {
+                        Ok(()) => keys.push((key, id)),
+                        Err(e) => tracing::warn!(
+                            target: "tower_fortify::failover",
+                            backend = %id,
+                            error = %e,
+                            "discovered backend skipped"
+                        ),
+                    }
+                }
+                Change::Remove(key) => {
+                    if let Some(at) = keys.iter().position(|(k, _)| *k == key) {
+                        let (_, id) = keys.swap_remove(at);
+                        self.core.remove(&id);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -601,3 +601,104 @@ impl<S, C, T> fmt::Debug for Failover<S, C, T> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::{Ready, ready};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::failover::Backend;
+
+    type Echo = tower::util::ServiceFn<fn(u32) -> Ready<Result<u32, Infallible>>>;
+
+    fn echo() -> Echo {
+        tower::service_fn((|x| ready(Ok(x))) as fn(u32) -> Ready<Result<u32, Infallible>>)
+    }
+
+    /// Envoy's priority loads, written plainly: the reference for `recompute`.
+    /// Returns each tier's share in percent, or `None` for fail-fast.
+    fn reference(tiers: &[(u32, u32)], of: f64, panic: f64) -> Vec<f64> {
+        let h: Vec<f64> = tiers
+            .iter()
+            .map(|&(total, healthy)| (of * 100.0 * healthy as f64 / total as f64).min(100.0))
+            .collect();
+        let sum: f64 = h.iter().sum();
+        if sum.min(100.0) <= 0.0 || sum.min(100.0) < panic {
+            // Panic: everything to the first tier (all have members).
+            let mut loads = vec![0.0; tiers.len()];
+            loads[0] = 100.0;
+            return loads;
+        }
+        let mut remaining = 100.0;
+        h.iter()
+            .map(|&hi| {
+                if sum < 100.0 {
+                    hi * 100.0 / sum
+                } else {
+                    let l = hi.min(remaining);
+                    remaining -= l;
+                    l
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn tier_loads_match_the_reference(
+            tiers in proptest::collection::vec((1u32..6, 0u32..6), 1..4),
+            of in 1.0f64..3.0,
+            panic in 0.0f64..100.0,
+        ) {
+            let tiers: Vec<(u32, u32)> = tiers.into_iter().map(|(t, h)| (t, h.min(t))).collect();
+            let mut builder = Failover::builder()
+                .overprovisioning_factor(of)
+                .panic_threshold(panic)
+                .max_ejection_percent(100.0);
+            for (k, &(total, _)) in tiers.iter().enumerate() {
+                for i in 0..total {
+                    builder = builder.backend(Backend::new(format!("t{k}b{i}"), echo()).tier(k as u32));
+                }
+            }
+            let mut router = builder.build().unwrap();
+            // Eject the unhealthy ones (outlier ejection: panic may still use them).
+            for (k, &(total, healthy)) in tiers.iter().enumerate() {
+                for l in &router.locals {
+                    let name = &*l.node.id;
+                    for i in healthy..total {
+                        if name == format!("t{k}b{i}") {
+                            l.node.cold.ejected_until.store(u64::MAX, Ordering::Release);
+                        }
+                    }
+                }
+            }
+            router.core.pool.bump();
+            router.refresh();
+            let expected = reference(&tiers, of, panic);
+            let mut prev = 0u32;
+            let mut cum = 0.0;
+            for (k, t) in router.route.tiers.iter().enumerate() {
+                cum += expected[k];
+                let share = t.cum.saturating_sub(prev);
+                let want = ((expected[k] / 100.0) * MILLION as f64) as i64;
+                let is_last_loaded = router.route.tiers[k + 1..]
+                    .iter()
+                    .all(|t| t.eligible.is_empty());
+                if !t.eligible.is_empty() && !is_last_loaded {
+                    prop_assert!((share as i64 - want).abs() <= 2, "tier {k}: {share} vs {want} ({tiers:?})");
+                }
+                if expected[k] > 0.0 {
+                    prop_assert!(!t.eligible.is_empty());
+                }
+                prev = prev.max(t.cum);
+            }
+            prop_assert!(!router.route.reject);
+            prop_assert!((cum - 100.0).abs() < 1e-6);
+        }
+    }
+}
