@@ -944,3 +944,64 @@ async fn http_requests_carry_their_tried_set_in_extensions() {
         assert_eq!(tried.len(), 2);
     }
 }
+
+fn ewma_router(
+    sims: [&Arc<Sim>; 3],
+) -> Failover<impl Service<Req, Response = &'static str, Error = BoxError> + Clone> {
+    Failover::builder()
+        .backends(sims.map(|s| Backend::new(s.name, service(s.clone()))))
+        .selection(Selection::PeakEwma {
+            decay: Duration::from_secs(1),
+            default_rtt: Duration::from_millis(10),
+        })
+        .consecutive_failures(None)
+        .failure_rate(None)
+        .success_rate_drop(None)
+        .latency_factor(None)
+        .rng(Rng::seeded(12))
+        .build()
+        .unwrap()
+}
+
+/// Peak-EWMA selection: a backend 4× slower than its peers (not slow enough to be
+/// ejected) gets little traffic: only when its estimate has decayed while idle.
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_avoids_a_slow_backend() {
+    let (a, b, slow) = (sim("a"), sim("b"), sim("slow"));
+    a.latency_ms.store(10, Ordering::SeqCst);
+    b.latency_ms.store(10, Ordering::SeqCst);
+    slow.latency_ms.store(40, Ordering::SeqCst);
+    let mut router = ewma_router([&a, &b, &slow]);
+    for i in 0..400 {
+        send(&mut router, req(i)).await.unwrap();
+    }
+    assert!(hits(&slow) < 20, "slow got {}", hits(&slow));
+}
+
+/// A backend that fails instantly does not look cheap to the latency estimate: its
+/// failures count as cost.
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_counts_fast_failures_as_cost() {
+    let (a, b, broken) = (sim("a"), sim("b"), sim("broken"));
+    a.latency_ms.store(10, Ordering::SeqCst);
+    b.latency_ms.store(10, Ordering::SeqCst);
+    broken.down.store(true, Ordering::SeqCst);
+    let mut router = ewma_router([&a, &b, &broken]);
+    for i in 0..400 {
+        let _ = send(&mut router, req(i)).await;
+    }
+    assert!(hits(&broken) < 40, "broken got {}", hits(&broken));
+}
+
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_rejects_a_zero_decay() {
+    let err = Failover::builder()
+        .backend(Backend::new("a", service(sim("a"))))
+        .selection(Selection::PeakEwma {
+            decay: Duration::ZERO,
+            default_rtt: Duration::from_millis(1),
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "failover.selection.decay");
+}

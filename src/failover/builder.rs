@@ -463,6 +463,14 @@ fn validate(cfg: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    if let Selection::PeakEwma { decay, .. } = cfg.selection
+        && decay.is_zero()
+    {
+        return Err(ConfigError::new(
+            "failover.selection.decay",
+            "must be greater than zero",
+        ));
+    }
     if cfg.min_requests == 0 {
         return Err(ConfigError::new(
             "failover.min_requests",

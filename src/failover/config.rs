@@ -14,6 +14,28 @@ pub enum Selection {
     /// Smooth weighted round robin (nginx's): each backend gets its weight's share of
     /// calls, interleaved. The order is kept per router clone.
     WeightedRoundRobin,
+    /// Power of two choices by peak-EWMA latency (Finagle's and tower's
+    /// `PeakEwma`): cost is the backend's latency estimate × (calls in flight + 1 +
+    /// failure penalty) ÷ weight. The estimate jumps to a slower response at once and
+    /// decays towards faster ones (and towards zero while no response arrives) with
+    /// time constant `decay`; a backend starts at `default_rtt`. Times every call
+    /// (two clock reads) and reads the clock once per selection.
+    PeakEwma {
+        /// How fast old latencies are forgotten.
+        decay: Duration,
+        /// The estimate of a backend without a measurement yet.
+        default_rtt: Duration,
+    },
+}
+
+impl Selection {
+    /// [`Selection::PeakEwma`] with a decay of 10 s and a default latency of 30 ms.
+    pub fn peak_ewma() -> Self {
+        Selection::PeakEwma {
+            decay: Duration::from_secs(10),
+            default_rtt: Duration::from_millis(30),
+        }
+    }
 }
 
 /// What the router does when too few backends are healthy (the total health of all
@@ -58,7 +80,7 @@ impl Config {
 
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
-        self.latency_factor.is_some()
+        self.latency_factor.is_some() || matches!(self.selection, Selection::PeakEwma { .. })
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::builder::{Backend, HealthCheck, ProbeFn, check_backend};
+use super::config::Selection;
 use super::pool::{Node, Pool};
 use crate::config::ConfigError;
 use crate::observe::{Event, FailoverEvent};
@@ -55,12 +56,11 @@ impl<S> Core<S> {
             ));
         }
         let serial = self.pool.serials.fetch_add(1, Ordering::Relaxed);
-        let node = Arc::new(Node::new(
-            Arc::from(backend.id),
-            serial,
-            backend.tier,
-            backend.weight,
-        ));
+        let mut node = Node::new(Arc::from(backend.id), serial, backend.tier, backend.weight);
+        if let Selection::PeakEwma { default_rtt, .. } = self.pool.cfg.selection {
+            node = node.with_rtt(default_rtt.as_nanos() as f64, self.pool.now());
+        }
+        let node = Arc::new(node);
         services.push((node.clone(), backend.service));
         self.pool.lock_nodes().push(node.clone());
         self.pool.epoch.fetch_add(1, Ordering::AcqRel);

@@ -11,7 +11,8 @@
 //! * **Within a tier**, each call goes to the cheaper of two random eligible backends
 //!   (power of two choices), where cost is calls in flight plus a penalty for each
 //!   consecutive failure, per unit of weight: a backend that fails fast does not look
-//!   cheap. [`Selection::WeightedRoundRobin`] is the alternative. A backend that is
+//!   cheap. [`Selection::PeakEwma`] compares peak-EWMA latency × load instead, and
+//!   [`Selection::WeightedRoundRobin`] follows the weights exactly. A backend that is
 //!   not ready is skipped, not waited on, while another is ready.
 //! * **Across tiers** (Envoy's priority levels): tier 0 serves while its healthy share
 //!   × the overprovisioning factor (default 1.4) is at least 100 %; as its health

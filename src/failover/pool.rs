@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::config::Config;
+use super::config::{Config, Selection};
 use crate::classify::Outcome;
 use crate::observe::{EjectReason, Event, FailoverEvent, Listeners};
 use crate::rng::Rng;
@@ -33,6 +33,9 @@ pub(crate) struct Hot {
     /// Sum of call latencies in microseconds, and how many calls were timed.
     pub(crate) latency_us: AtomicU64,
     pub(crate) timed: AtomicU64,
+    /// Peak-EWMA latency estimate (f64 nanoseconds, as bits) and when it was updated.
+    pub(crate) ewma: AtomicU64,
+    pub(crate) ewma_at: AtomicU64,
 }
 
 /// State written rarely: ejections, probes, the sweep's snapshot.
@@ -81,6 +84,42 @@ impl Node {
         };
         node.cold.probe_ok.store(true, Ordering::Relaxed);
         node
+    }
+
+    pub(crate) fn with_rtt(self, rtt: f64, now: u64) -> Self {
+        self.hot.ewma.store(rtt.to_bits(), Ordering::Relaxed);
+        self.hot.ewma_at.store(now, Ordering::Relaxed);
+        self
+    }
+
+    /// Peak-EWMA cost at `now`: the decayed latency estimate × (calls in flight + 1 +
+    /// penalty) ÷ weight.
+    #[inline]
+    pub(crate) fn ewma_cost(&self, now: u64, decay_ns: f64) -> f64 {
+        let hot = &self.hot;
+        let rtt = f64::from_bits(hot.ewma.load(Ordering::Relaxed));
+        let at = hot.ewma_at.load(Ordering::Relaxed);
+        let elapsed = now.saturating_sub(at) as f64;
+        let estimate = rtt * (-elapsed / decay_ns).exp();
+        let in_flight = hot.in_flight.load(Ordering::Relaxed) as f64;
+        let penalty = hot.penalty.load(Ordering::Relaxed) as f64;
+        (estimate + 1.0) * (in_flight + 1.0 + penalty) / self.weight as f64
+    }
+
+    /// Folds one measured latency into the peak-EWMA estimate.
+    #[inline]
+    fn observe_rtt(&self, rtt: f64, now: u64, decay_ns: f64) {
+        let hot = &self.hot;
+        let prev = f64::from_bits(hot.ewma.load(Ordering::Relaxed));
+        let at = hot.ewma_at.load(Ordering::Relaxed);
+        let next = if rtt > prev {
+            rtt
+        } else {
+            let w = (-(now.saturating_sub(at) as f64) / decay_ns).exp();
+            prev * w + rtt * (1.0 - w)
+        };
+        hot.ewma.store(next.to_bits(), Ordering::Relaxed);
+        hot.ewma_at.store(now, Ordering::Relaxed);
     }
 
     /// Whether an outlier ejection is in force at `now`.
@@ -217,10 +256,17 @@ impl Pool {
         }
         let now = match elapsed {
             Some((start, end)) => {
-                let us = end.saturating_duration_since(start).as_micros() as u64;
-                hot.latency_us.fetch_add(us, Ordering::Relaxed);
-                hot.timed.fetch_add(1, Ordering::Relaxed);
-                self.ns(end)
+                let took = end.saturating_duration_since(start);
+                let now = self.ns(end);
+                if self.cfg.latency_factor.is_some() {
+                    hot.latency_us
+                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    hot.timed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Selection::PeakEwma { decay, .. } = self.cfg.selection {
+                    node.observe_rtt(took.as_nanos() as f64, now, decay.as_nanos() as f64);
+                }
+                now
             }
             None if self.cfg.needs_sweep() => self.now(),
             None => return,

@@ -361,7 +361,7 @@ impl<S, C, T> Failover<S, C, T> {
             0 => (None, None),
             1 => (Some(self.route.tiers[k].eligible[0] as usize), None),
             _ => match self.pool().cfg.selection {
-                Selection::PowerOfTwoChoices => {
+                selection @ (Selection::PowerOfTwoChoices | Selection::PeakEwma { .. }) => {
                     let r = self.next_rand();
                     let a = (r % n as u64) as usize;
                     let mut b = ((r >> 32) % (n as u64 - 1)) as usize;
@@ -371,7 +371,15 @@ impl<S, C, T> Failover<S, C, T> {
                     let e = &self.route.tiers[k].eligible;
                     let (a, b) = (e[a] as usize, e[b] as usize);
                     let (na, nb) = (&self.locals[a].node, &self.locals[b].node);
-                    if nb.cost() < na.cost() {
+                    let b_wins = match selection {
+                        Selection::PeakEwma { decay, .. } => {
+                            let now = self.core.pool.now();
+                            let d = decay.as_nanos() as f64;
+                            nb.ewma_cost(now, d) < na.ewma_cost(now, d)
+                        }
+                        _ => nb.cost() < na.cost(),
+                    };
+                    if b_wins {
                         na.passed_over();
                         (Some(b), Some(a))
                     } else {
