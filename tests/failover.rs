@@ -1005,3 +1005,60 @@ async fn peak_ewma_rejects_a_zero_decay() {
         .unwrap_err();
     assert_eq!(err.field(), "failover.selection.decay");
 }
+
+/// Ejections grow as base × times ejected, are capped, and the count shrinks again
+/// while the backend stays healthy.
+#[tokio::test(start_paused = true)]
+async fn ejection_time_grows_is_capped_and_decays_while_healthy() {
+    let (a, b) = (sim("a"), sim("b"));
+    let (log, listener) = events();
+    let mut router = Failover::builder()
+        .backend(Backend::new("a", service(a.clone())))
+        .backend(Backend::new("b", service(b.clone())))
+        .consecutive_failures(Some(1))
+        .base_ejection_time(Duration::from_secs(10))
+        .max_ejection_time(Duration::from_secs(25))
+        .listener(listener)
+        .rng(Rng::seeded(13))
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    a.down.store(true, Ordering::SeqCst);
+    let mut eject_once = async |router: &mut Failover<_>| {
+        let before = handle.backend("a").unwrap().ejections;
+        for i in 0..100 {
+            let _ = send(router, req(i)).await;
+            if handle.backend("a").unwrap().ejections > before {
+                return;
+            }
+        }
+        panic!("a was not ejected");
+    };
+    eject_once(&mut router).await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    eject_once(&mut router).await; // on probation: its first failure ejects it again
+    tokio::time::advance(Duration::from_secs(21)).await;
+    eject_once(&mut router).await;
+    assert_eq!(handle.backend("a").unwrap().ejection_level, 3);
+    // Healthy again: 25 s to the end of the ejection, then 30 s = three steps of decay.
+    a.down.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(26)).await;
+    for i in 0..20 {
+        send(&mut router, req(i)).await.unwrap();
+    }
+    assert_eq!(handle.backend("a").unwrap().ejection_level, 3);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(handle.backend("a").unwrap().ejection_level, 0);
+    a.down.store(true, Ordering::SeqCst);
+    eject_once(&mut router).await;
+    let durations: Vec<u64> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            FailoverEvent::Ejected { duration, .. } => Some(duration.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durations, [10, 20, 25, 10]);
+}

@@ -372,7 +372,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// Backends with a probe need a tokio runtime here, to spawn their health checks.
     pub fn build(self) -> Result<Failover<S, C, T>, ConfigError>
     where
-        S: Clone + Send + 'static,
+        S: Clone,
         C: Clone,
     {
         let cfg = self.cfg;

@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::builder::FailoverBuilder;
 use super::config::{PanicMode, Selection};
 use super::core::Core;
+use super::error::NoHealthyBackend;
 use super::future::{Guard, ResponseFuture};
 use super::handle::FailoverHandle;
 use super::pool::{Node, Pool};
@@ -418,8 +419,7 @@ impl<S, C, T> Failover<S, C, T> {
     }
 }
 
-use super::error::NoHealthyBackend;
-
+/// What polling one backend's readiness gave.
 enum Polled {
     Ready,
     Pending,
