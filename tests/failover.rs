@@ -1024,7 +1024,7 @@ async fn ejection_time_grows_is_capped_and_decays_while_healthy() {
         .unwrap();
     let handle = router.handle();
     a.down.store(true, Ordering::SeqCst);
-    let mut eject_once = async |router: &mut Failover<_>| {
+    let eject_once = async |router: &mut Failover<_>| {
         let before = handle.backend("a").unwrap().ejections;
         for i in 0..100 {
             let _ = send(router, req(i)).await;
