@@ -87,7 +87,9 @@ impl<S> Backend<S> {
 /// After `unhealthy_threshold` failures in a row the backend is taken out of rotation;
 /// after `healthy_threshold` passes in a row it comes back. A backend starts healthy.
 /// The task ends at its next tick once every router clone and handle is dropped, or
-/// once the backend is removed.
+/// once the backend is removed. Backends out of rotation because of their health
+/// checks do not count against the maximum ejected percentage, and stay out even in
+/// panic routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthCheck {
     pub(crate) interval: Duration,

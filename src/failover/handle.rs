@@ -196,8 +196,9 @@ impl<S> FailoverHandle<S> {
         self.core.add(backend)
     }
 
-    /// Removes a backend: no new calls go to it; calls in flight finish. Returns
-    /// whether it existed.
+    /// Removes a backend: calls in flight finish; each router clone stops sending to
+    /// it at its next `poll_ready` (a clone that had already readied it may still send
+    /// the one call it readied it for). Returns whether it existed.
     pub fn remove(&self, id: &str) -> bool {
         self.core.remove(id)
     }

@@ -53,7 +53,8 @@ pub(crate) type Judges<C> = Arc<[Arc<Padded<Judge<C>>>]>;
 /// first ready one; the readied backend stays readied for the next call.
 ///
 /// A backend whose `poll_ready` fails counts one failure for outlier detection and is
-/// skipped.
+/// skipped. Calling `call` without a successful `poll_ready` first fails the call with
+/// `NoHealthyBackend`.
 ///
 /// # Clones
 ///
