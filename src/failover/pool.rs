@@ -23,6 +23,11 @@ pub(crate) const FAILURE_COST: u32 = 4;
 const MAX_PENALTY: u32 = 10_000;
 
 /// Counters every call to a backend writes: kept together on the backend's own lines.
+///
+/// They are not split into per-thread shards like the retry layer's counters: the
+/// selection reads `in_flight` (and the penalty) of two backends on every call, and
+/// summing shards there would cost more than the sharing it saves. Traffic spreads over
+/// the backends, so two threads only meet on a line when they pick the same backend.
 #[derive(Default)]
 pub(crate) struct Hot {
     pub(crate) in_flight: AtomicU32,
