@@ -60,6 +60,11 @@
 //! per-attempt timeouts: each attempt is routed anew, and a retry lands on another
 //! backend. The router's error type is [`crate::BoxError`].
 //!
+//! A router is built from a list of backends rather than by wrapping one service, so
+//! it has no layer: finish a `ServiceBuilder` with `.service(router)`, and put
+//! per-backend layers (breaker, timeout) on each backend before adding it. All
+//! backends have one type; box them (`tower::util::BoxCloneService`) to mix clients.
+//!
 //! # Using it with `crate::retry`
 //!
 //! The retry layer clones its inner service per request (clone + `mem::replace`), so
