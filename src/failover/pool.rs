@@ -292,7 +292,10 @@ impl Pool {
             });
         let probation = node.cold.probation.load(Ordering::Relaxed);
         let limit = self.cfg.consecutive_failures;
-        if probation || limit.is_some_and(|l| run >= l) {
+        // At the limit, and again every `limit` failures after it if the ejection was
+        // skipped (maximum ejected share): a total outage does not take the lock on
+        // every failure.
+        if probation || limit.is_some_and(|l| run >= l && (run - l) % l == 0) {
             let now = self.now();
             if node.is_ejected(now) {
                 return;
