@@ -295,7 +295,7 @@ impl Pool {
         // At the limit, and again every `limit` failures after it if the ejection was
         // skipped (maximum ejected share): a total outage does not take the lock on
         // every failure.
-        if probation || limit.is_some_and(|l| run >= l && (run - l) % l == 0) {
+        if probation || limit.is_some_and(|l| run >= l && (run - l).is_multiple_of(l)) {
             let now = self.now();
             if node.is_ejected(now) {
                 return;
