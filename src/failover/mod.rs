@@ -95,8 +95,8 @@
 //! force. Routing tables are rebuilt per clone only when health or membership
 //! changes; the interval analysis allocates a little, once per interval. Measured by
 //! `tests/failover_alloc.rs`: zero allocations per call; under `crate::retry`, which
-//! clones the router per request, the clone costs 3 (its backend list and routing
-//! table) plus the request's own `Tried`.
+//! clones the router per request, the clone costs 1 (its backend list; the routing
+//! table is shared) plus the request's own `Tried`.
 //!
 //! # Example
 //!

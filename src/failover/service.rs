@@ -58,16 +58,17 @@ pub(crate) type Judges<C> = Arc<[Arc<Padded<Judge<C>>>]>;
 ///
 /// # Clones
 ///
-/// Clones share health, membership and counters; each clone holds its own clone of
-/// every backend service (so `Clone` costs one list allocation plus the backends'
-/// clones) and its own random stream seeded from the shared one.
+/// Clones share health, membership, counters and (until one of them rebuilds it) the
+/// routing table; each clone holds its own clone of every backend service (so `Clone`
+/// costs one list allocation plus the backends' clones) and its own random stream
+/// seeded from the shared one.
 pub struct Failover<S, C = DefaultClassifier, T = NoTried> {
     core: Arc<Core<S>>,
     judges: Judges<C>,
     tried: T,
     locals: Vec<Local<S>>,
     epoch: u64,
-    route: Route,
+    route: Arc<Route>,
     ready: Option<Choice>,
     rng: u64,
 }
@@ -85,8 +86,9 @@ enum Choice {
     Reject,
 }
 
-/// The routing table of one clone, rebuilt when health or membership changes.
-#[derive(Default)]
+/// The routing table, rebuilt when health or membership changes. Clones share it
+/// until one of them rebuilds it (their backend lists are in the same order).
+#[derive(Default, Clone)]
 struct Route {
     valid: bool,
     version: u64,
@@ -97,7 +99,7 @@ struct Route {
     tiers: Vec<TierRoute>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct TierRoute {
     /// Locals `start..end` belong to this tier.
     start: usize,
@@ -144,7 +146,7 @@ impl<S, C, T> Failover<S, C, T> {
             tried,
             locals: Vec::new(),
             epoch: u64::MAX,
-            route: Route::default(),
+            route: Arc::default(),
             ready: None,
             rng,
         };
@@ -185,7 +187,7 @@ impl<S, C, T> Failover<S, C, T> {
         drop(services);
         locals.sort_by_key(|l| (l.node.tier, l.node.serial));
         self.locals = locals;
-        self.route.valid = false;
+        self.route = Arc::default();
     }
 
     #[inline]
@@ -212,7 +214,7 @@ impl<S, C, T> Failover<S, C, T> {
         let pool = self.core.pool.clone();
         let cfg = &pool.cfg;
         let now = pool.now();
-        let route = &mut self.route;
+        let route = Arc::make_mut(&mut self.route);
         route.valid = true;
         route.version = version;
         route.next_expiry = u64::MAX;
@@ -595,7 +597,7 @@ impl<S: Clone, C, T: Clone> Clone for Failover<S, C, T> {
                 })
                 .collect(),
             epoch: self.epoch,
-            route: Route::default(),
+            route: self.route.clone(),
             ready: None,
             rng: seed(&self.core.pool),
         }
