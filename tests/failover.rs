@@ -307,6 +307,9 @@ async fn ejected_backend_gets_traffic_back_after_the_ejection_time() {
     }
     assert_eq!(hits(&a), before, "still ejected before the ejection time");
     tokio::time::advance(Duration::from_secs(2)).await;
+    let status = handle.backend("a").unwrap();
+    assert_eq!(status.health, BackendHealth::Healthy);
+    assert!(status.probing, "on probation until its first success");
     for i in 0..20 {
         assert_eq!(send(&mut router, req(i)).await.unwrap(), "a");
     }
@@ -1061,4 +1064,24 @@ async fn ejection_time_grows_is_capped_and_decays_while_healthy() {
         })
         .collect();
     assert_eq!(durations, [10, 20, 25, 10]);
+}
+
+/// When every backend already took the request, the call still goes out (to the one
+/// readied) rather than failing.
+#[tokio::test(start_paused = true)]
+async fn a_request_that_tried_every_backend_is_still_sent() {
+    let (a, b) = (sim("a"), sim("b"));
+    let mut router = Failover::builder()
+        .backend(Backend::new("a", service(a.clone())))
+        .backend(Backend::new("b", service(b.clone())))
+        .tried(tried_fn(|r: &Req| Some(&r.tried)))
+        .build()
+        .unwrap();
+    let r = req(1);
+    let first = send(&mut router, r.clone()).await.unwrap();
+    let second = send(&mut router, r.clone()).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(r.tried.len(), 2);
+    send(&mut router, r.clone()).await.unwrap();
+    assert_eq!(hits(&a) + hits(&b), 3);
 }
