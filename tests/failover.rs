@@ -1,7 +1,6 @@
 //! Failover router: simulated backends in paused time.
 #![cfg(feature = "failover")]
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,6 +237,7 @@ async fn primary_tier_down_moves_all_traffic_within_six_requests() {
     );
 }
 
+#[cfg(feature = "retry")]
 fn retry_layer() -> tower_fortify::retry::RetryLayer {
     tower_fortify::retry::RetryLayer::builder()
         .max_attempts(3)
@@ -251,6 +251,7 @@ fn retry_layer() -> tower_fortify::retry::RetryLayer {
 
 /// With the retry layer above and attempt-aware routing, the primary tier going down
 /// costs no request: each failed attempt is retried on another backend.
+#[cfg(feature = "retry")]
 #[tokio::test(start_paused = true)]
 async fn with_retry_above_no_request_fails_when_the_primary_tier_dies() {
     let (p1, p2, s1, s2) = (sim("p1"), sim("p2"), sim("s1"), sim("s2"));
@@ -567,9 +568,10 @@ async fn latency_outlier_loses_its_traffic() {
 
 /// Each request fails on the first backend it reaches; with a retry layer above, the
 /// retry never goes back to a backend that already failed the request.
+#[cfg(feature = "retry")]
 #[tokio::test(start_paused = true)]
 async fn a_retried_request_never_returns_to_a_backend_that_failed_it() {
-    let served: Arc<Mutex<HashMap<u64, Vec<&'static str>>>> = Arc::default();
+    let served: Arc<Mutex<std::collections::HashMap<u64, Vec<&'static str>>>> = Arc::default();
     let make = |name: &'static str| {
         let served = served.clone();
         service_fn(move |r: Req| {

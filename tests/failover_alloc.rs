@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::future::{Ready, ready};
 
 use tower::{Service, ServiceExt, service_fn};
-use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::failover::{Backend, Failover};
 
 struct Counting;
 
@@ -87,16 +87,18 @@ fn success_path_allocates_nothing() {
     });
 }
 
+#[cfg(feature = "retry")]
 #[derive(Clone)]
 struct Req {
     n: u32,
-    tried: Tried,
+    tried: tower_fortify::failover::Tried,
 }
 
 /// Under the retry layer with attempt-aware routing. The retry layer clones the
 /// router per request (clone + `mem::replace`), which costs one allocation for the
 /// clone's backend list (the routing table is shared with the original); the
 /// request's `Tried` set is one more, made by the caller. Measured: 2 per request.
+#[cfg(feature = "retry")]
 #[test]
 fn under_retry_each_request_costs_two_allocations() {
     let rt = runtime();
@@ -108,7 +110,7 @@ fn under_retry_each_request_costs_two_allocations() {
                     service_fn(|r: Req| ready(Ok::<_, Infallible>(r.n))),
                 )
             }))
-            .tried(tried_fn(|r: &Req| Some(&r.tried)))
+            .tried(tower_fortify::failover::tried_fn(|r: &Req| Some(&r.tried)))
             .build()
             .unwrap();
         let retry = tower_fortify::retry::RetryLayer::builder()
@@ -119,7 +121,7 @@ fn under_retry_each_request_costs_two_allocations() {
         for n in 0..100 {
             let r = Req {
                 n,
-                tried: Tried::new(),
+                tried: tower_fortify::failover::Tried::new(),
             };
             svc.ready().await.unwrap().call(r).await.unwrap();
         }
@@ -128,7 +130,7 @@ fn under_retry_each_request_costs_two_allocations() {
                 for n in 0..CALLS as u32 {
                     let r = Req {
                         n,
-                        tried: Tried::new(),
+                        tried: tower_fortify::failover::Tried::new(),
                     };
                     svc.ready().await.unwrap().call(r).await.unwrap();
                 }
