@@ -9,9 +9,10 @@
 //! weight — that does this inside the process:
 //!
 //! * **Within a tier**, each call goes to the cheaper of two random eligible backends
-//!   (power of two choices), where cost is calls in flight plus a penalty for each
-//!   consecutive failure, per unit of weight: a backend that fails fast does not look
-//!   cheap. [`Selection::PeakEwma`] compares peak-EWMA latency × load instead, and
+//!   (power of two choices), where cost is calls in flight plus a failure penalty
+//!   (growing with each failure in a row, shrinking each time the backend is passed
+//!   over, cleared by a success), per unit of weight: a backend that fails fast does
+//!   not look cheap. [`Selection::PeakEwma`] compares peak-EWMA latency × load instead, and
 //!   [`Selection::WeightedRoundRobin`] follows the weights exactly. A backend that is
 //!   not ready is skipped, not waited on, while another is ready.
 //! * **Across tiers** (Envoy's priority levels): tier 0 serves while its healthy share
@@ -74,6 +75,46 @@
 //! `http::Request`'s extensions). The retry layer's replay copies the request; the
 //! copy shares the set. The router does not retry by itself: retries (and their
 //! [`Budget`](crate::budget::Budget)) belong to the retry layer.
+//!
+//! ```
+//! # #[cfg(feature = "retry")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//! use tower_fortify::backoff::Backoff;
+//! use tower_fortify::failover::{tried_fn, Backend, Failover, Tried};
+//! use tower_fortify::retry::RetryLayer;
+//!
+//! #[derive(Clone)]
+//! struct Request { body: String, tried: Tried }
+//!
+//! fn backend(up: bool) -> impl Service<Request, Response = &'static str, Error = &'static str> + Clone {
+//!     service_fn(move |_: Request| async move { if up { Ok("ok") } else { Err("refused") } })
+//! }
+//!
+//! let router = Failover::builder()
+//!     .backend(Backend::new("a", backend(false)))
+//!     .backend(Backend::new("b", backend(true)))
+//!     .tried(tried_fn(|r: &Request| Some(&r.tried)))
+//!     .build()
+//!     .unwrap();
+//! let retry = RetryLayer::builder()
+//!     .max_attempts(2)
+//!     .backoff(Backoff::constant(Duration::from_millis(1)))
+//!     .build()
+//!     .unwrap();
+//! let mut svc = ServiceBuilder::new().layer(retry).service(router);
+//!
+//! // Whichever backend the first attempt reaches, the second goes to the other one.
+//! for _ in 0..10 {
+//!     let request = Request { body: "hello".into(), tried: Tried::new() };
+//!     assert_eq!(svc.ready().await.unwrap().call(request).await.unwrap(), "ok");
+//! }
+//! # }
+//! # #[cfg(not(feature = "retry"))]
+//! # fn main() {}
+//! ```
 //!
 //! # Readiness and cancellation
 //!
