@@ -1087,3 +1087,35 @@ async fn a_request_that_tried_every_backend_is_still_sent() {
     send(&mut router, r.clone()).await.unwrap();
     assert_eq!(hits(&a) + hits(&b), 3);
 }
+
+/// A listener may use the handle: events are emitted with no lock held.
+#[tokio::test(start_paused = true)]
+async fn a_listener_may_read_the_handle() {
+    let (a, b) = (sim("a"), sim("b"));
+    a.down.store(true, Ordering::SeqCst);
+    let slot: Arc<std::sync::OnceLock<tower_fortify::failover::FailoverHandle<_>>> = Arc::default();
+    let seen = Arc::new(AtomicU64::new(0));
+    let (listener_slot, listener_seen) = (slot.clone(), seen.clone());
+    let mut router = Failover::builder()
+        .backend(Backend::new("a", service(a.clone())))
+        .backend(Backend::new("b", service(b.clone())))
+        .consecutive_failures(Some(2))
+        .listener(move |e: &Event| {
+            if let Event::Failover(FailoverEvent::Ejected { .. }) = e {
+                let handle = listener_slot.get().expect("set before traffic");
+                let ejected = handle
+                    .backends()
+                    .iter()
+                    .filter(|s| matches!(s.health, BackendHealth::Ejected { .. }))
+                    .count();
+                listener_seen.store(ejected as u64, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    assert!(slot.set(router.handle()).is_ok());
+    for i in 0..20 {
+        let _ = send(&mut router, req(i)).await;
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}

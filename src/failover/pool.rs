@@ -181,6 +181,17 @@ impl Node {
     }
 }
 
+/// What an ejection attempt decided.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Verdict {
+    /// Already ejected or removed.
+    Nothing,
+    /// The maximum ejected share was reached.
+    Skipped,
+    /// Ejected for this long.
+    Ejected(Duration),
+}
+
 /// What the router and its response futures share, whatever the backend type.
 pub(crate) struct Pool {
     pub(crate) cfg: Config,
@@ -305,8 +316,8 @@ impl Pool {
             } else {
                 EjectReason::ConsecutiveFailures
             };
-            let nodes = self.lock_nodes();
-            self.eject(&nodes, node, now, reason);
+            let verdict = self.eject(&self.lock_nodes(), node, now);
+            self.report(node, reason, verdict);
         }
     }
 
@@ -318,34 +329,17 @@ impl Pool {
     }
 
     /// Ejects `node` unless the maximum ejected share is reached. Call with the node
-    /// list locked. Returns whether it was ejected.
-    pub(crate) fn eject(
-        &self,
-        nodes: &[Arc<Node>],
-        node: &Node,
-        now: u64,
-        reason: EjectReason,
-    ) -> bool {
+    /// list locked; report the verdict with [`report`](Self::report) once it is
+    /// unlocked (a listener may use the handle).
+    pub(crate) fn eject(&self, nodes: &[Arc<Node>], node: &Node, now: u64) -> Verdict {
         if node.is_ejected(now) || node.cold.removed.load(Ordering::Relaxed) {
-            return false;
+            return Verdict::Nothing;
         }
         let members = nodes.len();
         let ejected = nodes.iter().filter(|n| n.is_ejected(now)).count();
         let max = (members as f64 * self.cfg.max_ejection_percent / 100.0).floor() as usize;
         if ejected + 1 > max {
-            tracing::debug!(
-                target: "tower_fortify::failover",
-                backend = &*node.id,
-                reason = reason.as_str(),
-                "ejection skipped: maximum ejected share reached"
-            );
-            self.listeners.emit(|| {
-                Event::Failover(FailoverEvent::EjectionSkipped {
-                    backend: node.id.clone(),
-                    reason,
-                })
-            });
-            return false;
+            return Verdict::Skipped;
         }
         let times = node.effective_times(now, self.cfg.base_ejection) + 1;
         let duration = self
@@ -363,21 +357,44 @@ impl Pool {
             Ordering::Release,
         );
         self.bump();
-        tracing::info!(
-            target: "tower_fortify::failover",
-            backend = &*node.id,
-            reason = reason.as_str(),
-            duration_ms = duration.as_millis() as u64,
-            "backend ejected"
-        );
-        self.listeners.emit(|| {
-            Event::Failover(FailoverEvent::Ejected {
-                backend: node.id.clone(),
-                reason,
-                duration,
-            })
-        });
-        true
+        Verdict::Ejected(duration)
+    }
+
+    /// Logs and emits what [`eject`](Self::eject) decided.
+    pub(crate) fn report(&self, node: &Node, reason: EjectReason, verdict: Verdict) {
+        match verdict {
+            Verdict::Nothing => {}
+            Verdict::Skipped => {
+                tracing::debug!(
+                    target: "tower_fortify::failover",
+                    backend = &*node.id,
+                    reason = reason.as_str(),
+                    "ejection skipped: maximum ejected share reached"
+                );
+                self.listeners.emit(|| {
+                    Event::Failover(FailoverEvent::EjectionSkipped {
+                        backend: node.id.clone(),
+                        reason,
+                    })
+                });
+            }
+            Verdict::Ejected(duration) => {
+                tracing::info!(
+                    target: "tower_fortify::failover",
+                    backend = &*node.id,
+                    reason = reason.as_str(),
+                    duration_ms = duration.as_millis() as u64,
+                    "backend ejected"
+                );
+                self.listeners.emit(|| {
+                    Event::Failover(FailoverEvent::Ejected {
+                        backend: node.id.clone(),
+                        reason,
+                        duration,
+                    })
+                });
+            }
+        }
     }
 
     /// The interval's outlier analysis: failure rate, relative success rate, latency.
@@ -442,8 +459,13 @@ impl Pool {
                 }
             }
         }
-        for (i, reason) in verdicts {
-            self.eject(&nodes, &nodes[i], now, reason);
+        let decided: Vec<(Arc<Node>, EjectReason, Verdict)> = verdicts
+            .into_iter()
+            .map(|(i, reason)| (nodes[i].clone(), reason, self.eject(&nodes, &nodes[i], now)))
+            .collect();
+        drop(nodes);
+        for (node, reason, verdict) in decided {
+            self.report(&node, reason, verdict);
         }
     }
 }
