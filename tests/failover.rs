@@ -47,17 +47,6 @@ fn sim(name: &'static str) -> Arc<Sim> {
     })
 }
 
-type SimService = tower::util::ServiceFn<
-    Box<
-        dyn Fn(
-                Req,
-            )
-                -> std::pin::Pin<Box<dyn Future<Output = Result<&'static str, BoxError>> + Send>>
-            + Send
-            + Sync,
-    >,
->;
-
 fn service(
     s: Arc<Sim>,
 ) -> impl Service<Req, Response = &'static str, Error = BoxError, Future: Send> + Clone + Send + 'static
@@ -79,8 +68,6 @@ fn service(
         }
     })
 }
-#[allow(dead_code)]
-type Unused = SimService;
 
 fn hits(s: &Sim) -> u64 {
     s.hits.load(Ordering::SeqCst)
