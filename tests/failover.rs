@@ -1106,3 +1106,67 @@ async fn a_listener_may_read_the_handle() {
     }
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+/// Many clones on a multi-thread runtime, failures, ejections, manual ejections and
+/// membership changes at once: afterwards every backend's in-flight count is back to
+/// zero and its success and failure counts add up to the calls it received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_stay_consistent_under_concurrency() {
+    let sims: Vec<Arc<Sim>> = ["a", "b", "c", "d"].into_iter().map(sim).collect();
+    sims[1].fail_per_ten.store(5, Ordering::SeqCst);
+    let router = Failover::builder()
+        .backends(
+            sims.iter()
+                .map(|s| Backend::new(s.name, service(s.clone()))),
+        )
+        .consecutive_failures(Some(3))
+        .base_ejection_time(Duration::from_millis(1))
+        .max_ejection_percent(50.0)
+        .latency_factor(None)
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    let tasks: Vec<_> = (0..32u64)
+        .map(|t| {
+            let mut r = router.clone();
+            let handle = handle.clone();
+            let extra = sims[3].clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let _ = send(&mut r, req(t * 1000 + i)).await;
+                    if t == 0 && i % 50 == 25 {
+                        handle.eject("c");
+                        tokio::task::yield_now().await;
+                        handle.restore("c");
+                    }
+                    if t == 1 && i == 100 {
+                        handle.remove("d");
+                    }
+                    if t == 1 && i == 150 {
+                        handle
+                            .add(Backend::new("d", service(extra.clone())))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let statuses = handle.backends();
+    assert_eq!(statuses.len(), 4);
+    for s in &statuses {
+        assert_eq!(s.in_flight, 0, "{}", s.id);
+    }
+    // `d` was removed and re-added: its first incarnation's counts left with it, so
+    // compare the other three.
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| &*s.id != "d")
+            .map(|s| s.successes + s.failures)
+            .sum::<u64>(),
+        sims[..3].iter().map(|s| hits(s)).sum::<u64>()
+    );
+}
