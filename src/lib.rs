@@ -12,6 +12,7 @@
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
 //! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).
