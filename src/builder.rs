@@ -1,7 +1,6 @@
 //! `ServiceBuilder` methods for every layer.
 
 use tower::ServiceBuilder;
-use tower_layer::Stack;
 
 /// Adds tower-fortify's layers to [`tower::ServiceBuilder`].
 ///
@@ -14,12 +13,14 @@ use tower_layer::Stack;
 /// does not use.
 ///
 /// ```
+/// # #[cfg(not(feature = "retry"))] fn main() {}
+/// # #[cfg(feature = "retry")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 /// use tower_fortify::retry::RetryLayer;
 /// use tower_fortify::ServiceBuilderExt;
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
 /// let mut svc = ServiceBuilder::new()
 ///     .with_retry(RetryLayer::default())
 ///     .service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
@@ -33,7 +34,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>>;
 
     /// The same as [`retry`](Self::retry), under a name that tower's own
     /// `ServiceBuilder::retry` does not shadow.
@@ -42,7 +43,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn with_retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>>;
 
     /// Fails calls fast while the backend is down; see [`crate::circuit_breaker`].
     #[cfg(feature = "circuit-breaker")]
@@ -50,7 +51,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn circuit_breaker<C>(
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
 }
 
 mod sealed {
@@ -63,7 +64,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>> {
         self.layer(layer)
     }
 
@@ -71,7 +72,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn with_retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>> {
         self.layer(layer)
     }
 
@@ -79,7 +80,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn circuit_breaker<C>(
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
         self.layer(layer)
     }
 }

@@ -47,6 +47,8 @@
 //!
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link every module; with some features off, some links have no target.
+#![cfg_attr(not(feature = "full"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
