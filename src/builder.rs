@@ -25,6 +25,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+
+    /// Bounds concurrent calls; see [`crate::bulkhead`].
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::bulkhead::BulkheadLayer<C>, L>>;
 }
 
 mod sealed {
@@ -38,6 +46,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<Stack<crate::bulkhead::BulkheadLayer<C>, L>> {
         self.layer(layer)
     }
 }

@@ -1,0 +1,237 @@
+//! The bulkhead's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::BulkheadPermit;
+use super::error::BulkheadFull;
+use super::layer::Slot;
+use super::limiter::WaitState;
+use super::service::full;
+use crate::BoxError;
+use crate::classify::Classify;
+use crate::shard::Padded;
+
+/// A place in a bulkhead's queue; leaves the queue when dropped.
+pub(crate) struct Waiter {
+    slot: Arc<Padded<Slot>>,
+    id: u64,
+    done: bool,
+}
+
+impl Waiter {
+    pub(crate) fn new(slot: Arc<Padded<Slot>>, id: u64) -> Self {
+        Self {
+            slot,
+            id,
+            done: false,
+        }
+    }
+
+    /// The waiter was granted a token: it becomes a permit.
+    fn into_permit(mut self) -> BulkheadPermit {
+        self.done = true;
+        BulkheadPermit::new(self.slot.clone())
+    }
+
+    /// Gives up waiting. If a token was granted meanwhile, returns it as a permit.
+    fn give_up(mut self) -> Option<BulkheadPermit> {
+        self.done = true;
+        self.slot
+            .shared
+            .core
+            .leave(self.id)
+            .then(|| BulkheadPermit::new(self.slot.clone()))
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.done && self.slot.shared.core.leave(self.id) {
+            // Granted but never collected: pass the token on.
+            self.slot.shared.core.release();
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Bulkhead`](super::Bulkhead).
+    ///
+    /// It holds the call's [`BulkheadPermit`] until the inner future completes.
+    /// Dropping it at any point returns the permit, or leaves the queue at once if the
+    /// call was still waiting; a cancelled call teaches an adaptive limit nothing.
+    pub struct ResponseFuture<S, Req, C>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: Option<S>,
+        request: Option<Req>,
+        permit: Option<BulkheadPermit>,
+        waiter: Option<Waiter>,
+        classifier: Option<C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] fut: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+        Rejected { error: Option<BulkheadFull> },
+        Done,
+    }
+}
+
+impl<S, Req, C> fmt::Debug for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("permit", &self.permit)
+            .field("waiting", &self.waiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    #[inline]
+    pub(crate) fn called(fut: S::Future, permit: BulkheadPermit, classifier: Option<C>) -> Self {
+        Self {
+            state: State::Called { fut },
+            service: None,
+            request: None,
+            permit: Some(permit),
+            waiter: None,
+            classifier,
+        }
+    }
+
+    pub(crate) fn waiting(
+        service: S,
+        request: Req,
+        waiter: Waiter,
+        deadline: Instant,
+        classifier: Option<C>,
+    ) -> Self {
+        Self {
+            state: State::Waiting {
+                sleep: tokio::time::sleep_until(deadline),
+            },
+            service: Some(service),
+            request: Some(request),
+            permit: None,
+            waiter: Some(waiter),
+            classifier,
+        }
+    }
+
+    pub(crate) fn rejected(error: BulkheadFull) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+            service: None,
+            request: None,
+            permit: None,
+            waiter: None,
+            classifier: None,
+        }
+    }
+
+    /// Takes the permit out of the future, so that it can outlive the response future
+    /// (moved into a response body that streams, for instance). The future then
+    /// completes as before without holding or returning the permit, and an adaptive
+    /// limit learns from the call only if the taker calls
+    /// [`BulkheadPermit::record`]. `None` while the call is queued, and after the
+    /// future completed.
+    pub fn take_permit(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
+        self.project().permit.take()
+    }
+}
+
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { fut } => {
+                    let result = ready!(fut.poll(cx));
+                    if let Some(permit) = this.permit.take() {
+                        match this.classifier {
+                            Some(c) => permit.record(c.classify(result.as_ref()).now_or_success()),
+                            None => drop(permit),
+                        }
+                    }
+                    this.state.set(State::Done);
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                StateProj::Waiting { sleep } => {
+                    let waiter = this.waiter.as_ref().expect("a waiting future has a waiter");
+                    let core = &waiter.slot.shared.core;
+                    if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
+                        let waiter = this.waiter.take().expect("checked");
+                        *this.permit = Some(waiter.into_permit());
+                        this.state.set(State::Readying);
+                        continue;
+                    }
+                    ready!(sleep.poll(cx));
+                    let waiter = this.waiter.take().expect("checked");
+                    let slot = waiter.slot.clone();
+                    match waiter.give_up() {
+                        Some(permit) => {
+                            *this.permit = Some(permit);
+                            this.state.set(State::Readying);
+                        }
+                        None => {
+                            let error = full(&slot.shared, true);
+                            *this.service = None;
+                            *this.request = None;
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Box::new(error)));
+                        }
+                    }
+                }
+                StateProj::Readying => {
+                    let service = this.service.as_mut().expect("a queued call has a service");
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        *this.permit = None;
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let request = this.request.take().expect("a queued call has a request");
+                    if let Some(permit) = this.permit.as_mut() {
+                        permit.start();
+                    }
+                    let fut = service.call(request);
+                    *this.service = None;
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Rejected { error } => {
+                    let error = error.take().expect("polled after completion");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(Box::new(error)));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
