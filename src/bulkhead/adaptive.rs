@@ -4,7 +4,7 @@
 //! classifier whether the backend said it was overloaded. Samples are summed in
 //! per-thread shards; once per *window* (100 ms by default, and at least
 //! `min_samples` calls) the first call to finish after the window ends folds the shards
-//! into one [window sample](Sample) and lets the algorithm pick a new limit, clamped to
+//! into one window sample and lets the algorithm pick a new limit, clamped to
 //! `min..=max`. The new limit takes effect like [`BulkheadHandle::set_limit`]: an
 //! increase admits waiters at once, a decrease admits nothing until enough calls finish.
 //!

@@ -91,7 +91,7 @@
 //! # }
 //! ```
 
-mod adaptive;
+pub mod adaptive;
 pub mod error;
 pub mod future;
 mod handle;
