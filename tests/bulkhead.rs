@@ -12,7 +12,10 @@ use tower_fortify::observe::{BulkheadEvent, Event};
 use tower_test::mock;
 
 fn fixed(limit: usize) -> BulkheadLayer {
-    BulkheadLayer::builder().max_concurrent(limit).build().unwrap()
+    BulkheadLayer::builder()
+        .max_concurrent(limit)
+        .build()
+        .unwrap()
 }
 
 fn queued(limit: usize, max_queued: usize, max_wait: Duration) -> BulkheadLayer {
@@ -77,7 +80,11 @@ async fn a_completed_or_dropped_response_future_returns_its_permit() {
     let (req, respond) = backend.next_request().await.unwrap();
     assert_eq!(req, "b");
     assert_pending!(fut.poll());
-    assert_eq!(handle.in_flight(), 1, "the permit lives until the response is complete");
+    assert_eq!(
+        handle.in_flight(),
+        1,
+        "the permit lives until the response is complete"
+    );
     respond.send_response("ok");
     assert_eq!(assert_ready_ok!(fut.poll()), "ok");
     assert_eq!(handle.in_flight(), 0);
@@ -110,7 +117,10 @@ impl Service<u32> for Recorder {
     type Error = Infallible;
     type Future = std::future::Ready<Result<u32, Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         self.readied.fetch_add(1, Ordering::SeqCst);
         std::task::Poll::Ready(Ok(()))
     }
@@ -134,13 +144,21 @@ async fn a_queued_call_readies_the_inner_service_only_once_it_holds_a_permit() {
     let mut fut = tokio_test::task::spawn(svc.call(7));
     assert_pending!(fut.poll());
     assert_eq!(handle.queued(), 1);
-    assert_eq!(rec.readied.load(Ordering::SeqCst), readied_before, "not readied while queued");
+    assert_eq!(
+        rec.readied.load(Ordering::SeqCst),
+        readied_before,
+        "not readied while queued"
+    );
     assert!(rec.called.lock().unwrap().is_empty());
 
     drop(held);
     assert!(fut.is_woken());
     assert_eq!(assert_ready_ok!(fut.poll()), 7);
-    assert_eq!(rec.readied.load(Ordering::SeqCst), readied_before + 1, "readied after the grant");
+    assert_eq!(
+        rec.readied.load(Ordering::SeqCst),
+        readied_before + 1,
+        "readied after the grant"
+    );
     assert_eq!(handle.in_flight(), 0);
 }
 
@@ -201,7 +219,10 @@ async fn a_full_queue_rejects_at_once() {
     let mut rejected = tokio_test::task::spawn(svc.call(2));
     let err = assert_ready!(rejected.poll()).unwrap_err();
     let full = err.downcast_ref::<BulkheadFull>().unwrap();
-    assert_eq!((full.in_flight(), full.queued(), full.waited()), (1, 1, false));
+    assert_eq!(
+        (full.in_flight(), full.queued(), full.waited()),
+        (1, 1, false)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -277,7 +298,10 @@ async fn the_limit_can_change_at_runtime() {
     assert!(handle.try_acquire().is_err());
     drop(c);
 
-    assert_eq!(handle.set_limit(0).unwrap_err().field(), "bulkhead.max_concurrent");
+    assert_eq!(
+        handle.set_limit(0).unwrap_err().field(),
+        "bulkhead.max_concurrent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,10 +326,19 @@ fn invalid_settings_are_rejected_naming_the_field() {
     let adaptive = |a: AdaptiveLimit| field(b().adaptive(a));
     let aimd = || AdaptiveLimit::aimd(Aimd::default());
     assert_eq!(adaptive(aimd().min(0)), "bulkhead.adaptive.min");
-    assert_eq!(adaptive(aimd().min(10).max(5).initial(7)), "bulkhead.adaptive.min");
+    assert_eq!(
+        adaptive(aimd().min(10).max(5).initial(7)),
+        "bulkhead.adaptive.min"
+    );
     assert_eq!(adaptive(aimd().initial(5000)), "bulkhead.adaptive.initial");
-    assert_eq!(adaptive(aimd().window(Duration::ZERO)), "bulkhead.adaptive.window");
-    assert_eq!(adaptive(aimd().min_samples(0)), "bulkhead.adaptive.min_samples");
+    assert_eq!(
+        adaptive(aimd().window(Duration::ZERO)),
+        "bulkhead.adaptive.window"
+    );
+    assert_eq!(
+        adaptive(aimd().min_samples(0)),
+        "bulkhead.adaptive.min_samples"
+    );
     assert_eq!(
         adaptive(AdaptiveLimit::aimd(Aimd::default().backoff_ratio(1.0))),
         "bulkhead.aimd.backoff_ratio"
@@ -319,19 +352,27 @@ fn invalid_settings_are_rejected_naming_the_field() {
         "bulkhead.aimd.increase"
     );
     assert_eq!(
-        adaptive(AdaptiveLimit::gradient2(Gradient2::default().smoothing(0.0))),
+        adaptive(AdaptiveLimit::gradient2(
+            Gradient2::default().smoothing(0.0)
+        )),
         "bulkhead.gradient2.smoothing"
     );
     assert_eq!(
-        adaptive(AdaptiveLimit::gradient2(Gradient2::default().smoothing(1.5))),
+        adaptive(AdaptiveLimit::gradient2(
+            Gradient2::default().smoothing(1.5)
+        )),
         "bulkhead.gradient2.smoothing"
     );
     assert_eq!(
-        adaptive(AdaptiveLimit::gradient2(Gradient2::default().tolerance(0.5))),
+        adaptive(AdaptiveLimit::gradient2(
+            Gradient2::default().tolerance(0.5)
+        )),
         "bulkhead.gradient2.tolerance"
     );
     assert_eq!(
-        adaptive(AdaptiveLimit::gradient2(Gradient2::default().long_window(0))),
+        adaptive(AdaptiveLimit::gradient2(
+            Gradient2::default().long_window(0)
+        )),
         "bulkhead.gradient2.long_window"
     );
     assert_eq!(
@@ -384,7 +425,11 @@ async fn decisions_are_reported_as_events() {
         events,
         vec![
             BulkheadEvent::Queued { queued: 1 },
-            BulkheadEvent::Rejected { limit: 1, in_flight: 1, queued: 1 },
+            BulkheadEvent::Rejected {
+                limit: 1,
+                in_flight: 1,
+                queued: 1
+            },
             BulkheadEvent::QueueTimeout { limit: 1 },
             BulkheadEvent::LimitChanged { from: 1, to: 3 },
         ]
