@@ -178,6 +178,15 @@ impl<C> BulkheadBuilder<C> {
 
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<BulkheadLayer<C>, ConfigError> {
+        let slots = self.make_slots()?;
+        Ok(BulkheadLayer {
+            slots,
+            classifier: self.classifier,
+        })
+    }
+
+    /// Checks the configuration and makes the shared state of one bulkhead.
+    pub(crate) fn make_slots(&self) -> Result<Slots, ConfigError> {
         let limit = match &self.adaptive {
             Some(a) => {
                 a.validate()?;
@@ -198,15 +207,24 @@ impl<C> BulkheadBuilder<C> {
         } else {
             self.max_queued
         };
-        let shared = Shared {
+        Ok(slots(Shared {
             core: Core::new(limit, max_queued),
             adaptive: self.adaptive.map(Adaptive::new),
             max_wait: self.max_wait,
-            listeners: self.listeners,
-        };
-        Ok(BulkheadLayer {
-            slots: slots(shared),
-            classifier: self.classifier,
-        })
+            listeners: self.listeners.clone(),
+        }))
+    }
+}
+
+impl<C: Clone> Clone for BulkheadBuilder<C> {
+    fn clone(&self) -> Self {
+        Self {
+            max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
+            max_wait: self.max_wait,
+            adaptive: self.adaptive,
+            listeners: self.listeners.clone(),
+            classifier: self.classifier.clone(),
+        }
     }
 }

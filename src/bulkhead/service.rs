@@ -117,37 +117,52 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let slot = &self.slots[shard::index() % self.slots.len()];
-        let shared = &slot.shared;
-        let classifier = || shared.adaptive.is_some().then(|| self.classifier.clone());
-        if shared.core.try_acquire() {
-            let permit = BulkheadPermit::new(slot.clone());
-            let classifier = classifier();
-            return ResponseFuture::called(self.inner.call(req), permit, classifier);
-        }
-        if shared.core.max_queued() > 0 {
-            match shared.core.enqueue() {
-                Enqueued::Acquired => {
-                    let permit = BulkheadPermit::new(slot.clone());
-                    let classifier = classifier();
-                    return ResponseFuture::called(self.inner.call(req), permit, classifier);
-                }
-                Enqueued::Waiting(id) => {
-                    let queued = shared.core.queued();
-                    tracing::trace!(target: "tower_fortify::bulkhead", queued, "call queued");
-                    shared
-                        .listeners
-                        .emit(|| Event::Bulkhead(BulkheadEvent::Queued { queued }));
-                    // The readied service stays here for the next call; the waiter
-                    // readies a fresh clone once it holds a permit.
-                    let service = self.inner.clone();
-                    let waiter = Waiter::new(slot.clone(), id);
-                    let deadline = tokio::time::Instant::now() + shared.max_wait;
-                    return ResponseFuture::waiting(service, req, waiter, deadline, classifier());
-                }
-                Enqueued::Full => {}
-            }
-        }
-        ResponseFuture::rejected(full(shared, false))
+        dispatch(&self.slots, &mut self.inner, &self.classifier, req)
     }
+}
+
+/// Takes a permit, queues, or rejects; shared by [`Bulkhead`] and the keyed bulkhead.
+#[inline]
+pub(crate) fn dispatch<S, Req, C>(
+    slots: &Slots,
+    inner: &mut S,
+    classifier: &C,
+    req: Req,
+) -> ResponseFuture<S, Req, C>
+where
+    S: Service<Req> + Clone,
+    C: Clone,
+{
+    let slot = &slots[shard::index() % slots.len()];
+    let shared = &slot.shared;
+    let classifier = || shared.adaptive.is_some().then(|| classifier.clone());
+    if shared.core.try_acquire() {
+        let permit = BulkheadPermit::new(slot.clone());
+        let classifier = classifier();
+        return ResponseFuture::called(inner.call(req), permit, classifier);
+    }
+    if shared.core.max_queued() > 0 {
+        match shared.core.enqueue() {
+            Enqueued::Acquired => {
+                let permit = BulkheadPermit::new(slot.clone());
+                let classifier = classifier();
+                return ResponseFuture::called(inner.call(req), permit, classifier);
+            }
+            Enqueued::Waiting(id) => {
+                let queued = shared.core.queued();
+                tracing::trace!(target: "tower_fortify::bulkhead", queued, "call queued");
+                shared
+                    .listeners
+                    .emit(|| Event::Bulkhead(BulkheadEvent::Queued { queued }));
+                // The readied service stays with the caller for its next call; the
+                // waiter readies a fresh clone once it holds a permit.
+                let service = inner.clone();
+                let waiter = Waiter::new(slot.clone(), id);
+                let deadline = tokio::time::Instant::now() + shared.max_wait;
+                return ResponseFuture::waiting(service, req, waiter, deadline, classifier());
+            }
+            Enqueued::Full => {}
+        }
+    }
+    ResponseFuture::rejected(full(shared, false))
 }
