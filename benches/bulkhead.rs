@@ -68,7 +68,11 @@ fn ours_fixed() -> impl Service<u64, Error = BoxError, Future: Send> + Clone + S
 
 fn ours_adaptive() -> impl Service<u64, Error = BoxError, Future: Send> + Clone + Send {
     BulkheadLayer::builder()
-        .adaptive(AdaptiveLimit::aimd(Aimd::default()).initial(LIMIT).max(2 * LIMIT))
+        .adaptive(
+            AdaptiveLimit::aimd(Aimd::default())
+                .initial(LIMIT)
+                .max(2 * LIMIT),
+        )
         .build()
         .unwrap()
         .layer(Echo)
@@ -172,7 +176,11 @@ where
     let calls = 20_000;
     throughput(make, 1, calls / 10); // warm up
     // Best of 3 for each worker count.
-    let best = |w| (0..3).map(|_| throughput(make, w, calls)).fold(0.0, f64::max);
+    let best = |w| {
+        (0..3)
+            .map(|_| throughput(make, w, calls))
+            .fold(0.0, f64::max)
+    };
     let one = best(1);
     let two = best(2);
     println!(
@@ -264,7 +272,10 @@ fn contention_and_saturation() {
 
     println!();
     let limit = 8;
-    saturated_row("tower_concurrency_limit (queues)", ConcurrencyLimitLayer::new(limit).layer(Yielding));
+    saturated_row(
+        "tower_concurrency_limit (queues)",
+        ConcurrencyLimitLayer::new(limit).layer(Yielding),
+    );
     saturated_row(
         "tower_resilience_bulkhead_reject",
         tower_resilience::bulkhead::BulkheadLayer::builder()
@@ -274,7 +285,10 @@ fn contention_and_saturation() {
             .unwrap()
             .layer(Yielding),
     );
-    saturated_row("fortify_fixed (reject)", BulkheadLayer::new(limit).unwrap().layer(Yielding));
+    saturated_row(
+        "fortify_fixed (reject)",
+        BulkheadLayer::new(limit).unwrap().layer(Yielding),
+    );
     saturated_row(
         "fortify_fixed (queue 64, 10 ms)",
         BulkheadLayer::builder()

@@ -564,12 +564,18 @@ impl Adaptive {
             .saturating_duration_since(started)
             .as_nanos()
             .min(u128::from(u64::MAX)) as u64;
+        // Plain loads and stores, not read-modify-writes: the shard is this thread's
+        // (shared only when more than SHARDS threads call), and a sample lost to a race
+        // with another thread or with the window update does not matter to a mean.
         let acc = &self.acc[shard::index()];
-        acc.count.fetch_add(1, Relaxed);
-        acc.sum_nanos.fetch_add(rtt, Relaxed);
-        acc.min_nanos.fetch_min(rtt, Relaxed);
+        acc.count.store(acc.count.load(Relaxed) + 1, Relaxed);
+        acc.sum_nanos
+            .store(acc.sum_nanos.load(Relaxed).saturating_add(rtt), Relaxed);
+        if rtt < acc.min_nanos.load(Relaxed) {
+            acc.min_nanos.store(rtt, Relaxed);
+        }
         if overloaded {
-            acc.drops.fetch_add(1, Relaxed);
+            acc.drops.store(acc.drops.load(Relaxed) + 1, Relaxed);
         }
         let t = self.nanos_since_origin(now);
         if t < self.next_update.load(Relaxed) {

@@ -72,23 +72,32 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
-        service: Option<S>,
-        request: Option<Req>,
+        state: State<S::Future, S, Req>,
         permit: Option<BulkheadPermit>,
-        waiter: Option<Waiter>,
         classifier: Option<C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, S, Req> {
         Called { #[pin] fut: F },
-        Waiting { #[pin] sleep: Sleep },
-        Readying,
+        // Boxed: the queue is the slow path, and the success path's future stays small.
+        Queued { queued: Pin<Box<Queued<S, Req>>> },
         Rejected { error: Option<BulkheadFull> },
         Done,
+    }
+}
+
+pin_project! {
+    /// A call waiting for a permit, then readying its service.
+    struct Queued<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        service: S,
+        request: Option<Req>,
+        // `None` once the permit is granted: the service is being readied.
+        waiter: Option<Waiter>,
     }
 }
 
@@ -99,7 +108,6 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("permit", &self.permit)
-            .field("waiting", &self.waiter.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -112,10 +120,7 @@ where
     pub(crate) fn called(fut: S::Future, permit: BulkheadPermit, classifier: Option<C>) -> Self {
         Self {
             state: State::Called { fut },
-            service: None,
-            request: None,
             permit: Some(permit),
-            waiter: None,
             classifier,
         }
     }
@@ -128,13 +133,15 @@ where
         classifier: Option<C>,
     ) -> Self {
         Self {
-            state: State::Waiting {
-                sleep: tokio::time::sleep_until(deadline),
+            state: State::Queued {
+                queued: Box::pin(Queued {
+                    sleep: tokio::time::sleep_until(deadline),
+                    service,
+                    request: Some(request),
+                    waiter: Some(waiter),
+                }),
             },
-            service: Some(service),
-            request: Some(request),
             permit: None,
-            waiter: Some(waiter),
             classifier,
         }
     }
@@ -142,10 +149,7 @@ where
     pub(crate) fn rejected(error: BulkheadFull) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
-            service: None,
-            request: None,
             permit: None,
-            waiter: None,
             classifier: None,
         }
     }
@@ -184,45 +188,38 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                StateProj::Waiting { sleep } => {
-                    let waiter = this.waiter.as_ref().expect("a waiting future has a waiter");
-                    let core = &waiter.slot.shared.core;
-                    if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
-                        let waiter = this.waiter.take().expect("checked");
-                        *this.permit = Some(waiter.into_permit());
-                        this.state.set(State::Readying);
+                StateProj::Queued { queued } => {
+                    let q = queued.as_mut().project();
+                    if let Some(waiter) = q.waiter.as_ref() {
+                        let core = &waiter.slot.shared.core;
+                        if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
+                            let waiter = q.waiter.take().expect("checked");
+                            *this.permit = Some(waiter.into_permit());
+                            continue;
+                        }
+                        ready!(q.sleep.poll(cx));
+                        let waiter = q.waiter.take().expect("checked");
+                        let slot = waiter.slot.clone();
+                        match waiter.give_up() {
+                            Some(permit) => *this.permit = Some(permit),
+                            None => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Box::new(full(&slot.shared, true))));
+                            }
+                        }
                         continue;
                     }
-                    ready!(sleep.poll(cx));
-                    let waiter = this.waiter.take().expect("checked");
-                    let slot = waiter.slot.clone();
-                    match waiter.give_up() {
-                        Some(permit) => {
-                            *this.permit = Some(permit);
-                            this.state.set(State::Readying);
-                        }
-                        None => {
-                            let error = full(&slot.shared, true);
-                            *this.service = None;
-                            *this.request = None;
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(Box::new(error)));
-                        }
-                    }
-                }
-                StateProj::Readying => {
-                    let service = this.service.as_mut().expect("a queued call has a service");
-                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                    // Granted: ready the service, then send.
+                    if let Err(e) = ready!(q.service.poll_ready(cx)) {
                         *this.permit = None;
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e.into()));
                     }
-                    let request = this.request.take().expect("a queued call has a request");
+                    let request = q.request.take().expect("a queued call has a request");
                     if let Some(permit) = this.permit.as_mut() {
                         permit.start();
                     }
-                    let fut = service.call(request);
-                    *this.service = None;
+                    let fut = q.service.call(request);
                     this.state.set(State::Called { fut });
                 }
                 StateProj::Rejected { error } => {

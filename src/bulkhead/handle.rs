@@ -95,9 +95,10 @@ impl BulkheadHandle {
     /// call through a [`Bulkhead`](super::Bulkhead) (a body that streams after its
     /// response future completed, a background job). The permit returns on drop.
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadFull> {
-        let slot = &self.slots[shard::index() % self.slots.len()];
+        let i = shard::index();
+        let slot = &self.slots[i];
         let core = &slot.shared.core;
-        if core.try_acquire() {
+        if core.try_acquire_at(i) {
             Ok(BulkheadPermit::new(slot.clone()))
         } else {
             core.note_rejected();

@@ -108,12 +108,18 @@ impl Core {
 
     /// Takes a token without waiting. Fails when none is free or callers are queued
     /// (so that a newcomer never overtakes a waiter).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn try_acquire(&self) -> bool {
+        self.try_acquire_at(shard::index())
+    }
+
+    /// Takes a token without waiting, for a thread whose shard is `i`. Fails when none
+    /// is free or callers are queued (a newcomer never overtakes a waiter).
+    #[inline]
+    pub(crate) fn try_acquire_at(&self, i: usize) -> bool {
         if self.hot.waiters.load(Relaxed) != 0 || self.hot.debt.load(Relaxed) != 0 {
             return false;
         }
-        let i = shard::index();
         let local = &self.local[i];
         let mut cur = local.load(Relaxed);
         while cur > 0 {

@@ -133,10 +133,12 @@ where
     S: Service<Req> + Clone,
     C: Clone,
 {
-    let slot = &slots[shard::index() % slots.len()];
+    // `slots` has SHARDS entries, so the index needs no reduction.
+    let i = shard::index();
+    let slot = &slots[i];
     let shared = &slot.shared;
     let classifier = || shared.adaptive.is_some().then(|| classifier.clone());
-    if shared.core.try_acquire() {
+    if shared.core.try_acquire_at(i) {
         let permit = BulkheadPermit::new(slot.clone());
         let classifier = classifier();
         return ResponseFuture::called(inner.call(req), permit, classifier);
