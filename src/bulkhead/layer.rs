@@ -26,16 +26,20 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) shared: Arc<Shared>,
+    /// `shared.adaptive.is_some()`, on the line the thread already reads.
+    pub(crate) adaptive: bool,
 }
 
 pub(crate) type Slots = Arc<[Arc<Padded<Slot>>]>;
 
 pub(crate) fn slots(shared: Shared) -> Slots {
+    let adaptive = shared.adaptive.is_some();
     let shared = Arc::new(shared);
     (0..SHARDS)
         .map(|_| {
             Arc::new(Padded(Slot {
                 shared: shared.clone(),
+                adaptive,
             }))
         })
         .collect()

@@ -37,7 +37,7 @@ impl BulkheadPermit {
     /// Wraps a token already taken from the slot's core.
     #[inline]
     pub(crate) fn new(slot: Arc<Padded<Slot>>) -> Self {
-        let started = slot.shared.adaptive.is_some().then(Instant::now);
+        let started = slot.adaptive.then(Instant::now);
         Self {
             slot: Some(slot),
             started,
@@ -59,32 +59,38 @@ impl BulkheadPermit {
         self.finish(Some(outcome));
     }
 
+    #[inline]
     fn finish(&mut self, outcome: Option<Outcome>) {
         let Some(slot) = self.slot.take() else { return };
         let shared = &slot.shared;
-        if let (Some(adaptive), Some(started), Some(outcome)) =
-            (&shared.adaptive, self.started, outcome)
-        {
-            // Release first so the sample sees the call as finished.
-            shared.core.release();
-            let overloaded = matches!(outcome, Outcome::Overloaded(_));
-            if let Some(change) = adaptive.record(&shared.core, started, overloaded) {
-                tracing::debug!(
-                    target: "tower_fortify::bulkhead",
-                    from = change.from,
-                    to = change.to,
-                    "limit changed"
-                );
-                shared.listeners.emit(|| {
-                    Event::Bulkhead(BulkheadEvent::LimitChanged {
-                        from: change.from,
-                        to: change.to,
-                    })
-                });
-            }
-        } else {
-            shared.core.release();
+        // Return the token first, so that a window update sees the call as finished.
+        shared.core.release();
+        if let (Some(started), Some(outcome)) = (self.started, outcome) {
+            learn(shared, started, outcome);
         }
+    }
+}
+
+/// Feeds one finished call to the adaptive limit (out of line: adaptive only).
+#[inline(never)]
+fn learn(shared: &super::layer::Shared, started: Instant, outcome: Outcome) {
+    let Some(adaptive) = &shared.adaptive else {
+        return;
+    };
+    let overloaded = matches!(outcome, Outcome::Overloaded(_));
+    if let Some(change) = adaptive.record(&shared.core, started, overloaded) {
+        tracing::debug!(
+            target: "tower_fortify::bulkhead",
+            from = change.from,
+            to = change.to,
+            "limit changed"
+        );
+        shared.listeners.emit(|| {
+            Event::Bulkhead(BulkheadEvent::LimitChanged {
+                from: change.from,
+                to: change.to,
+            })
+        });
     }
 }
 

@@ -137,7 +137,7 @@ where
     let i = shard::index();
     let slot = &slots[i];
     let shared = &slot.shared;
-    let classifier = || shared.adaptive.is_some().then(|| classifier.clone());
+    let classifier = || slot.adaptive.then(|| classifier.clone());
     if shared.core.try_acquire_at(i) {
         let permit = BulkheadPermit::new(slot.clone());
         let classifier = classifier();
