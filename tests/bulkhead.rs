@@ -470,3 +470,18 @@ async fn in_flight_never_exceeds_the_limit_across_threads() {
     assert!(peak.load(Ordering::SeqCst) <= limit);
     assert_eq!((handle.in_flight(), handle.queued()), (0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_permit_that_outlives_its_bulkhead_is_harmless() {
+    let layer = fixed(1);
+    let permit = layer.handle().try_acquire().unwrap();
+    drop(layer);
+    // A new bulkhead may reuse the old one's counters; the old permit must not count.
+    let layer = fixed(1);
+    let handle = layer.handle();
+    drop(permit);
+    assert_eq!(handle.in_flight(), 0);
+    let held = handle.try_acquire().unwrap();
+    assert!(handle.try_acquire().is_err(), "exactly one permit");
+    drop(held);
+}

@@ -551,6 +551,12 @@ impl Adaptive {
         }
     }
 
+    /// Now, as nanoseconds since the bulkhead was built: what a permit keeps.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.nanos_since_origin(Instant::now())
+    }
+
     fn nanos_since_origin(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.origin)
             .as_nanos()
@@ -558,12 +564,9 @@ impl Adaptive {
     }
 
     /// Records one finished call and, at the end of a window, updates the limit.
-    pub(crate) fn record(&self, core: &Core, started: Instant, overloaded: bool) -> Option<Change> {
-        let now = Instant::now();
-        let rtt = now
-            .saturating_duration_since(started)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64;
+    pub(crate) fn record(&self, core: &Core, started: u64, overloaded: bool) -> Option<Change> {
+        let t = self.now();
+        let rtt = t.saturating_sub(started);
         // Plain loads and stores, not read-modify-writes: the shard is this thread's
         // (shared only when more than SHARDS threads call), and a sample lost to a race
         // with another thread or with the window update does not matter to a mean.
@@ -577,7 +580,6 @@ impl Adaptive {
         if overloaded {
             acc.drops.store(acc.drops.load(Relaxed) + 1, Relaxed);
         }
-        let t = self.nanos_since_origin(now);
         if t < self.next_update.load(Relaxed) {
             return None;
         }

@@ -38,7 +38,7 @@ impl Waiter {
     /// The waiter was granted a token: it becomes a permit.
     fn into_permit(mut self) -> BulkheadPermit {
         self.done = true;
-        BulkheadPermit::new(self.slot.clone())
+        BulkheadPermit::new(&self.slot)
     }
 
     /// Gives up waiting. If a token was granted meanwhile, returns it as a permit.
@@ -48,7 +48,7 @@ impl Waiter {
             .shared
             .core
             .leave(self.id)
-            .then(|| BulkheadPermit::new(self.slot.clone()))
+            .then(|| BulkheadPermit::new(&self.slot))
     }
 }
 
@@ -84,7 +84,8 @@ pin_project! {
         Called { #[pin] fut: F },
         // Boxed: the queue is the slow path, and the success path's future stays small.
         Queued { queued: Pin<Box<Queued<S, Req>>> },
-        Rejected { error: Option<BulkheadFull> },
+        // Boxed at once: it is returned as a `BoxError` anyway.
+        Rejected { error: Option<BoxError> },
         Done,
     }
 }
@@ -148,7 +149,9 @@ where
 
     pub(crate) fn rejected(error: BulkheadFull) -> Self {
         Self {
-            state: State::Rejected { error: Some(error) },
+            state: State::Rejected {
+                error: Some(Box::new(error)),
+            },
             permit: None,
             classifier: None,
         }
@@ -185,7 +188,7 @@ where
                             None => drop(permit),
                         }
                     }
-                    this.state.set(State::Done);
+                    // The inner future itself answers a poll after completion.
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 StateProj::Queued { queued } => {
@@ -225,7 +228,7 @@ where
                 StateProj::Rejected { error } => {
                     let error = error.take().expect("polled after completion");
                     this.state.set(State::Done);
-                    return Poll::Ready(Err(Box::new(error)));
+                    return Poll::Ready(Err(error));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }

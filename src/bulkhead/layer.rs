@@ -108,8 +108,11 @@ impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
     type Service = Bulkhead<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let shared = &self.slots[0].shared;
         Bulkhead {
             inner,
+            ticket: shared.core.ticket(),
+            adaptive: shared.adaptive.is_some(),
             slots: self.slots.clone(),
             classifier: self.classifier.clone(),
         }

@@ -25,8 +25,25 @@
 //! a queued caller registers in `waiters` and then searches every shard. Both use
 //! sequentially consistent operations, so one of them always sees the other: a token
 //! is never left free while a waiter sleeps.
+//!
+//! # Why the counters live in a recycled `&'static` block
+//!
+//! A permit must reach the counters when it is dropped, possibly after every service
+//! and handle of its bulkhead is gone. Holding an `Arc` would cost two more atomic
+//! read-modify-writes per call (clone and drop of the reference count), doubling the
+//! cost of the success path. Instead the counters live in a [`Block`] that is
+//! allocated once and never freed: when a bulkhead is dropped its block goes to a
+//! process-wide free list and the next bulkhead reuses it. Memory is therefore bounded
+//! by the largest number of bulkheads alive at once (about 2.6 KiB each).
+//!
+//! Every counter word carries the block's *generation* in its top 24 bits, and a
+//! permit remembers the generation it was taken from. A permit that outlives its
+//! bulkhead finds another generation when it returns its token, and does nothing: its
+//! compare-and-swap fails. (A permit would have to outlive 2^24 reuses of its block
+//! for the generation to wrap.)
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use std::task::Waker;
@@ -70,11 +87,19 @@ struct Hot {
     batch: AtomicUsize,
 }
 
-/// The shared state of one bulkhead.
-#[derive(Debug)]
-pub(crate) struct Core {
-    local: [Padded<AtomicUsize>; SHARDS],
-    pool: Padded<AtomicUsize>,
+const GEN_SHIFT: u32 = 40;
+const COUNT: u64 = (1 << GEN_SHIFT) - 1;
+const GEN_MASK: u64 = (1 << 24) - 1;
+
+#[inline]
+fn word(generation: u64, count: u64) -> u64 {
+    (generation << GEN_SHIFT) | count
+}
+
+/// The counters of one bulkhead; allocated once, reused by later bulkheads.
+pub(crate) struct Block {
+    local: [Padded<AtomicU64>; SHARDS],
+    pool: Padded<AtomicU64>,
     hot: Padded<Hot>,
     limit: AtomicUsize,
     max_queued: AtomicUsize,
@@ -84,30 +109,109 @@ pub(crate) struct Core {
     queue: Mutex<Queue>,
 }
 
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Block")
+            .field("limit", &self.limit.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Blocks of dropped bulkheads, with the generation they will be used with next.
+static FREE: Mutex<Vec<(&'static Block, u64)>> = Mutex::new(Vec::new());
+
+/// A reference to one generation of a block: what a permit needs to give its token
+/// back. Copy, no reference count.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket {
+    block: &'static Block,
+    generation: u64,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// The shared state of one bulkhead: one generation of a block, recycled on drop.
+#[derive(Debug)]
+pub(crate) struct Core {
+    t: Ticket,
+}
+
 fn batch_for(limit: usize) -> usize {
     (limit / (SHARDS * 4)).max(1)
 }
 
+impl Drop for Core {
+    fn drop(&mut self) {
+        let Ticket { block, generation } = self.t;
+        let next = (generation + 1) & GEN_MASK;
+        {
+            let mut q = block.queue.lock().unwrap_or_else(|e| e.into_inner());
+            *q = Queue::default();
+            for l in &block.local {
+                l.store(word(next, 0), SeqCst);
+            }
+            block.pool.store(word(next, 0), SeqCst);
+            block.hot.waiters.store(0, SeqCst);
+            block.hot.debt.store(0, SeqCst);
+        }
+        FREE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((block, next));
+    }
+}
+
 impl Core {
     pub(crate) fn new(limit: usize, max_queued: usize) -> Self {
+        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (block, generation) = reused.unwrap_or_else(|| {
+            let block: &'static Block = Box::leak(Box::new(Block {
+                local: Default::default(),
+                pool: Padded(AtomicU64::new(0)),
+                hot: Padded(Hot::default()),
+                limit: AtomicUsize::new(0),
+                max_queued: AtomicUsize::new(0),
+                rejected: AtomicU64::new(0),
+                pressure: AtomicU64::new(0),
+                queue: Mutex::new(Queue::default()),
+            }));
+            (block, 0)
+        });
+        block.limit.store(limit, SeqCst);
+        block.max_queued.store(max_queued, SeqCst);
+        block.rejected.store(0, SeqCst);
+        block.pressure.store(0, SeqCst);
+        block.hot.batch.store(batch_for(limit), SeqCst);
+        block
+            .pool
+            .store(word(generation, limit as u64 & COUNT), SeqCst);
         Self {
-            local: Default::default(),
-            pool: Padded(AtomicUsize::new(limit)),
-            hot: Padded(Hot {
-                waiters: AtomicUsize::new(0),
-                debt: AtomicUsize::new(0),
-                batch: AtomicUsize::new(batch_for(limit)),
-            }),
-            limit: AtomicUsize::new(limit),
-            max_queued: AtomicUsize::new(max_queued),
-            rejected: AtomicU64::new(0),
-            pressure: AtomicU64::new(0),
-            queue: Mutex::new(Queue::default()),
+            t: Ticket { block, generation },
         }
     }
 
-    /// Takes a token without waiting. Fails when none is free or callers are queued
-    /// (so that a newcomer never overtakes a waiter).
+    /// What a permit keeps to return its token.
+    #[inline]
+    pub(crate) fn ticket(&self) -> Ticket {
+        self.t
+    }
+}
+
+impl std::ops::Deref for Core {
+    type Target = Ticket;
+
+    #[inline]
+    fn deref(&self) -> &Ticket {
+        &self.t
+    }
+}
+
+impl Ticket {
     #[cfg(test)]
     pub(crate) fn try_acquire(&self) -> bool {
         self.try_acquire_at(shard::index())
@@ -117,16 +221,12 @@ impl Core {
     /// is free or callers are queued (a newcomer never overtakes a waiter).
     #[inline]
     pub(crate) fn try_acquire_at(&self, i: usize) -> bool {
-        if self.hot.waiters.load(Relaxed) != 0 || self.hot.debt.load(Relaxed) != 0 {
+        let b = self.block;
+        if b.hot.waiters.load(Relaxed) != 0 || b.hot.debt.load(Relaxed) != 0 {
             return false;
         }
-        let local = &self.local[i];
-        let mut cur = local.load(Relaxed);
-        while cur > 0 {
-            match local.compare_exchange_weak(cur, cur - 1, Acquire, Relaxed) {
-                Ok(_) => return true,
-                Err(actual) => cur = actual,
-            }
+        if take_up_to(&b.local[i], 1, self.generation) == 1 {
+            return true;
         }
         self.refill(i)
     }
@@ -134,20 +234,21 @@ impl Core {
     /// Takes one token from the pool or another shard, keeping the rest of what it
     /// took in shard `i`.
     fn refill(&self, i: usize) -> bool {
-        let batch = self.hot.batch.load(Relaxed);
-        let took = take_up_to(&self.pool, batch);
+        let (b, g) = (self.block, self.generation);
+        let batch = b.hot.batch.load(Relaxed) as u64;
+        let took = take_up_to(&b.pool, batch, g);
         if took > 0 {
             if took > 1 {
-                self.local[i].fetch_add(took - 1, SeqCst);
+                add(&b.local[i], took - 1, g);
             }
             return true;
         }
         for k in 1..SHARDS {
             let j = (i + k) % SHARDS;
-            let took = take_up_to(&self.local[j], usize::MAX);
+            let took = take_up_to(&b.local[j], COUNT, g);
             if took > 0 {
                 if took > 1 {
-                    self.local[i].fetch_add(took - 1, SeqCst);
+                    add(&b.local[i], took - 1, g);
                 }
                 return true;
             }
@@ -157,40 +258,24 @@ impl Core {
 
     /// Takes one free token from anywhere (pool first, then every shard).
     fn take_any(&self) -> bool {
-        if take_up_to(&self.pool, 1) == 1 {
+        let (b, g) = (self.block, self.generation);
+        if take_up_to(&b.pool, 1, g) == 1 {
             return true;
         }
-        self.local.iter().any(|l| take_up_to(l, 1) == 1)
-    }
-
-    /// Returns a token.
-    #[inline]
-    pub(crate) fn release(&self) {
-        let i = shard::index();
-        let local = &self.local[i];
-        let after = local.fetch_add(1, SeqCst) + 1;
-        if self.hot.waiters.load(SeqCst) != 0 || self.hot.debt.load(SeqCst) != 0 {
-            self.settle();
-            return;
-        }
-        let batch = self.hot.batch.load(Relaxed);
-        if after > 2 * batch {
-            let spill = take_up_to(local, after - batch);
-            if spill > 0 {
-                self.pool.fetch_add(spill, SeqCst);
-            }
-        }
+        b.local.iter().any(|l| take_up_to(l, 1, g) == 1)
     }
 
     /// Slow path: pays limit debt first, then hands free tokens to waiters in order.
+    #[inline(never)]
     fn settle(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.block.queue.lock().unwrap_or_else(|e| e.into_inner());
         self.settle_locked(&mut q);
     }
 
     fn settle_locked(&self, q: &mut Queue) {
+        let hot = &self.block.hot;
         loop {
-            let debt = self.hot.debt.load(SeqCst);
+            let debt = hot.debt.load(SeqCst);
             if debt == 0 {
                 break;
             }
@@ -198,14 +283,14 @@ impl Core {
                 return;
             }
             // Only code under this lock changes the debt.
-            self.hot.debt.store(debt - 1, SeqCst);
+            hot.debt.store(debt - 1, SeqCst);
         }
         while !q.waiting.is_empty() {
             if !self.take_any() {
                 return;
             }
             let (id, waker) = q.waiting.pop_front().expect("not empty");
-            self.hot.waiters.fetch_sub(1, SeqCst);
+            hot.waiters.fetch_sub(1, SeqCst);
             q.granted.push(id);
             if let Some(w) = waker {
                 w.wake();
@@ -215,18 +300,19 @@ impl Core {
 
     /// Queues the caller unless the queue is full; takes a token if one turned up.
     pub(crate) fn enqueue(&self) -> Enqueued {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        self.pressure.fetch_add(1, Relaxed);
-        if q.waiting.is_empty() && self.hot.debt.load(SeqCst) == 0 && self.take_any() {
+        let b = self.block;
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+        b.pressure.fetch_add(1, Relaxed);
+        if q.waiting.is_empty() && b.hot.debt.load(SeqCst) == 0 && self.take_any() {
             return Enqueued::Acquired;
         }
-        if q.waiting.len() >= self.max_queued.load(Relaxed) {
+        if q.waiting.len() >= b.max_queued.load(Relaxed) {
             return Enqueued::Full;
         }
         let id = q.next_id;
         q.next_id += 1;
         q.waiting.push_back((id, None));
-        self.hot.waiters.fetch_add(1, SeqCst);
+        b.hot.waiters.fetch_add(1, SeqCst);
         // A token released before the registration above was seen by nobody: look.
         self.settle_locked(&mut q);
         Enqueued::Waiting(id)
@@ -234,7 +320,7 @@ impl Core {
 
     /// Polls a waiter: granted (it now holds a token) or still waiting (waker stored).
     pub(crate) fn poll_wait(&self, id: u64, waker: &Waker) -> WaitState {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.block.queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pos) = q.granted.iter().position(|g| *g == id) {
             q.granted.swap_remove(pos);
             return WaitState::Granted;
@@ -251,14 +337,15 @@ impl Core {
     /// A waiter gives up (dropped, or its wait expired). Returns `true` if it had been
     /// granted a token in the meantime, which it now owns.
     pub(crate) fn leave(&self, id: u64) -> bool {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let b = self.block;
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pos) = q.granted.iter().position(|g| *g == id) {
             q.granted.swap_remove(pos);
             return true;
         }
         if let Some(pos) = q.waiting.iter().position(|(i, _)| *i == id) {
             q.waiting.remove(pos);
-            self.hot.waiters.fetch_sub(1, SeqCst);
+            b.hot.waiters.fetch_sub(1, SeqCst);
         }
         false
     }
@@ -266,78 +353,120 @@ impl Core {
     /// Changes the limit. An increase frees tokens at once (waking waiters); a
     /// decrease destroys free tokens and owes the rest until calls finish.
     pub(crate) fn set_limit(&self, new: usize) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.limit.swap(new, SeqCst);
-        self.hot.batch.store(batch_for(new), Relaxed);
+        let b = self.block;
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let old = b.limit.swap(new, SeqCst);
+        b.hot.batch.store(batch_for(new), Relaxed);
         if new > old {
-            let mut add = new - old;
+            let mut mint = new - old;
             // Cancel debt before minting tokens.
-            let debt = self.hot.debt.load(SeqCst);
-            let cancel = debt.min(add);
-            self.hot.debt.fetch_sub(cancel, SeqCst);
-            add -= cancel;
-            self.pool.fetch_add(add, SeqCst);
+            let debt = b.hot.debt.load(SeqCst);
+            let cancel = debt.min(mint);
+            b.hot.debt.fetch_sub(cancel, SeqCst);
+            mint -= cancel;
+            add(&b.pool, mint as u64, self.generation);
         } else if new < old {
-            self.hot.debt.fetch_add(old - new, SeqCst);
+            b.hot.debt.fetch_add(old - new, SeqCst);
         }
         self.settle_locked(&mut q);
     }
 
     pub(crate) fn set_max_queued(&self, max_queued: usize) {
-        self.max_queued.store(max_queued, Relaxed);
+        self.block.max_queued.store(max_queued, Relaxed);
     }
 
     pub(crate) fn limit(&self) -> usize {
-        self.limit.load(Relaxed)
+        self.block.limit.load(Relaxed)
     }
 
     pub(crate) fn max_queued(&self) -> usize {
-        self.max_queued.load(Relaxed)
+        self.block.max_queued.load(Relaxed)
     }
 
     /// Free tokens right now (a racy sum, for reporting).
     fn free(&self) -> usize {
-        self.pool.load(SeqCst) + self.local.iter().map(|l| l.load(SeqCst)).sum::<usize>()
+        let b = self.block;
+        let count = |w: &AtomicU64| (w.load(SeqCst) & COUNT) as usize;
+        count(&b.pool) + b.local.iter().map(|l| count(l)).sum::<usize>()
     }
 
-    /// Calls holding a permit (a snapshot).
+    /// Calls holding a permit (a snapshot). Granted but uncollected tokens count.
     pub(crate) fn in_flight(&self) -> usize {
-        // Granted but uncollected tokens count as in flight.
-        (self.limit() + self.hot.debt.load(SeqCst)).saturating_sub(self.free())
+        (self.limit() + self.block.hot.debt.load(SeqCst)).saturating_sub(self.free())
     }
 
     /// Callers waiting in the queue.
     pub(crate) fn queued(&self) -> usize {
-        self.hot.waiters.load(SeqCst)
+        self.block.hot.waiters.load(SeqCst)
     }
 
     pub(crate) fn note_rejected(&self) {
-        self.rejected.fetch_add(1, Relaxed);
-        self.pressure.fetch_add(1, Relaxed);
+        self.block.rejected.fetch_add(1, Relaxed);
+        self.block.pressure.fetch_add(1, Relaxed);
     }
 
     /// Rejections and queued callers so far.
     pub(crate) fn pressure(&self) -> u64 {
-        self.pressure.load(Relaxed)
+        self.block.pressure.load(Relaxed)
     }
 
     /// Rejections so far.
     pub(crate) fn rejected(&self) -> u64 {
-        self.rejected.load(Relaxed)
+        self.block.rejected.load(Relaxed)
     }
 }
 
-/// Takes up to `max` from `cell` (at least one if it is not zero); returns how many.
+impl Ticket {
+    /// Returns a token to the thread's shard; a no-op if the bulkhead is gone.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let (b, g) = (self.block, self.generation);
+        let i = shard::index();
+        let Some(after) = add(&b.local[i], 1, g) else {
+            return;
+        };
+        if b.hot.waiters.load(SeqCst) != 0 || b.hot.debt.load(SeqCst) != 0 {
+            self.settle();
+            return;
+        }
+        let batch = b.hot.batch.load(Relaxed) as u64;
+        if after > 2 * batch {
+            let spill = take_up_to(&b.local[i], after - batch, g);
+            if spill > 0 {
+                add(&b.pool, spill, g);
+            }
+        }
+    }
+}
+
+/// Takes up to `max` from `cell` (at least one if it is not zero) if the cell is of
+/// generation `g`; returns how many.
 #[inline]
-fn take_up_to(cell: &AtomicUsize, max: usize) -> usize {
+fn take_up_to(cell: &AtomicU64, max: u64, g: u64) -> u64 {
     let mut cur = cell.load(SeqCst);
     loop {
-        if cur == 0 {
+        let count = cur & COUNT;
+        if count == 0 || cur >> GEN_SHIFT != g {
             return 0;
         }
-        let take = cur.min(max);
-        match cell.compare_exchange_weak(cur, cur - take, SeqCst, Relaxed) {
+        let take = count.min(max);
+        match cell.compare_exchange_weak(cur, cur - take, SeqCst, SeqCst) {
             Ok(_) => return take,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Adds `n` to `cell` if it is of generation `g`; returns the new count.
+#[inline]
+fn add(cell: &AtomicU64, n: u64, g: u64) -> Option<u64> {
+    let mut cur = cell.load(SeqCst);
+    loop {
+        if cur >> GEN_SHIFT != g {
+            return None;
+        }
+        match cell.compare_exchange_weak(cur, cur + n, SeqCst, SeqCst) {
+            Ok(_) => return Some((cur & COUNT) + n),
             Err(actual) => cur = actual,
         }
     }
@@ -347,8 +476,33 @@ fn take_up_to(cell: &AtomicUsize, max: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Serializes the tests of this module, which share the free list of blocks.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn a_permit_that_outlives_its_bulkhead_does_not_touch_the_next_one() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let a = Core::new(2, 0);
+        let stale = a.ticket();
+        assert!(a.try_acquire());
+        let block = stale.block as *const Block;
+        drop(a);
+        let b = Core::new(2, 0);
+        assert!(std::ptr::eq(b.ticket().block, block), "the block is reused");
+        assert_ne!(b.ticket().generation, stale.generation);
+        stale.release(); // must be a no-op
+        assert_eq!(b.in_flight(), 0);
+        assert!(b.try_acquire());
+        assert!(b.try_acquire());
+        assert!(!b.try_acquire(), "still exactly the new limit");
+        b.release();
+        b.release();
+        assert_eq!(b.in_flight(), 0);
+    }
+
     #[test]
     fn tokens_are_conserved() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let c = Core::new(3, 0);
         assert!(c.try_acquire());
         assert!(c.try_acquire());
@@ -366,6 +520,7 @@ mod tests {
 
     #[test]
     fn decrease_waits_for_calls() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let c = Core::new(2, 0);
         assert!(c.try_acquire());
         assert!(c.try_acquire());
@@ -380,6 +535,7 @@ mod tests {
 
     #[test]
     fn stealing_across_threads() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let c = std::sync::Arc::new(Core::new(64, 0));
         let c2 = c.clone();
         std::thread::spawn(move || {

@@ -707,6 +707,15 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let slots = self.shared.slots(&(self.key)(&req));
-        dispatch(&slots, &mut self.inner, &self.classifier, req)
+        let shared = &slots[0].shared;
+        let (ticket, adaptive) = (shared.core.ticket(), shared.adaptive.is_some());
+        dispatch(
+            &slots,
+            ticket,
+            adaptive,
+            &mut self.inner,
+            &self.classifier,
+            req,
+        )
     }
 }

@@ -1,9 +1,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use super::layer::Slot;
+use super::limiter::Ticket;
 use crate::classify::Outcome;
 use crate::observe::{BulkheadEvent, Event};
 use crate::shard::Padded;
@@ -21,34 +20,48 @@ use crate::shard::Padded;
 /// dropping a permit without recording counts as a cancelled call, which teaches the
 /// limiter nothing.
 pub struct BulkheadPermit {
-    slot: Option<Arc<Padded<Slot>>>,
-    started: Option<Instant>,
+    ticket: Option<Ticket>,
+    /// Adaptive bulkheads only: the state to learn from, and when the call was sent.
+    adaptive: Option<(Arc<Padded<Slot>>, u64)>,
 }
 
 impl fmt::Debug for BulkheadPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadPermit")
-            .field("adaptive", &self.started.is_some())
+            .field("adaptive", &self.adaptive.is_some())
             .finish()
     }
 }
 
 impl BulkheadPermit {
-    /// Wraps a token already taken from the slot's core.
+    /// Wraps a token already taken from the slot's core. A fixed bulkhead's permit
+    /// holds no reference count: only the core's ticket.
     #[inline]
-    pub(crate) fn new(slot: Arc<Padded<Slot>>) -> Self {
-        let started = slot.adaptive.then(Instant::now);
+    pub(crate) fn new(slot: &Arc<Padded<Slot>>) -> Self {
         Self {
-            slot: Some(slot),
-            started,
+            ticket: Some(slot.shared.core.ticket()),
+            adaptive: if slot.adaptive {
+                Some((slot.clone(), now(slot)))
+            } else {
+                None
+            },
+        }
+    }
+
+    /// A fixed bulkhead's permit: only the ticket, no reference count.
+    #[inline]
+    pub(crate) fn fixed(ticket: Ticket) -> Self {
+        Self {
+            ticket: Some(ticket),
+            adaptive: None,
         }
     }
 
     /// Restarts the latency clock (adaptive mode): the call is sent now.
     #[inline]
     pub(crate) fn start(&mut self) {
-        if self.started.is_some() {
-            self.started = Some(Instant::now());
+        if let Some((slot, started)) = &mut self.adaptive {
+            *started = now(slot);
         }
     }
 
@@ -61,19 +74,26 @@ impl BulkheadPermit {
 
     #[inline]
     fn finish(&mut self, outcome: Option<Outcome>) {
-        let Some(slot) = self.slot.take() else { return };
-        let shared = &slot.shared;
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
         // Return the token first, so that a window update sees the call as finished.
-        shared.core.release();
-        if let (Some(started), Some(outcome)) = (self.started, outcome) {
-            learn(shared, started, outcome);
+        ticket.release();
+        if let (Some((slot, started)), Some(outcome)) = (self.adaptive.take(), outcome) {
+            learn(&slot.shared, started, outcome);
         }
     }
 }
 
+/// The adaptive clock: nanoseconds since the bulkhead was built.
+#[inline]
+fn now(slot: &Slot) -> u64 {
+    slot.shared.adaptive.as_ref().map_or(0, |a| a.now())
+}
+
 /// Feeds one finished call to the adaptive limit (out of line: adaptive only).
 #[inline(never)]
-fn learn(shared: &super::layer::Shared, started: Instant, outcome: Outcome) {
+fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
     let Some(adaptive) = &shared.adaptive else {
         return;
     };

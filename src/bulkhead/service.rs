@@ -6,7 +6,7 @@ use tower_service::Service;
 use super::error::BulkheadFull;
 use super::future::{ResponseFuture, Waiter};
 use super::layer::{Shared, Slots};
-use super::limiter::Enqueued;
+use super::limiter::{Enqueued, Ticket};
 use super::{BulkheadHandle, BulkheadPermit};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
@@ -23,6 +23,9 @@ use crate::shard;
 pub struct Bulkhead<S, C = DefaultClassifier> {
     pub(crate) inner: S,
     pub(crate) slots: Slots,
+    /// The counters, reached without following `slots` (valid while `slots` lives).
+    pub(crate) ticket: Ticket,
+    pub(crate) adaptive: bool,
     pub(crate) classifier: C,
 }
 
@@ -31,6 +34,8 @@ impl<S: Clone, C: Clone> Clone for Bulkhead<S, C> {
         Self {
             inner: self.inner.clone(),
             slots: self.slots.clone(),
+            ticket: self.ticket,
+            adaptive: self.adaptive,
             classifier: self.classifier.clone(),
         }
     }
@@ -117,7 +122,14 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        dispatch(&self.slots, &mut self.inner, &self.classifier, req)
+        dispatch(
+            &self.slots,
+            self.ticket,
+            self.adaptive,
+            &mut self.inner,
+            &self.classifier,
+            req,
+        )
     }
 }
 
@@ -125,6 +137,8 @@ where
 #[inline]
 pub(crate) fn dispatch<S, Req, C>(
     slots: &Slots,
+    ticket: Ticket,
+    adaptive: bool,
     inner: &mut S,
     classifier: &C,
     req: Req,
@@ -135,18 +149,22 @@ where
 {
     // `slots` has SHARDS entries, so the index needs no reduction.
     let i = shard::index();
-    let slot = &slots[i];
-    let shared = &slot.shared;
-    let classifier = || slot.adaptive.then(|| classifier.clone());
-    if shared.core.try_acquire_at(i) {
-        let permit = BulkheadPermit::new(slot.clone());
-        let classifier = classifier();
+    if ticket.try_acquire_at(i) {
+        if !adaptive {
+            let permit = BulkheadPermit::fixed(ticket);
+            return ResponseFuture::called(inner.call(req), permit, None);
+        }
+        let permit = BulkheadPermit::new(&slots[i]);
+        let classifier = Some(classifier.clone());
         return ResponseFuture::called(inner.call(req), permit, classifier);
     }
+    let slot = &slots[i];
+    let shared = &slot.shared;
+    let classifier = || adaptive.then(|| classifier.clone());
     if shared.core.max_queued() > 0 {
         match shared.core.enqueue() {
             Enqueued::Acquired => {
-                let permit = BulkheadPermit::new(slot.clone());
+                let permit = BulkheadPermit::new(slot);
                 let classifier = classifier();
                 return ResponseFuture::called(inner.call(req), permit, classifier);
             }
