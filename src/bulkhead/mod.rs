@@ -50,13 +50,20 @@
 //!
 //! # Cost
 //!
-//! The permit count is split into per-thread shards with a shared overflow pool (see
-//! the design notes in the source of `limiter.rs`): an uncontended call takes one
-//! compare-and-swap and one add on its own thread's cache line, and reads two words
-//! that only change when callers queue or the limit shrinks. No allocation, no lock,
-//! no clock read. The count stays exact: calls in flight never exceed the limit. The
-//! queue (slow path) uses a mutex. An adaptive bulkhead adds two clock reads and a few
-//! atomic adds on the thread's own line per call.
+//! The permit count is split into per-thread shards with a shared overflow pool (the
+//! design notes are in the source of `limiter.rs`): an uncontended fixed call takes
+//! one compare-and-swap on its own thread's cache line to take a permit and one to
+//! return it, and reads two words that only change when callers queue or the limit
+//! shrinks. No allocation, no lock, no clock read, and no reference count: a fixed
+//! permit refers to counters that are allocated once per bulkhead and recycled (with
+//! a generation check) when the bulkhead is dropped, so the memory they take is
+//! bounded by the most bulkheads alive at once. The count stays exact: calls in flight
+//! never exceed the limit. Because no counter is shared by all threads, a second
+//! worker thread adds throughput instead of contention.
+//!
+//! The queue (slow path) uses a mutex. An adaptive bulkhead adds two clock reads, a
+//! reference count and a few plain stores on the thread's own line per call, and once
+//! per window a short lock to update the limit.
 //!
 //! # Example
 //!
