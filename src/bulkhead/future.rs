@@ -17,7 +17,7 @@ use super::limiter::WaitState;
 use super::service::full;
 use crate::BoxError;
 use crate::classify::Classify;
-use crate::shard::Padded;
+use crate::shard::{self, Padded};
 
 /// A place in a bulkhead's queue; leaves the queue when dropped.
 pub(crate) struct Waiter {
@@ -38,7 +38,7 @@ impl Waiter {
     /// The waiter was granted a token: it becomes a permit.
     fn into_permit(mut self) -> BulkheadPermit {
         self.done = true;
-        BulkheadPermit::new(&self.slot)
+        BulkheadPermit::new(&self.slot, shard::index())
     }
 
     /// Gives up waiting. If a token was granted meanwhile, returns it as a permit.
@@ -48,7 +48,7 @@ impl Waiter {
             .shared
             .core
             .leave(self.id)
-            .then(|| BulkheadPermit::new(&self.slot))
+            .then(|| BulkheadPermit::new(&self.slot, shard::index()))
     }
 }
 

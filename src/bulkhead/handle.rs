@@ -99,7 +99,7 @@ impl BulkheadHandle {
         let slot = &self.slots[i];
         let core = &slot.shared.core;
         if core.try_acquire_at(i) {
-            Ok(BulkheadPermit::new(slot))
+            Ok(BulkheadPermit::new(slot, i))
         } else {
             core.note_rejected();
             Err(BulkheadFull {

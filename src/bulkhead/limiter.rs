@@ -48,7 +48,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use std::task::Waker;
 
-use crate::shard::{self, Padded, SHARDS};
+#[cfg(test)]
+use crate::shard;
+use crate::shard::{Padded, SHARDS};
 
 /// The slow-path state: waiters in arrival order and grants not yet collected.
 #[derive(Debug, Default)]
@@ -118,14 +120,16 @@ impl fmt::Debug for Block {
 }
 
 /// Blocks of dropped bulkheads, with the generation they will be used with next.
-static FREE: Mutex<Vec<(&'static Block, u64)>> = Mutex::new(Vec::new());
+static FREE: Mutex<Vec<(&'static Block, u32)>> = Mutex::new(Vec::new());
 
 /// A reference to one generation of a block: what a permit needs to give its token
 /// back. Copy, no reference count.
 #[derive(Clone, Copy)]
 pub(crate) struct Ticket {
     block: &'static Block,
-    generation: u64,
+    generation: u32,
+    /// The shard a permit returns its token to: the one it was taken from.
+    shard: u32,
 }
 
 impl fmt::Debug for Ticket {
@@ -148,15 +152,17 @@ fn batch_for(limit: usize) -> usize {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        let Ticket { block, generation } = self.t;
-        let next = (generation + 1) & GEN_MASK;
+        let Ticket {
+            block, generation, ..
+        } = self.t;
+        let next = (generation + 1) & GEN_MASK as u32;
         {
             let mut q = block.queue.lock().unwrap_or_else(|e| e.into_inner());
             *q = Queue::default();
             for l in &block.local {
-                l.store(word(next, 0), SeqCst);
+                l.store(word(next.into(), 0), SeqCst);
             }
-            block.pool.store(word(next, 0), SeqCst);
+            block.pool.store(word(next.into(), 0), SeqCst);
             block.hot.waiters.store(0, SeqCst);
             block.hot.debt.store(0, SeqCst);
         }
@@ -189,9 +195,13 @@ impl Core {
         block.hot.batch.store(batch_for(limit), SeqCst);
         block
             .pool
-            .store(word(generation, limit as u64 & COUNT), SeqCst);
+            .store(word(generation.into(), limit as u64 & COUNT), SeqCst);
         Self {
-            t: Ticket { block, generation },
+            t: Ticket {
+                block,
+                generation,
+                shard: 0,
+            },
         }
     }
 
@@ -212,6 +222,20 @@ impl std::ops::Deref for Core {
 }
 
 impl Ticket {
+    /// This ticket, returning its token to shard `i`.
+    #[inline]
+    pub(crate) fn at(self, i: usize) -> Self {
+        Self {
+            shard: i as u32,
+            ..self
+        }
+    }
+
+    #[inline]
+    fn g(&self) -> u64 {
+        u64::from(self.generation)
+    }
+
     #[cfg(test)]
     pub(crate) fn try_acquire(&self) -> bool {
         self.try_acquire_at(shard::index())
@@ -225,7 +249,7 @@ impl Ticket {
         if b.hot.waiters.load(Relaxed) != 0 || b.hot.debt.load(Relaxed) != 0 {
             return false;
         }
-        if take_up_to(&b.local[i], 1, self.generation) == 1 {
+        if take_up_to(&b.local[i], 1, self.g()) == 1 {
             return true;
         }
         self.refill(i)
@@ -234,7 +258,7 @@ impl Ticket {
     /// Takes one token from the pool or another shard, keeping the rest of what it
     /// took in shard `i`.
     fn refill(&self, i: usize) -> bool {
-        let (b, g) = (self.block, self.generation);
+        let (b, g) = (self.block, self.g());
         let batch = b.hot.batch.load(Relaxed) as u64;
         let took = take_up_to(&b.pool, batch, g);
         if took > 0 {
@@ -258,7 +282,7 @@ impl Ticket {
 
     /// Takes one free token from anywhere (pool first, then every shard).
     fn take_any(&self) -> bool {
-        let (b, g) = (self.block, self.generation);
+        let (b, g) = (self.block, self.g());
         if take_up_to(&b.pool, 1, g) == 1 {
             return true;
         }
@@ -364,7 +388,7 @@ impl Ticket {
             let cancel = debt.min(mint);
             b.hot.debt.fetch_sub(cancel, SeqCst);
             mint -= cancel;
-            add(&b.pool, mint as u64, self.generation);
+            add(&b.pool, mint as u64, self.g());
         } else if new < old {
             b.hot.debt.fetch_add(old - new, SeqCst);
         }
@@ -417,11 +441,11 @@ impl Ticket {
 }
 
 impl Ticket {
-    /// Returns a token to the thread's shard; a no-op if the bulkhead is gone.
+    /// Returns a token to the permit's shard; a no-op if the bulkhead is gone.
     #[inline]
     pub(crate) fn release(&self) {
-        let (b, g) = (self.block, self.generation);
-        let i = shard::index();
+        let (b, g) = (self.block, self.g());
+        let i = self.shard as usize % SHARDS;
         let Some(after) = add(&b.local[i], 1, g) else {
             return;
         };

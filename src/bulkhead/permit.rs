@@ -37,9 +37,9 @@ impl BulkheadPermit {
     /// Wraps a token already taken from the slot's core. A fixed bulkhead's permit
     /// holds no reference count: only the core's ticket.
     #[inline]
-    pub(crate) fn new(slot: &Arc<Padded<Slot>>) -> Self {
+    pub(crate) fn new(slot: &Arc<Padded<Slot>>, shard: usize) -> Self {
         Self {
-            ticket: Some(slot.shared.core.ticket()),
+            ticket: Some(slot.shared.core.ticket().at(shard)),
             adaptive: if slot.adaptive {
                 Some((slot.clone(), now(slot)))
             } else {
@@ -79,7 +79,9 @@ impl BulkheadPermit {
         };
         // Return the token first, so that a window update sees the call as finished.
         ticket.release();
-        if let (Some((slot, started)), Some(outcome)) = (self.adaptive.take(), outcome) {
+        if let Some(outcome) = outcome
+            && let Some((slot, started)) = self.adaptive.take()
+        {
             learn(&slot.shared, started, outcome);
         }
     }

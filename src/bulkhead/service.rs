@@ -151,10 +151,10 @@ where
     let i = shard::index();
     if ticket.try_acquire_at(i) {
         if !adaptive {
-            let permit = BulkheadPermit::fixed(ticket);
+            let permit = BulkheadPermit::fixed(ticket.at(i));
             return ResponseFuture::called(inner.call(req), permit, None);
         }
-        let permit = BulkheadPermit::new(&slots[i]);
+        let permit = BulkheadPermit::new(&slots[i], i);
         let classifier = Some(classifier.clone());
         return ResponseFuture::called(inner.call(req), permit, classifier);
     }
@@ -164,7 +164,7 @@ where
     if shared.core.max_queued() > 0 {
         match shared.core.enqueue() {
             Enqueued::Acquired => {
-                let permit = BulkheadPermit::new(slot);
+                let permit = BulkheadPermit::new(slot, i);
                 let classifier = classifier();
                 return ResponseFuture::called(inner.call(req), permit, classifier);
             }
