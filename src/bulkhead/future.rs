@@ -73,7 +73,8 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, S, Req>,
-        permit: Option<BulkheadPermit>,
+        // Empty (holding nothing) while queued and once returned.
+        permit: BulkheadPermit,
         classifier: Option<C>,
     }
 }
@@ -121,7 +122,7 @@ where
     pub(crate) fn called(fut: S::Future, permit: BulkheadPermit, classifier: Option<C>) -> Self {
         Self {
             state: State::Called { fut },
-            permit: Some(permit),
+            permit,
             classifier,
         }
     }
@@ -142,7 +143,7 @@ where
                     waiter: Some(waiter),
                 }),
             },
-            permit: None,
+            permit: BulkheadPermit::empty(),
             classifier,
         }
     }
@@ -152,7 +153,7 @@ where
             state: State::Rejected {
                 error: Some(Box::new(error)),
             },
-            permit: None,
+            permit: BulkheadPermit::empty(),
             classifier: None,
         }
     }
@@ -164,7 +165,12 @@ where
     /// [`BulkheadPermit::record`]. `None` while the call is queued, and after the
     /// future completed.
     pub fn take_permit(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
-        self.project().permit.take()
+        let permit = self.project().permit;
+        if permit.is_empty() {
+            None
+        } else {
+            Some(std::mem::replace(permit, BulkheadPermit::empty()))
+        }
     }
 }
 
@@ -182,11 +188,13 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { fut } => {
                     let result = ready!(fut.poll(cx));
-                    if let Some(permit) = this.permit.take() {
-                        match this.classifier {
-                            Some(c) => permit.record(c.classify(result.as_ref()).now_or_success()),
-                            None => drop(permit),
-                        }
+                    // Returned in place: moving the permit out first costs a store-forwarding
+                    // stall on the success path.
+                    match this.classifier {
+                        Some(c) => this
+                            .permit
+                            .complete(Some(c.classify(result.as_ref()).now_or_success())),
+                        None => this.permit.complete(None),
                     }
                     // The inner future itself answers a poll after completion.
                     return Poll::Ready(result.map_err(Into::into));
@@ -197,14 +205,14 @@ where
                         let core = &waiter.slot.shared.core;
                         if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
                             let waiter = q.waiter.take().expect("checked");
-                            *this.permit = Some(waiter.into_permit());
+                            *this.permit = waiter.into_permit();
                             continue;
                         }
                         ready!(q.sleep.poll(cx));
                         let waiter = q.waiter.take().expect("checked");
                         let slot = waiter.slot.clone();
                         match waiter.give_up() {
-                            Some(permit) => *this.permit = Some(permit),
+                            Some(permit) => *this.permit = permit,
                             None => {
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(Box::new(full(&slot.shared, true))));
@@ -214,14 +222,12 @@ where
                     }
                     // Granted: ready the service, then send.
                     if let Err(e) = ready!(q.service.poll_ready(cx)) {
-                        *this.permit = None;
+                        this.permit.complete(None);
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e.into()));
                     }
                     let request = q.request.take().expect("a queued call has a request");
-                    if let Some(permit) = this.permit.as_mut() {
-                        permit.start();
-                    }
+                    this.permit.start();
                     let fut = q.service.call(request);
                     this.state.set(State::Called { fut });
                 }

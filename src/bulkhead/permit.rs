@@ -69,11 +69,25 @@ impl BulkheadPermit {
     /// learns from the latency since the call was sent and from
     /// [`Outcome::Overloaded`]; a fixed one only returns the permit.
     pub fn record(mut self, outcome: Outcome) {
-        self.finish(Some(outcome));
+        self.complete(Some(outcome));
     }
 
+    /// A permit that holds nothing (a placeholder in a future that has none).
+    pub(crate) fn empty() -> Self {
+        Self {
+            ticket: None,
+            adaptive: None,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ticket.is_none()
+    }
+
+    /// Returns the token in place (the permit is empty afterwards); with an outcome, an
+    /// adaptive bulkhead learns from the call.
     #[inline]
-    fn finish(&mut self, outcome: Option<Outcome>) {
+    pub(crate) fn complete(&mut self, outcome: Option<Outcome>) {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
@@ -119,6 +133,6 @@ fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
 impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
-        self.finish(None);
+        self.complete(None);
     }
 }
