@@ -9,6 +9,8 @@
 //! * saturated (printed): 64 tasks against a limit of 8 with an inner service that
 //!   yields once, so callers exceed the limit; throughput and rejections.
 //!
+//! Contention rows run each configuration three times and keep the best.
+//!
 //! Run: `cargo bench --bench bulkhead -- --quick`.
 
 use std::convert::Infallible;
@@ -191,24 +193,44 @@ where
     );
 }
 
-/// A service that yields once per call, so calls overlap and the limit binds.
+/// A service whose future yields to the scheduler once (no allocation), so calls
+/// overlap, the limit binds, and tasks move between worker threads.
 #[derive(Clone)]
 struct Yielding;
+
+struct YieldOnce {
+    req: u64,
+    yielded: bool,
+}
+
+impl std::future::Future for YieldOnce {
+    type Output = Result<u64, Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.yielded {
+            Poll::Ready(Ok(self.req))
+        } else {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
 
 impl Service<u64> for Yielding {
     type Response = u64;
     type Error = Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<u64, Infallible>>;
+    type Future = YieldOnce;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: u64) -> Self::Future {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            Ok(req)
-        })
+        YieldOnce {
+            req,
+            yielded: false,
+        }
     }
 }
 
@@ -269,6 +291,14 @@ fn contention_and_saturation() {
     contention_row("tower_resilience_bulkhead_reject", || resilience(true));
     contention_row("fortify_fixed", ours_fixed);
     contention_row("fortify_adaptive_aimd", ours_adaptive);
+    println!("(inner future yields once per call: tasks move between workers)");
+    contention_row("bare (yielding)", || Yielding);
+    contention_row("tower_concurrency_limit (yielding)", || {
+        ConcurrencyLimitLayer::new(LIMIT).layer(Yielding)
+    });
+    contention_row("fortify_fixed (yielding)", || {
+        BulkheadLayer::new(LIMIT).unwrap().layer(Yielding)
+    });
 
     println!();
     let limit = 8;
