@@ -191,9 +191,7 @@ where
                     // Returned in place: moving the permit out first costs a store-forwarding
                     // stall on the success path.
                     match this.classifier {
-                        Some(c) => this
-                            .permit
-                            .complete(Some(c.classify(result.as_ref()).now_or_success())),
+                        Some(c) => learn_from(this.permit, c, &result),
                         None => this.permit.complete(None),
                     }
                     // The inner future itself answers a poll after completion.
@@ -240,4 +238,14 @@ where
             }
         }
     }
+}
+
+/// Classifies the result and returns the permit to an adaptive bulkhead (out of line:
+/// adaptive only).
+#[inline(never)]
+fn learn_from<C, T, E>(permit: &mut BulkheadPermit, classifier: &C, result: &Result<T, E>)
+where
+    C: Classify<T, E>,
+{
+    permit.complete(Some(classifier.classify(result.as_ref()).now_or_success()));
 }
