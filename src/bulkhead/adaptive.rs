@@ -26,8 +26,10 @@
 //!   with concurrency above a capacity `C`, this settles at about
 //!   `tolerance × C + queue_size`. Unlike the original, the baseline moves at a tenth of
 //!   its rate while a window is congested (short > tolerance × baseline), so a
-//!   sustained overload does not teach the limiter that slow is normal; a backend that
-//!   becomes slower for good is still learned, over about `10 × long_window` windows.
+//!   sustained overload does not teach the limiter that slow is normal, and ten times
+//!   its rate when the backend is faster than the baseline (a baseline first measured
+//!   under load is corrected quickly); a backend that becomes slower for good is still
+//!   learned, over about `10 × long_window` windows.
 //! * [`Vegas`]: estimates the queue at the backend as
 //!   `limit × (1 − no_load_latency / latency)`, where the no-load latency is the
 //!   smallest latency seen (forgotten every `probe_every` windows). It grows the limit
@@ -460,6 +462,9 @@ impl State {
                     let mut rate = 1.0 / f64::from(g.long_window);
                     if congested {
                         rate /= 10.0;
+                    } else if s.mean < self.baseline {
+                        // Learn a faster backend quickly (a baseline taken under load).
+                        rate = (rate * 10.0).min(1.0);
                     }
                     self.baseline += (s.mean - self.baseline) * rate;
                     let mut gradient = (g.tolerance * self.baseline / s.mean).clamp(0.5, 1.0);
