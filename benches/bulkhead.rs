@@ -14,7 +14,6 @@
 //! Run: `cargo bench --bench bulkhead -- --quick`.
 
 use std::convert::Infallible;
-use std::future::Ready;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,53 +21,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
-use futures::FutureExt;
 use tokio::time::Instant;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_fortify::bulkhead::{AdaptiveLimit, Aimd, BulkheadLayer};
 
+mod common;
+use common::{Bare as Echo, contention, drive};
+
 const LIMIT: usize = 1000;
 
-#[derive(Clone)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        std::future::ready(Ok(req))
-    }
-}
-
-/// One ready-then-call round trip, polled in place.
-#[inline]
-fn once<S>(svc: &mut S, i: u64)
-where
-    S: Service<u64>,
-    S::Error: std::fmt::Debug,
+fn ours_fixed() -> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send
 {
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(r) => r.unwrap(),
-        Poll::Pending => panic!("not ready"),
-    }
-    let out = svc.call(black_box(i)).now_or_never().expect("ready");
-    black_box(out.is_ok());
-}
-
-fn ours_fixed() -> impl Service<u64, Error = BoxError, Future: Send> + Clone + Send {
     BulkheadLayer::new(LIMIT).unwrap().layer(Echo)
 }
 
-fn ours_adaptive() -> impl Service<u64, Error = BoxError, Future: Send> + Clone + Send {
+fn ours_adaptive()
+-> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
     BulkheadLayer::builder()
         .adaptive(
             AdaptiveLimit::aimd(Aimd::default())
@@ -80,7 +49,8 @@ fn ours_adaptive() -> impl Service<u64, Error = BoxError, Future: Send> + Clone 
         .layer(Echo)
 }
 
-fn tower_limit() -> impl Service<u64, Error = Infallible, Future: Send> + Clone + Send {
+fn tower_limit()
+-> impl Service<u64, Response = u64, Error = std::io::Error, Future: Send> + Clone + Send {
     ConcurrencyLimitLayer::new(LIMIT).layer(Echo)
 }
 
@@ -121,7 +91,7 @@ fn uncontended(c: &mut Criterion) {
             g.bench_function($name, |b| {
                 b.iter(|| {
                     i += 1;
-                    once(&mut svc, i)
+                    black_box(drive(&mut svc, black_box(i)).is_ok())
                 })
             });
         }};
@@ -142,31 +112,10 @@ where
     S: Service<u64> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug + Send,
+    S::Response: Send,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .unwrap();
-    let svc = make();
-    rt.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let mut svc = svc.clone();
-                tokio::spawn(async move {
-                    for i in 0..calls_per_task {
-                        let s = svc.ready().await.unwrap();
-                        black_box(s.call(i).await.is_ok());
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        (64 * calls_per_task) as f64 / start.elapsed().as_secs_f64()
-    })
+    let elapsed = contention(make(), workers, 64, calls_per_task);
+    (64 * calls_per_task) as f64 / elapsed.as_secs_f64()
 }
 
 fn contention_row<S>(name: &str, make: impl Fn() -> S + Copy)
@@ -174,6 +123,7 @@ where
     S: Service<u64> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug + Send,
+    S::Response: Send,
 {
     let calls = 20_000;
     throughput(make, 1, calls / 10); // warm up
