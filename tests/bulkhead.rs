@@ -485,3 +485,48 @@ async fn a_permit_that_outlives_its_bulkhead_is_harmless() {
     assert!(handle.try_acquire().is_err(), "exactly one permit");
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_changes_under_load_keep_the_count_exact() {
+    let layer = queued(4, 1000, Duration::from_secs(60));
+    let handle = layer.handle();
+    let running = Arc::new(AtomicUsize::new(0));
+    let ceiling = Arc::new(AtomicUsize::new(8)); // the largest limit ever set
+    let (r, c) = (running.clone(), ceiling.clone());
+    let svc = layer.layer(service_fn(move |_: u32| {
+        let (r, c) = (r.clone(), c.clone());
+        async move {
+            let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(n <= c.load(Ordering::SeqCst), "{n} in flight");
+            tokio::task::yield_now().await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(())
+        }
+    }));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    svc.ready().await.unwrap().call(i).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let h = handle.clone();
+    let changer = tokio::spawn(async move {
+        for i in 0..200 {
+            h.set_limit(1 + i % 8).unwrap();
+            tokio::task::yield_now().await;
+        }
+        h.set_limit(8).unwrap();
+    });
+    changer.await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!((handle.in_flight(), handle.queued()), (0, 0));
+    let permits: Vec<_> = (0..8).map(|_| handle.try_acquire().unwrap()).collect();
+    assert!(handle.try_acquire().is_err(), "exactly the final limit");
+    drop(permits);
+}
