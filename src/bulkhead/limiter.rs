@@ -524,6 +524,68 @@ mod tests {
         assert_eq!(b.in_flight(), 0);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire(usize),
+        /// Release the n-th held permit (modulo), returning it to shard `s`.
+        Release(usize, usize),
+        SetLimit(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0..SHARDS).prop_map(Op::Acquire),
+            5 => (0usize..64, 0..SHARDS).prop_map(|(n, s)| Op::Release(n, s)),
+            1 => (1usize..40).prop_map(Op::SetLimit),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Threads are simulated by choosing the shard of every acquire and release:
+        /// tokens move between shards, the pool and calls exactly. A call is admitted
+        /// if and only if fewer calls than the limit are in flight (stealing finds a
+        /// free token wherever it is), and the count is exact at every step.
+        #[test]
+        fn shards_and_pool_keep_the_count_exact(
+            limit in 1usize..40,
+            ops in proptest::collection::vec(op(), 1..300),
+        ) {
+            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let core = Core::new(limit, 0);
+            let mut limit = limit;
+            let mut held: Vec<Ticket> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Acquire(i) => {
+                        let got = core.try_acquire_at(i);
+                        proptest::prop_assert_eq!(got, held.len() < limit, "limit {}", limit);
+                        if got {
+                            held.push(core.ticket().at(i));
+                        }
+                    }
+                    Op::Release(n, s) => {
+                        if !held.is_empty() {
+                            let t = held.swap_remove(n % held.len());
+                            t.at(s).release();
+                        }
+                    }
+                    Op::SetLimit(n) => {
+                        core.set_limit(n);
+                        limit = n;
+                    }
+                }
+                proptest::prop_assert_eq!(core.in_flight(), held.len());
+            }
+            for t in held.drain(..) {
+                t.release();
+            }
+            proptest::prop_assert_eq!(core.in_flight(), 0);
+        }
+    }
+
     #[test]
     fn tokens_are_conserved() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
