@@ -284,6 +284,17 @@ criterion_group!(benches, uncontended);
 
 fn main() {
     benches();
-    contention_and_saturation();
+    // The printed runs are skipped when a criterion filter names something else.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| "contention saturated".contains(f.as_str()))
+    {
+        contention_and_saturation();
+    }
     Criterion::default().configure_from_args().final_summary();
 }
