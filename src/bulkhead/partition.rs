@@ -18,7 +18,8 @@
 //! a bulkhead of its share, and the pool never exceeds its limit.
 //!
 //! A full partition rejects at once with [`BulkheadFull`] (partitions do not queue).
-//! Each call costs two atomic adds on counters the partition's callers share.
+//! Each call costs a few atomic operations on counters shared by all callers of the
+//! pool (they are not sharded, unlike a plain bulkhead's).
 //!
 //! ```
 //! use std::convert::Infallible;
