@@ -52,6 +52,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
+    /// Bounds concurrent calls; see [`crate::bulkhead`].
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>>;
 }
 
 mod sealed {
@@ -81,6 +89,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>> {
         self.layer(layer)
     }
 }

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
-//! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
 //! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
