@@ -12,6 +12,7 @@
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
 //! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).
@@ -62,6 +63,9 @@ pub mod observe;
 pub mod rng;
 mod shard;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub mod bulkhead;
@@ -77,6 +81,9 @@ pub mod drill;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

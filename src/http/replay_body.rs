@@ -1,0 +1,396 @@
+//! A request body that can be sent again.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::BoxError;
+
+/// A request body that records what it streams, up to a cap, so that a copy made with
+/// [`try_clone`](Self::try_clone) can send the same bytes again.
+///
+/// All copies share one record. Whichever copy is furthest along reads the wrapped
+/// body and appends each chunk to the record; the others replay the record. So a
+/// retry can start while the first attempt's connection still holds its copy, and
+/// the body is read from the network only once.
+///
+/// **The cap.** Once more than `cap` bytes have been read, the record is dropped (the
+/// memory goes back at once) and the body becomes one-shot: the copy at the front
+/// keeps streaming, [`try_clone`](Self::try_clone) returns `None`, [`is_capped`]
+/// turns true and the retry layer reports
+/// [`SkipReason::NotReplayable`](crate::observe::SkipReason::NotReplayable) instead of
+/// retrying. A copy that had fallen behind fails with a [`ReplayError`]. A body whose
+/// wrapped stream failed cannot be replayed either.
+///
+/// The wrapped body must be `Unpin` (hyper's `Incoming`, axum's `Body`, tonic's
+/// `Body`, `Full` and every boxed body are); `Box::pin` others.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body::Body;
+/// use tower_fortify::http::ReplayBody;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+///
+/// let mut first = ReplayBody::new(String::from("hello"), 1024);
+/// let mut second = first.try_clone().expect("nothing read yet");
+/// let chunk = poll_fn(|cx| Pin::new(&mut first).poll_frame(cx)).await.unwrap().unwrap();
+/// assert_eq!(chunk.into_data().unwrap(), Bytes::from("hello"));
+/// // The copy replays the recorded bytes.
+/// let again = poll_fn(|cx| Pin::new(&mut second).poll_frame(cx)).await.unwrap().unwrap();
+/// assert_eq!(again.into_data().unwrap(), Bytes::from("hello"));
+/// # }
+/// ```
+///
+/// [`is_capped`]: Self::is_capped
+pub struct ReplayBody<B> {
+    shared: Arc<Mutex<Record<B>>>,
+    /// Index of the next chunk this copy sends.
+    cursor: usize,
+    /// Bytes this copy has sent, for its size hint.
+    sent: u64,
+    trailers_sent: bool,
+    hint: SizeHint,
+}
+
+struct Record<B> {
+    /// The rest of the wrapped body; `None` once it ended.
+    inner: Option<B>,
+    /// Every chunk read so far (empty once capped).
+    chunks: Vec<Bytes>,
+    /// How many chunks have been read from `inner`.
+    read: usize,
+    buffered: usize,
+    cap: usize,
+    capped: bool,
+    failed: bool,
+    trailers: Option<HeaderMap>,
+}
+
+impl<B> fmt::Debug for ReplayBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = lock(&self.shared);
+        f.debug_struct("ReplayBody")
+            .field("cursor", &self.cursor)
+            .field("buffered", &record.buffered)
+            .field("cap", &record.cap)
+            .field("capped", &record.capped)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<B>(shared: &Mutex<Record<B>>) -> MutexGuard<'_, Record<B>> {
+    // A panic while holding the lock leaves the record consistent (every field is
+    // written once per step), so a poisoned lock is still usable.
+    shared.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl<B: Body> ReplayBody<B> {
+    /// Wraps `body`, recording up to `cap` bytes of it.
+    pub fn new(body: B, cap: usize) -> Self {
+        let hint = body.size_hint();
+        let ended = body.is_end_stream();
+        Self {
+            shared: Arc::new(Mutex::new(Record {
+                inner: if ended { None } else { Some(body) },
+                chunks: Vec::new(),
+                read: 0,
+                buffered: 0,
+                cap,
+                capped: false,
+                failed: false,
+                trailers: None,
+            })),
+            cursor: 0,
+            sent: 0,
+            trailers_sent: false,
+            hint,
+        }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// A copy that sends the body again from its start, or `None` once the body went
+    /// past its cap or its stream failed.
+    pub fn try_clone(&self) -> Option<Self> {
+        let record = lock(&self.shared);
+        if record.capped || record.failed {
+            return None;
+        }
+        Some(Self {
+            shared: self.shared.clone(),
+            cursor: 0,
+            sent: 0,
+            trailers_sent: false,
+            hint: self.hint,
+        })
+    }
+
+    /// Whether the body went past its cap, so it can no longer be replayed.
+    pub fn is_capped(&self) -> bool {
+        lock(&self.shared).capped
+    }
+
+    /// Whether a copy can still be made ([`try_clone`](Self::try_clone) would return
+    /// `Some`).
+    pub fn is_replayable(&self) -> bool {
+        let record = lock(&self.shared);
+        !record.capped && !record.failed
+    }
+
+    /// The bytes recorded so far.
+    pub fn buffered(&self) -> usize {
+        lock(&self.shared).buffered
+    }
+}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let mut record = lock(&this.shared);
+        if this.cursor < record.read {
+            if record.capped {
+                return Poll::Ready(Some(Err(ReplayError::capped(record.cap).into())));
+            }
+            let chunk = record.chunks[this.cursor].clone();
+            this.cursor += 1;
+            this.sent += chunk.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if record.failed {
+            return Poll::Ready(Some(Err(ReplayError::failed().into())));
+        }
+        if !this.trailers_sent
+            && let Some(trailers) = &record.trailers
+        {
+            this.trailers_sent = true;
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
+        }
+        let Some(inner) = record.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                record.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                record.failed = true;
+                record.inner = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    let chunk = data.copy_to_bytes(data.remaining());
+                    record.read += 1;
+                    this.cursor = record.read;
+                    this.sent += chunk.len() as u64;
+                    if !record.capped {
+                        if record.buffered + chunk.len() > record.cap {
+                            record.capped = true;
+                            record.chunks = Vec::new();
+                            record.buffered = 0;
+                            tracing::debug!(
+                                target: "tower_fortify::http",
+                                cap = record.cap,
+                                "request body exceeded the replay cap; it will not be replayed"
+                            );
+                        } else {
+                            record.buffered += chunk.len();
+                            record.chunks.push(chunk.clone());
+                        }
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        record.trailers = Some(trailers.clone());
+                        this.trailers_sent = true;
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    // A frame kind this version does not know: pass it on unrecorded.
+                    Err(frame) => Poll::Ready(Some(Ok(
+                        frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                    ))),
+                },
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let record = lock(&self.shared);
+        record.inner.is_none()
+            && !record.failed
+            && self.cursor >= record.read
+            && (self.trailers_sent || record.trailers.is_none())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let lower = self.hint.lower().saturating_sub(self.sent);
+        match self.hint.upper() {
+            Some(upper) if upper == self.hint.lower() => SizeHint::with_exact(lower),
+            Some(upper) => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(lower);
+                hint.set_upper(upper.saturating_sub(self.sent).max(lower));
+                hint
+            }
+            None => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(lower);
+                hint
+            }
+        }
+    }
+}
+
+/// Why a copy of a [`ReplayBody`] could not send the body again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayError {
+    cap: Option<usize>,
+}
+
+impl ReplayError {
+    fn capped(cap: usize) -> Self {
+        Self { cap: Some(cap) }
+    }
+
+    fn failed() -> Self {
+        Self { cap: None }
+    }
+
+    /// Whether the body went past its replay cap (otherwise its stream failed).
+    pub fn is_capped(&self) -> bool {
+        self.cap.is_some()
+    }
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cap {
+            Some(cap) => write!(
+                f,
+                "request body went past its replay cap of {cap} bytes and cannot be sent again"
+            ),
+            None => f.write_str("request body stream failed and cannot be sent again"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+/// Wraps each request's body in a [`ReplayBody`] with the given cap, so the retry
+/// layer below (with [`HttpReplay`](crate::retry::HttpReplay)) can resend it.
+///
+/// Put it directly above the retry layer:
+///
+/// ```
+/// # #[cfg(feature = "retry")] {
+/// use tower::ServiceBuilder;
+/// use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer};
+/// use tower_fortify::retry::{HttpReplay, RetryLayer};
+///
+/// let retry = RetryLayer::builder()
+///     .classifier(HttpClassifier::new())
+///     .replay(HttpReplay)
+///     .build()
+///     .unwrap();
+/// let client = tower::service_fn(|req: http::Request<ReplayBody<String>>| async move {
+///     Ok::<_, std::io::Error>(http::Response::new(()))
+/// });
+/// let svc = ServiceBuilder::new()
+///     .layer(ReplayBodyLayer::new(64 * 1024))
+///     .layer(retry)
+///     .service(client);
+/// # let _ = svc;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayBodyLayer {
+    cap: usize,
+}
+
+impl ReplayBodyLayer {
+    /// Records up to `cap` bytes of each request body.
+    pub fn new(cap: usize) -> Self {
+        Self { cap }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ReplayBodyLayer {
+    type Service = WithReplayBody<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithReplayBody {
+            inner,
+            cap: self.cap,
+        }
+    }
+}
+
+/// The service made by [`ReplayBodyLayer`].
+#[derive(Debug, Clone)]
+pub struct WithReplayBody<S> {
+    inner: S,
+    cap: usize,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithReplayBody<S>
+where
+    S: tower_service::Service<http::Request<ReplayBody<B>>>,
+    B: Body,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> S::Future {
+        let cap = self.cap;
+        self.inner.call(req.map(|body| ReplayBody::new(body, cap)))
+    }
+}
+
+#[cfg(feature = "retry")]
+impl<B> crate::retry::Replay<http::Request<ReplayBody<B>>> for crate::retry::HttpReplay {
+    fn replay(&self, req: &http::Request<ReplayBody<B>>) -> Option<http::Request<ReplayBody<B>>> {
+        let body = req.body().try_clone()?;
+        let mut copy = http::Request::new(body);
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
+    }
+
+    fn is_replayable(&self, req: &http::Request<ReplayBody<B>>) -> bool {
+        req.body().is_replayable()
+    }
+
+    fn overrides(&self, req: &http::Request<ReplayBody<B>>) -> crate::retry::RetryOverride {
+        crate::retry::HttpReplay::request_overrides(req)
+    }
+}
