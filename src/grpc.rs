@@ -228,6 +228,52 @@ impl ClassifyEos for GrpcEos {
     }
 }
 
+/// Replays gRPC requests for the retry layer: bodies wrapped in a
+/// [`ReplayBody`](crate::http::ReplayBody) (tonic's client streams included) and
+/// `Clone` bodies.
+///
+/// Unlike [`HttpReplay`](crate::retry::HttpReplay) it does not look at the method:
+/// every gRPC call is a POST, and whether a failed call may be sent again is decided
+/// by its status ([`GrpcClassifier`]'s retryable set, `UNAVAILABLE` by default: the
+/// server did not process it), as gRFC A6 does. A
+/// [`RetryOverride`](crate::retry::RetryOverride) in the request's extensions still
+/// applies (tonic passes a `tonic::Request`'s extensions on).
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcReplay;
+
+#[cfg(feature = "retry")]
+impl<B> crate::retry::Replay<http::Request<crate::http::ReplayBody<B>>> for GrpcReplay {
+    fn replay(
+        &self,
+        req: &http::Request<crate::http::ReplayBody<B>>,
+    ) -> Option<http::Request<crate::http::ReplayBody<B>>> {
+        let body = req.body().try_clone()?;
+        let mut copy = http::Request::new(body);
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
+    }
+
+    fn is_replayable(&self, req: &http::Request<crate::http::ReplayBody<B>>) -> bool {
+        req.body().is_replayable()
+    }
+
+    fn overrides(
+        &self,
+        req: &http::Request<crate::http::ReplayBody<B>>,
+    ) -> crate::retry::RetryOverride {
+        req.extensions()
+            .get::<crate::retry::RetryOverride>()
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 /// The status a server should send for `err`.
 ///
 /// A [`Rejection`] (a deadline, shed load, and after merging the breaker and bulkhead

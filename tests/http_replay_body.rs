@@ -11,10 +11,10 @@ use proptest::prelude::*;
 use tower_fortify::http::{ReplayBody, ReplayError};
 
 type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+type Streamed =
+    StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
 
-fn body(
-    frames: Frames,
-) -> StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+fn body(frames: Frames) -> Streamed {
     StreamBody::new(futures::stream::iter(frames))
 }
 
