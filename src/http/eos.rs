@@ -159,7 +159,13 @@ pub struct PeekedTrailers(pub HeaderMap);
 /// The trailers go into the response's extensions as [`PeekedTrailers`], where
 /// [`GrpcClassifier`](crate::grpc::GrpcClassifier) looks for them; the body replays
 /// what was read, then streams the rest. A response longer than the cap is returned
-/// as soon as the cap is reached, without trailers, and is classified from its head.
+/// as soon as more than `max_bytes` were read (so at most one frame beyond the cap
+/// is held), without trailers, and is classified from its head. A body error met
+/// while reading ahead is kept and handed to the reader after the frames before it.
+///
+/// The response is returned only once its first `max_bytes` arrived: keep the cap
+/// small (a few KiB) and do not use it for long-lived streams, whose first messages
+/// would be held back.
 ///
 /// Put it below the retry layer (between retry and the client) to let the retry see
 /// statuses sent in trailers.
