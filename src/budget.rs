@@ -18,13 +18,18 @@
 //!   over any run, retries ≤ `max_tokens / 2 + token_ratio × successes`. Under a total
 //!   outage retries stop after about `max_tokens / 2` failures.
 //! * [`Budget::ratio`] — Finagle's retry budget. Every request deposits one; a retry
-//!   withdraws one. **Bound:** in any window of `ttl`, retries ≤ `percent ×
-//!   requests in the window + min_per_sec × ttl`. The minimum lets a service with little
-//!   traffic still retry. Deposits are counted in per-thread shards (one uncontended
-//!   atomic add per request); the window is kept by the retry path, which reads the
-//!   clock and takes a short lock, since it runs only after a failure. When no retry has
-//!   happened for a while, the requests since the last one are spread evenly over that
-//!   time.
+//!   withdraws one. The window of `ttl` is kept as ten buckets of `ttl / 10`.
+//!   **Bound:** a retry is granted only if the retries of the current window, itself
+//!   included, stay within `percent × requests in the window + min_per_sec × ttl`;
+//!   over a run of length `T`, retries ≤ `percent × requests + min_per_sec × (T + ttl)`.
+//!   The minimum lets a service with little traffic still retry. Deposits are counted
+//!   in per-thread shards (one uncontended atomic add per request); the window is kept
+//!   by the retry path, which reads the clock and takes a short lock, since it runs
+//!   only after a failure. Requests are dated when the budget is next consulted, at the
+//!   time of the previous consultation — the earliest they can have arrived — so the
+//!   window never holds more requests than it really does: after a long quiet spell
+//!   only the minimum is available until the window fills again (within one bucket
+//!   while failures are frequent).
 //!
 //! Layers call [`Budget::deposit`] once per request, [`Budget::record`] with each
 //! attempt's outcome, and [`Budget::try_withdraw`] before each extra attempt. A
@@ -287,23 +292,13 @@ impl Ratio {
             .sum();
         let new = total.saturating_sub(w.seen);
         if new > 0 {
-            // Spread the deposits since the last update evenly over the time they
-            // arrived in; only the part inside the window is kept.
-            let oldest = epoch.saturating_sub(BUCKETS - 1);
-            let from = w.seen_at;
-            let span = now.saturating_sub(from);
-            let first = ((from / width) as u64).max(oldest);
-            for e in first..=epoch {
-                let share = if span == 0 {
-                    if e == epoch { 1.0 } else { 0.0 }
-                } else {
-                    let lo = (e as u128 * width).max(from);
-                    let hi = ((e as u128 + 1) * width).min(now);
-                    hi.saturating_sub(lo) as f64 / span as f64
-                };
-                if share > 0.0 {
-                    w.bucket(e).deposits += new as f64 * share;
-                }
+            // The requests since the last update arrived at some time in between; date
+            // them all at the last update, the earliest they can be. They then leave the
+            // window no later than they really do, so the estimate never grants more
+            // than the true window allows.
+            let at = (w.seen_at / width) as u64;
+            if at + BUCKETS > epoch {
+                w.bucket(at).deposits += new as f64;
             }
         }
         w.seen = total;

@@ -73,7 +73,7 @@
 //!     async move { if n == 0 { Err("connection refused") } else { Ok(req * 2) } }
 //! });
 //!
-//! let mut svc = ServiceBuilder::new().retry(layer).service(flaky);
+//! let mut svc = ServiceBuilder::new().with_retry(layer).service(flaky);
 //! let answer = svc.ready().await.unwrap().call(21).await.unwrap();
 //! assert_eq!(answer, 42);
 //! assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);

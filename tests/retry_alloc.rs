@@ -1,0 +1,106 @@
+//! The retry layer's success path allocates nothing: a counting global allocator
+//! proves it, call by call.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tower::Service;
+use tower_fortify::backoff::{Backoff, Jitter};
+use tower_fortify::budget::Budget;
+use tower_fortify::retry::RetryLayer;
+use tower_layer::Layer;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Clone)]
+struct Ok1;
+
+impl Service<u64> for Ok1 {
+    type Response = u64;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<u64, std::io::Error>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: u64) -> Self::Future {
+        std::future::ready(Ok(req + 1))
+    }
+}
+
+fn call_once<S: Service<u64, Response = u64>>(svc: &mut S, cx: &mut Context<'_>, req: u64) -> u64 {
+    assert!(svc.poll_ready(cx).is_ready());
+    let mut fut = pin!(svc.call(req));
+    match fut.as_mut().poll(cx) {
+        Poll::Ready(Ok(v)) => v,
+        _ => panic!("the success path completes in one poll"),
+    }
+}
+
+fn allocations_per_call(layer: RetryLayer) -> usize {
+    let mut svc = layer.layer(Ok1);
+    let mut cx = Context::from_waker(Waker::noop());
+    // Warm up: thread-local shard index, tracing callsite registration.
+    for i in 0..10 {
+        assert_eq!(call_once(&mut svc, &mut cx, i), i + 1);
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in 0..1_000 {
+        assert_eq!(call_once(&mut svc, &mut cx, i), i + 1);
+    }
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn success_path_allocates_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let jittered = Backoff::exponential(Duration::from_millis(10)).jitter(Jitter::Full);
+
+    let with_ratio = RetryLayer::builder()
+        .backoff(jittered)
+        .budget(Budget::ratio(Duration::from_secs(10), 10, 0.2).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(allocations_per_call(with_ratio), 0, "ratio budget");
+
+    let with_bucket = RetryLayer::builder()
+        .backoff(jittered)
+        .budget(Budget::token_bucket(100.0, 0.1).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(allocations_per_call(with_bucket), 0, "token bucket");
+
+    let with_deadline_and_listener = RetryLayer::builder()
+        .backoff(jittered)
+        .deadline(Duration::from_secs(1))
+        .listener(|_: &tower_fortify::observe::Event| {})
+        .build()
+        .unwrap();
+    assert_eq!(
+        allocations_per_call(with_deadline_and_listener),
+        0,
+        "deadline and a listener"
+    );
+}
