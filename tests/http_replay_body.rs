@@ -151,3 +151,32 @@ fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<ReplayBody<Pin<Box<dyn Body<Data = Bytes, Error = std::io::Error> + Send + Sync>>>>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_copies_waiting_at_once_are_both_woken() {
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Frame<Bytes>, std::io::Error>>();
+    let first = ReplayBody::new(StreamBody::new(rx), 100);
+    let second = first.try_clone().unwrap();
+    let a = tokio::spawn(collect(first));
+    let b = tokio::spawn(collect(second));
+    // Let both copies poll the empty channel and wait.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"late"))))
+        .unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b" data"))))
+        .unwrap();
+    drop(tx);
+    // A copy that missed its wake-up would hang: the timeout (paused time) says so.
+    let (a, b) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        (a.await.unwrap().unwrap().0, b.await.unwrap().unwrap().0)
+    })
+    .await
+    .expect("both copies finish");
+    assert_eq!(a, "late data");
+    assert_eq!(b, "late data");
+}

@@ -26,12 +26,8 @@ type Log = Arc<Mutex<Vec<(Instant, Bytes)>>>;
 fn backend(
     answers: Vec<Response<()>>,
     log: Log,
-) -> impl tower::Service<
-    Request<ReplayBody<BodyOf>>,
-    Response = Response<()>,
-    Error = BoxError,
-    Future = impl Send,
-> + Clone {
+) -> impl tower::Service<Request<ReplayBody<BodyOf>>, Response = Response<()>, Error = BoxError> + Clone
+{
     let answers = Arc::new(Mutex::new(answers));
     let n = Arc::new(AtomicU32::new(0));
     tower::service_fn(move |req: Request<ReplayBody<BodyOf>>| {

@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
@@ -27,8 +28,16 @@ use crate::BoxError;
 /// retrying. A copy that had fallen behind fails with a [`ReplayError`]. A body whose
 /// wrapped stream failed cannot be replayed either.
 ///
-/// The wrapped body must be `Unpin` (hyper's `Incoming`, axum's `Body`, tonic's
-/// `Body`, `Full` and every boxed body are); `Box::pin` others.
+/// Two copies may stream at once (a retry sent while the first attempt's connection
+/// still reads its copy, a hedge): the wrapped body is polled with a waker that wakes
+/// every copy waiting on it, so none misses new data.
+///
+/// The wrapped body must be `Unpin + Send + 'static` (hyper's `Incoming`, axum's
+/// `Body`, tonic's `Body`, `Full` and every boxed body are); `Box::pin` others.
+///
+/// **Cost.** One allocation for the shared record per request, and one for a chunk
+/// list when the body has more than one chunk; an uncontended lock per frame. A copy waiting on the network registers
+/// its waker in a list (an allocation per wait).
 ///
 /// ```
 /// use bytes::Bytes;
@@ -51,7 +60,7 @@ use crate::BoxError;
 ///
 /// [`is_capped`]: Self::is_capped
 pub struct ReplayBody<B> {
-    shared: Arc<Mutex<Record<B>>>,
+    shared: Arc<Shared<B>>,
     /// Index of the next chunk this copy sends.
     cursor: usize,
     /// Bytes this copy has sent, for its size hint.
@@ -60,11 +69,54 @@ pub struct ReplayBody<B> {
     hint: SizeHint,
 }
 
+struct Shared<B> {
+    record: Mutex<Record<B>>,
+    /// Copies waiting for the wrapped body to make progress.
+    waiters: Mutex<Vec<Waker>>,
+    has_waiters: AtomicBool,
+    /// Set by the wrapped body's waker; lets a copy that registers late see a wake
+    /// that came before its registration.
+    notified: AtomicBool,
+}
+
+impl<B> Shared<B> {
+    fn wake_waiters(&self) {
+        if self.has_waiters.swap(false, Ordering::SeqCst) {
+            let waiters = std::mem::take(&mut *lock(&self.waiters));
+            for waker in waiters {
+                waker.wake();
+            }
+        }
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut waiters = lock(&self.waiters);
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        self.has_waiters.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The waker the wrapped body is polled with: it wakes every waiting copy.
+impl<B: Send + 'static> Wake for Shared<B> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notified.store(true, Ordering::SeqCst);
+        self.wake_waiters();
+    }
+}
+
 struct Record<B> {
     /// The rest of the wrapped body; `None` once it ended.
     inner: Option<B>,
-    /// Every chunk read so far (empty once capped).
-    chunks: Vec<Bytes>,
+    /// Every chunk read so far (empty once capped). The first is kept apart so
+    /// that a one-chunk body (the usual `Full`) needs no list.
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
     /// How many chunks have been read from `inner`.
     read: usize,
     buffered: usize,
@@ -76,7 +128,7 @@ struct Record<B> {
 
 impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let record = lock(&self.shared);
+        let record = lock(&self.shared.record);
         f.debug_struct("ReplayBody")
             .field("cursor", &self.cursor)
             .field("buffered", &record.buffered)
@@ -86,10 +138,10 @@ impl<B> fmt::Debug for ReplayBody<B> {
     }
 }
 
-fn lock<B>(shared: &Mutex<Record<B>>) -> MutexGuard<'_, Record<B>> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the record consistent (every field is
     // written once per step), so a poisoned lock is still usable.
-    shared.lock().unwrap_or_else(|poison| poison.into_inner())
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl<B: Body> ReplayBody<B> {
@@ -98,16 +150,22 @@ impl<B: Body> ReplayBody<B> {
         let hint = body.size_hint();
         let ended = body.is_end_stream();
         Self {
-            shared: Arc::new(Mutex::new(Record {
-                inner: if ended { None } else { Some(body) },
-                chunks: Vec::new(),
-                read: 0,
-                buffered: 0,
-                cap,
-                capped: false,
-                failed: false,
-                trailers: None,
-            })),
+            shared: Arc::new(Shared {
+                record: Mutex::new(Record {
+                    inner: if ended { None } else { Some(body) },
+                    first: None,
+                    rest: Vec::new(),
+                    read: 0,
+                    buffered: 0,
+                    cap,
+                    capped: false,
+                    failed: false,
+                    trailers: None,
+                }),
+                waiters: Mutex::new(Vec::new()),
+                has_waiters: AtomicBool::new(false),
+                notified: AtomicBool::new(false),
+            }),
             cursor: 0,
             sent: 0,
             trailers_sent: false,
@@ -120,7 +178,7 @@ impl<B> ReplayBody<B> {
     /// A copy that sends the body again from its start, or `None` once the body went
     /// past its cap or its stream failed.
     pub fn try_clone(&self) -> Option<Self> {
-        let record = lock(&self.shared);
+        let record = lock(&self.shared.record);
         if record.capped || record.failed {
             return None;
         }
@@ -135,25 +193,25 @@ impl<B> ReplayBody<B> {
 
     /// Whether the body went past its cap, so it can no longer be replayed.
     pub fn is_capped(&self) -> bool {
-        lock(&self.shared).capped
+        lock(&self.shared.record).capped
     }
 
     /// Whether a copy can still be made ([`try_clone`](Self::try_clone) would return
     /// `Some`).
     pub fn is_replayable(&self) -> bool {
-        let record = lock(&self.shared);
+        let record = lock(&self.shared.record);
         !record.capped && !record.failed
     }
 
     /// The bytes recorded so far.
     pub fn buffered(&self) -> usize {
-        lock(&self.shared).buffered
+        lock(&self.shared.record).buffered
     }
 }
 
 impl<B> Body for ReplayBody<B>
 where
-    B: Body + Unpin,
+    B: Body + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -164,12 +222,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let mut record = lock(&this.shared);
+        let shared = &*this.shared;
+        let mut record = lock(&shared.record);
         if this.cursor < record.read {
             if record.capped {
                 return Poll::Ready(Some(Err(ReplayError::capped(record.cap).into())));
             }
-            let chunk = record.chunks[this.cursor].clone();
+            let chunk = match this.cursor {
+                0 => record.first.clone().unwrap_or_default(),
+                i => record.rest[i - 1].clone(),
+            };
             this.cursor += 1;
             this.sent += chunk.len() as u64;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
@@ -186,18 +248,33 @@ where
         let Some(inner) = record.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
+        // Poll with the fan-out waker, so that whichever copy is woken, all are.
+        shared.notified.store(false, Ordering::SeqCst);
+        let waker = Waker::from(this.shared.clone());
+        let polled = match Pin::new(inner).poll_frame(&mut Context::from_waker(&waker)) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                shared.register(cx.waker());
+                if shared.notified.load(Ordering::SeqCst) {
+                    // Woken between the poll and the registration: poll again.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+        };
+        // Progress: copies waiting on the wrapped body may now replay it.
+        shared.wake_waiters();
+        match polled {
+            None => {
                 record.inner = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => {
+            Some(Err(e)) => {
                 record.failed = true;
                 record.inner = None;
                 Poll::Ready(Some(Err(e.into())))
             }
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
                     let chunk = data.copy_to_bytes(data.remaining());
                     record.read += 1;
@@ -206,7 +283,8 @@ where
                     if !record.capped {
                         if record.buffered + chunk.len() > record.cap {
                             record.capped = true;
-                            record.chunks = Vec::new();
+                            record.first = None;
+                            record.rest = Vec::new();
                             record.buffered = 0;
                             tracing::debug!(
                                 target: "tower_fortify::http",
@@ -215,7 +293,11 @@ where
                             );
                         } else {
                             record.buffered += chunk.len();
-                            record.chunks.push(chunk.clone());
+                            if record.first.is_none() {
+                                record.first = Some(chunk.clone());
+                            } else {
+                                record.rest.push(chunk.clone());
+                            }
                         }
                     }
                     Poll::Ready(Some(Ok(Frame::data(chunk))))
@@ -236,8 +318,8 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        let record = lock(&self.shared);
-        record.inner.is_none()
+        let record = lock(&self.shared.record);
+        record.inner.as_ref().is_none_or(Body::is_end_stream)
             && !record.failed
             && self.cursor >= record.read
             && (self.trailers_sent || record.trailers.is_none())
