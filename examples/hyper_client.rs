@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer};
+use tower_fortify::ServiceBuilderExt;
+use tower_fortify::http::{HttpClassifier, ReplayBody};
 use tower_fortify::retry::{HttpReplay, RetryLayer};
 
 #[tokio::main]
@@ -49,8 +50,8 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
     let hyper = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let client = ServiceBuilder::new()
         // Record up to 64 KiB of each request body so it can be sent again.
-        .layer(ReplayBodyLayer::new(64 * 1024))
-        .layer(
+        .replay_body(64 * 1024)
+        .with_retry(
             RetryLayer::builder()
                 .max_attempts(3)
                 .classifier(HttpClassifier::new())

@@ -43,6 +43,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+
+    /// Wraps request bodies so that up to `cap` bytes can be sent again; see
+    /// [`crate::http::ReplayBody`]. Put it right above the retry layer.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    fn replay_body(self, cap: usize) -> ServiceBuilder<Stack<crate::http::ReplayBodyLayer, L>>;
 }
 
 mod sealed {
@@ -65,5 +71,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         layer: crate::retry::RetryLayer<C, P>,
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
         self.layer(layer)
+    }
+
+    #[cfg(feature = "http")]
+    fn replay_body(self, cap: usize) -> ServiceBuilder<Stack<crate::http::ReplayBodyLayer, L>> {
+        self.layer(crate::http::ReplayBodyLayer::new(cap))
     }
 }
