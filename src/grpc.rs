@@ -199,7 +199,7 @@ impl<B, E> Classify<http::Response<B>, E> for GrpcClassifier {
 
 /// Finishes a gRPC classification from the trailers; made by [`GrpcClassifier`].
 ///
-/// A stream that ends without a `grpc-status`, fails or is dropped early is a
+/// A stream that ends without a `grpc-status`, or fails before its end, is a
 /// retryable failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcEos {

@@ -28,7 +28,7 @@ fn trailers(status: &'static str) -> HeaderMap {
 }
 
 /// Success when the trailers say `ok`; a stream without trailers is a retryable
-/// failure; an early end is a non-retryable one (to tell them apart).
+/// failure; a failed stream a non-retryable one (to tell them apart).
 #[derive(Debug, Clone, Copy)]
 struct TestEos;
 
@@ -48,7 +48,10 @@ impl ClassifyEos for TestEos {
     }
 }
 
-fn recorder() -> (Arc<Mutex<Vec<Outcome>>>, impl FnOnce(Outcome)) {
+fn recorder() -> (
+    Arc<Mutex<Vec<Option<Outcome>>>>,
+    impl FnOnce(Option<Outcome>),
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     (seen, move |o| log.lock().unwrap().push(o))
@@ -64,7 +67,7 @@ async fn trailers_decide_the_outcome_once() {
     let b = EosBody::new(body(frames), TestEos, report);
     let collected = b.collect().await.unwrap();
     assert_eq!(collected.to_bytes(), "a");
-    assert_eq!(*seen.lock().unwrap(), vec![Outcome::Success]);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(Outcome::Success)]);
 }
 
 #[tokio::test]
@@ -76,7 +79,7 @@ async fn an_end_without_trailers_is_classified_as_such() {
         report,
     );
     b.collect().await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![Outcome::RetryableFailure]);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(Outcome::RetryableFailure)]);
 }
 
 #[tokio::test]
@@ -86,13 +89,13 @@ async fn a_body_that_knows_its_end_reports_without_a_last_poll() {
     let frame = b.frame().await.unwrap().unwrap();
     assert_eq!(frame.into_data().unwrap(), "full");
     assert!(b.is_end_stream());
-    assert_eq!(*seen.lock().unwrap(), vec![Outcome::RetryableFailure]);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(Outcome::RetryableFailure)]);
     drop(b);
     assert_eq!(seen.lock().unwrap().len(), 1, "reported once");
 }
 
 #[tokio::test]
-async fn a_dropped_or_failed_stream_is_an_early_end() {
+async fn a_dropped_stream_is_a_cancellation_and_a_failed_one_an_early_end() {
     let (seen, report) = recorder();
     let mut b = EosBody::new(
         body(vec![
@@ -105,7 +108,7 @@ async fn a_dropped_or_failed_stream_is_an_early_end() {
     b.frame().await.unwrap().unwrap();
     assert!(seen.lock().unwrap().is_empty());
     drop(b);
-    assert_eq!(*seen.lock().unwrap(), vec![Outcome::NonRetryableFailure]);
+    assert_eq!(*seen.lock().unwrap(), vec![None]);
 
     let (seen, report) = recorder();
     let b = EosBody::new(
@@ -114,7 +117,10 @@ async fn a_dropped_or_failed_stream_is_an_early_end() {
         report,
     );
     assert!(b.collect().await.is_err());
-    assert_eq!(*seen.lock().unwrap(), vec![Outcome::NonRetryableFailure]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some(Outcome::NonRetryableFailure)]
+    );
 }
 
 fn answering(

@@ -18,12 +18,16 @@ pin_project! {
     ///
     /// A classifier that answers [`Classified::RequiresEos`] (gRPC without
     /// `grpc-status` in its headers) hands over a [`ClassifyEos`]; wrap the response
-    /// body in an `EosBody` with it and a callback, and the callback receives the
-    /// final [`Outcome`] exactly once:
+    /// body in an `EosBody` with it and a callback, and the callback is called
+    /// exactly once:
     ///
-    /// * at the end of the stream, from its trailers (or their absence);
-    /// * when the stream fails, or when the body is dropped before its end, from
-    ///   [`ClassifyEos::classify_early_end`].
+    /// * at the end of the stream with `Some(outcome)`, from its trailers (or their
+    ///   absence);
+    /// * when the stream fails with `Some(outcome)` from
+    ///   [`ClassifyEos::classify_early_end`];
+    /// * when the body is dropped before its end with `None`: the caller gave up on
+    ///   the call, which says nothing about the server, so a layer releases what it
+    ///   holds and records neither a success nor a failure.
     ///
     /// Layers that hold something for the life of a call (a bulkhead permit, a
     /// breaker's verdict) release it in the callback, so a streaming response keeps
@@ -36,13 +40,13 @@ pin_project! {
     /// use tower_fortify::grpc::GrpcEos;
     /// use tower_fortify::http::EosBody;
     ///
-    /// let seen = Arc::new(Mutex::new(None));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let log = seen.clone();
-    /// let body = EosBody::new(String::from("partial"), GrpcEos::default(), move |o: Outcome| {
-    ///     *log.lock().unwrap() = Some(o);
+    /// let body = EosBody::new(String::from("partial"), GrpcEos::default(), move |o: Option<Outcome>| {
+    ///     log.lock().unwrap().push(o);
     /// });
-    /// drop(body); // dropped before its end
-    /// assert_eq!(*seen.lock().unwrap(), Some(Outcome::RetryableFailure));
+    /// drop(body); // dropped before its end: a cancellation
+    /// assert_eq!(*seen.lock().unwrap(), vec![None]);
     /// # }
     /// ```
     ///
@@ -50,7 +54,7 @@ pin_project! {
     pub struct EosBody<B, E, F>
     where
         E: ClassifyEos,
-        F: FnOnce(Outcome),
+        F: FnOnce(Option<Outcome>),
     {
         #[pin]
         inner: B,
@@ -60,11 +64,11 @@ pin_project! {
     impl<B, E, F> PinnedDrop for EosBody<B, E, F>
     where
         E: ClassifyEos,
-        F: FnOnce(Outcome),
+        F: FnOnce(Option<Outcome>),
     {
         fn drop(this: Pin<&mut Self>) {
-            if let Some((eos, report)) = this.project().pending.take() {
-                report(eos.classify_early_end());
+            if let Some((_, report)) = this.project().pending.take() {
+                report(None);
             }
         }
     }
@@ -73,7 +77,7 @@ pin_project! {
 impl<B, E, F> fmt::Debug for EosBody<B, E, F>
 where
     E: ClassifyEos,
-    F: FnOnce(Outcome),
+    F: FnOnce(Option<Outcome>),
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EosBody")
@@ -85,9 +89,10 @@ where
 impl<B, E, F> EosBody<B, E, F>
 where
     E: ClassifyEos,
-    F: FnOnce(Outcome),
+    F: FnOnce(Option<Outcome>),
 {
-    /// Wraps `inner`; `report` receives the outcome `eos` decides at the end.
+    /// Wraps `inner`; `report` receives the outcome `eos` decides at the end, or
+    /// `None` if the body is dropped first.
     pub fn new(inner: B, eos: E, report: F) -> Self {
         Self {
             inner,
@@ -100,7 +105,7 @@ impl<B, E, F> Body for EosBody<B, E, F>
 where
     B: Body,
     E: ClassifyEos<Trailers = HeaderMap>,
-    F: FnOnce(Outcome),
+    F: FnOnce(Option<Outcome>),
 {
     type Data = B::Data;
     type Error = B::Error;
@@ -114,23 +119,23 @@ where
         match &frame {
             None => {
                 if let Some((eos, report)) = this.pending.take() {
-                    report(eos.classify_eos(None));
+                    report(Some(eos.classify_eos(None)));
                 }
             }
             Some(Err(_)) => {
                 if let Some((eos, report)) = this.pending.take() {
-                    report(eos.classify_early_end());
+                    report(Some(eos.classify_early_end()));
                 }
             }
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     if let Some((eos, report)) = this.pending.take() {
-                        report(eos.classify_eos(Some(trailers)));
+                        report(Some(eos.classify_eos(Some(trailers))));
                     }
                 } else if this.inner.is_end_stream()
                     && let Some((eos, report)) = this.pending.take()
                 {
-                    report(eos.classify_eos(None));
+                    report(Some(eos.classify_eos(None)));
                 }
             }
         }

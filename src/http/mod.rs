@@ -16,9 +16,11 @@
 //!   only lets idempotent methods (or requests marked [`RetrySafe`]) be retried; a
 //!   [`RetryOverride`](crate::retry::RetryOverride) in a request's extensions changes
 //!   its attempts or deadline.
-//! * [`EosBody`] reports a call's final outcome when a streamed response ends (or is
-//!   dropped early); [`PeekTrailersLayer`] reads a short response's trailers ahead so
-//!   a gRPC status sent in trailers can be retried.
+//! * [`EosBody`] reports a call's final outcome when a streamed response ends or
+//!   fails, and reports a body dropped early as a cancellation (no outcome), so
+//!   layers can hold permits and verdicts for the life of a stream;
+//!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
+//!   sent in trailers can be retried.
 //! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
 //!   429, 504); the `axum` and `grpc` features turn it into responses and statuses.
 //!
