@@ -48,10 +48,10 @@ impl ClassifyEos for TestEos {
     }
 }
 
-fn recorder() -> (
-    Arc<Mutex<Vec<Option<Outcome>>>>,
-    impl FnOnce(Option<Outcome>),
-) {
+/// What the callback was called with.
+type Seen = Arc<Mutex<Vec<Option<Outcome>>>>;
+
+fn recorder() -> (Seen, impl FnOnce(Option<Outcome>)) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     (seen, move |o| log.lock().unwrap().push(o))
