@@ -84,9 +84,21 @@ impl Rejection {
             if e.is::<tower::load_shed::error::Overloaded>() {
                 return Some(Self::new(RejectionKind::Unavailable));
             }
-            // NOTE(merge): the circuit breaker's `CircuitOpen` (Unavailable, retry
-            // after its remaining open time) and the bulkhead's `BulkheadFull`
-            // (Unavailable) are recognised here once those layers are merged.
+            // NOTE(merge): once the breaker and bulkhead are merged, recognise their
+            // errors here:
+            //
+            // #[cfg(feature = "circuit-breaker")]
+            // if let Some(open) = e.downcast_ref::<crate::circuit_breaker::error::CircuitOpen>() {
+            //     let r = Self::new(RejectionKind::Unavailable);
+            //     let left = open
+            //         .retry_at()
+            //         .map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
+            //     return Some(match left { Some(d) => r.retry_after(d), None => r });
+            // }
+            // #[cfg(feature = "bulkhead")]
+            // if e.is::<crate::bulkhead::BulkheadFull>() {
+            //     return Some(Self::new(RejectionKind::Unavailable));
+            // }
             current = e.source();
         }
         None
