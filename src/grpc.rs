@@ -276,8 +276,8 @@ impl<B> crate::retry::Replay<http::Request<crate::http::ReplayBody<B>>> for Grpc
 
 /// The status a server should send for `err`.
 ///
-/// A [`Rejection`] (a deadline, shed load, and after merging the breaker and bulkhead
-/// errors) becomes `DEADLINE_EXCEEDED`, `UNAVAILABLE` or `RESOURCE_EXHAUSTED`, with a
+/// An error [`Rejection::of`] recognises (a deadline, shed load, a [`Rejection`])
+/// becomes `DEADLINE_EXCEEDED`, `UNAVAILABLE` or `RESOURCE_EXHAUSTED`, with a
 /// `grpc-retry-pushback-ms` when the delay is known; a `tonic::Status` anywhere in
 /// the source chain is passed on; anything else is `INTERNAL`.
 ///

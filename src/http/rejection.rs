@@ -20,8 +20,8 @@ pub enum RejectionKind {
 /// A refusal by a resilience layer, with the delay after which the caller may try
 /// again when it is known.
 ///
-/// [`Rejection::of`] recognises the errors of tower's own layers and of this crate
-/// anywhere in an error's source chain. It is itself an error, so a custom layer can
+/// [`Rejection::of`] recognises the errors of tower's timeout and load-shedding
+/// layers anywhere in an error's source chain. It is itself an error, so a custom layer can
 /// return one to get the same responses.
 ///
 /// ```
@@ -69,9 +69,9 @@ impl Rejection {
 
     /// The rejection `err` stands for: the first error in its source chain that is a
     /// [`Rejection`], a `tower::timeout::error::Elapsed` (deadline), a
-    /// `tower::load_shed::error::Overloaded` (unavailable) or one of this crate's
-    /// layer errors. `None` for any other error (an application failure, which
-    /// servers answer with a plain 500 / `INTERNAL`).
+    /// `tower::load_shed::error::Overloaded` (unavailable). `None` for any other
+    /// error (an application failure, which servers answer with a plain 500 /
+    /// `INTERNAL`).
     pub fn of(err: &(dyn std::error::Error + 'static)) -> Option<Self> {
         let mut current = Some(err);
         while let Some(e) = current {
