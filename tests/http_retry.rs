@@ -129,7 +129,8 @@ async fn post_is_not_retried_unless_marked_safe() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(log.lock().unwrap().len(), 1);
-    assert_eq!(skips(&events), vec![SkipReason::Disabled]);
+    // The backend read the body: the POST reached it and may have had effects.
+    assert_eq!(skips(&events), vec![SkipReason::NotReplayable]);
 
     let log = Log::default();
     let svc = ServiceBuilder::new()
@@ -232,4 +233,39 @@ async fn a_500_is_final() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(skips(&events), vec![SkipReason::NotRetryable]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_whose_connection_failed_is_retried() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    // The first attempt fails the way a refused connection does: without the client
+    // ever looking at the request body.
+    let client = tower::service_fn(move |req: Request<ReplayBody<BodyOf>>| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                drop(req);
+                return Err::<Bytes, BoxError>("connection refused".into());
+            }
+            Ok(req.into_body().collect().await?.to_bytes())
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::new(1024))
+        .layer(
+            RetryLayer::builder()
+                .backoff(Backoff::constant(Duration::from_millis(10)).jitter(Jitter::None))
+                .no_budget()
+                .replay(HttpReplay)
+                .build()
+                .unwrap(),
+        )
+        .service(client);
+    let body = svc
+        .oneshot(Request::post("/orders").body(streamed(&["order"])).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body, "order");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -205,3 +205,34 @@ async fn a_post_is_retried_only_when_marked_safe() {
     .await
     .expect("the test ends by itself");
 }
+
+#[tokio::test]
+async fn a_post_whose_connection_was_refused_is_retried() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        // A port nobody listens on: the connection is refused.
+        let refused = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let healthy = start_backend(StatusCode::OK).await;
+        let rr = RoundRobin {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            backends: Arc::new(vec![refused, healthy.addr]),
+            next: Arc::new(AtomicUsize::new(0)),
+        };
+        let svc = ServiceBuilder::new()
+            .layer(ReplayBodyLayer::new(64 * 1024))
+            .layer(retry())
+            .service(rr);
+        let req = Request::post("http://backends/orders")
+            .body(Full::new(Bytes::from_static(b"order")))
+            .unwrap();
+        let response = svc.oneshot(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_of(response).await, "order");
+        assert_eq!(healthy.hits.load(Ordering::SeqCst), 1);
+        healthy.task.abort();
+    })
+    .await
+    .expect("the test ends by itself");
+}

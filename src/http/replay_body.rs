@@ -77,9 +77,18 @@ struct Shared<B> {
     /// Set by the wrapped body's waker; lets a copy that registers late see a wake
     /// that came before its registration.
     notified: AtomicBool,
+    /// Whether a client ever looked at a copy (its frames, size or end).
+    touched: AtomicBool,
 }
 
 impl<B> Shared<B> {
+    #[inline]
+    fn touch(&self) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn wake_waiters(&self) {
         if self.has_waiters.swap(false, Ordering::SeqCst) {
             let waiters = std::mem::take(&mut *lock(&self.waiters));
@@ -165,6 +174,7 @@ impl<B: Body> ReplayBody<B> {
                 waiters: Mutex::new(Vec::new()),
                 has_waiters: AtomicBool::new(false),
                 notified: AtomicBool::new(false),
+                touched: AtomicBool::new(false),
             }),
             cursor: 0,
             sent: 0,
@@ -203,6 +213,19 @@ impl<B> ReplayBody<B> {
         !record.capped && !record.failed
     }
 
+    /// Whether a client ever looked at this body or a copy of it: read a frame, or
+    /// asked for its size or whether it is empty.
+    ///
+    /// A client does that when it writes the request head, which it can only do on an
+    /// established connection. So after a failed attempt, `false` means the request
+    /// never left this process (the connection was refused or never established), and
+    /// sending it again is safe whatever its method.
+    /// [`HttpReplay`](crate::retry::HttpReplay) relies on this to retry a POST whose
+    /// connection failed.
+    pub fn was_read(&self) -> bool {
+        self.shared.touched.load(Ordering::Relaxed)
+    }
+
     /// The bytes recorded so far.
     pub fn buffered(&self) -> usize {
         lock(&self.shared.record).buffered
@@ -223,6 +246,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let shared = &*this.shared;
+        shared.touch();
         let mut record = lock(&shared.record);
         if this.cursor < record.read {
             if record.capped {
@@ -318,6 +342,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
+        self.shared.touch();
         let record = lock(&self.shared.record);
         record.inner.as_ref().is_none_or(Body::is_end_stream)
             && !record.failed
@@ -326,6 +351,7 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        self.shared.touch();
         let lower = self.hint.lower().saturating_sub(self.sent);
         match self.hint.upper() {
             Some(upper) if upper == self.hint.lower() => SizeHint::with_exact(lower),
@@ -468,11 +494,20 @@ impl<B> crate::retry::Replay<http::Request<ReplayBody<B>>> for crate::retry::Htt
         Some(copy)
     }
 
+    /// A copy can still be made, and the request may be sent twice: its method is
+    /// idempotent, it is marked [`RetrySafe`](super::RetrySafe), or no attempt ever
+    /// reached the wire ([`ReplayBody::was_read`] is false: the connection failed).
     fn is_replayable(&self, req: &http::Request<ReplayBody<B>>) -> bool {
-        req.body().is_replayable()
+        let body = req.body();
+        body.is_replayable() && (super::may_retry(req) || !body.was_read())
     }
 
+    /// The request's [`RetryOverride`](crate::retry::RetryOverride), if any.
+    /// Idempotency is checked per failure by [`is_replayable`](Self::is_replayable).
     fn overrides(&self, req: &http::Request<ReplayBody<B>>) -> crate::retry::RetryOverride {
-        crate::retry::HttpReplay::request_overrides(req)
+        req.extensions()
+            .get::<crate::retry::RetryOverride>()
+            .copied()
+            .unwrap_or_default()
     }
 }

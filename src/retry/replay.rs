@@ -133,7 +133,11 @@ impl RetryOverride {
 /// Only requests that may be sent twice are retried: an idempotent method (GET, HEAD,
 /// OPTIONS, TRACE, PUT, DELETE), or a request marked
 /// [`RetrySafe`](crate::http::RetrySafe). Others are sent once, reported as
-/// [`SkipReason::Disabled`](crate::observe::SkipReason::Disabled).
+/// [`SkipReason::Disabled`](crate::observe::SkipReason::Disabled) — except that with
+/// a [`ReplayBody`](crate::http::ReplayBody) a failed attempt that never reached the
+/// wire (the connection was never established) is retried whatever the method; a
+/// non-idempotent request that did reach it is reported as
+/// [`SkipReason::NotReplayable`](crate::observe::SkipReason::NotReplayable).
 ///
 /// Streamed bodies need buffering to be replayed: wrap them in a
 /// [`ReplayBody`](crate::http::ReplayBody) (see
