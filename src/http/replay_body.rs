@@ -503,7 +503,7 @@ impl<B> crate::retry::Replay<http::Request<ReplayBody<B>>> for crate::retry::Htt
     }
 
     /// The request's [`RetryOverride`](crate::retry::RetryOverride), if any.
-    /// Idempotency is checked per failure by [`is_replayable`](Self::is_replayable).
+    /// Idempotency is checked per failure by [`is_replayable`](crate::retry::Replay::is_replayable).
     fn overrides(&self, req: &http::Request<ReplayBody<B>>) -> crate::retry::RetryOverride {
         req.extensions()
             .get::<crate::retry::RetryOverride>()
