@@ -221,7 +221,9 @@ impl<B> ReplayBody<B> {
     /// never left this process (the connection was refused or never established), and
     /// sending it again is safe whatever its method.
     /// [`HttpReplay`](crate::retry::HttpReplay) relies on this to retry a POST whose
-    /// connection failed.
+    /// connection failed. The signal errs on the safe side: a layer that inspects the
+    /// body before the client connects makes it `true` early, which only forgoes a
+    /// retry.
     pub fn was_read(&self) -> bool {
         self.shared.touched.load(Ordering::Relaxed)
     }
