@@ -31,7 +31,38 @@
 //! ReplayBodyLayer -> retry (GrpcClassifier, HttpReplay) -> PeekTrailersLayer -> Channel
 //! ```
 //!
-//! # Example
+//! # Example: a tonic client that retries
+//!
+//! ```
+//! # #[cfg(feature = "retry")] {
+//! use tonic::transport::Channel;
+//! use tower::ServiceBuilder;
+//! use tower_fortify::grpc::{GrpcClassifier, GrpcReplay};
+//! use tower_fortify::http::{PeekTrailersLayer, ReplayBody};
+//! use tower_fortify::retry::RetryLayer;
+//! use tower_fortify::ServiceBuilderExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let channel = Channel::from_static("http://127.0.0.1:50051").connect_lazy();
+//! let retry = RetryLayer::builder()
+//!     .classifier(GrpcClassifier::new())
+//!     .replay(GrpcReplay)
+//!     .build()
+//!     .unwrap();
+//! let stack = ServiceBuilder::new()
+//!     .replay_body(64 * 1024) // client streams too
+//!     .with_retry(retry)
+//!     .layer(PeekTrailersLayer::new(16 * 1024)) // see statuses sent in trailers
+//!     .map_request(|r: http::Request<ReplayBody<tonic::body::Body>>| r.map(tonic::body::Body::new))
+//!     .service(channel);
+//! // Generated clients take it as they take a Channel: `MyClient::new(stack)`.
+//! let client = tonic::client::Grpc::new(stack);
+//! # let _ = client;
+//! # }
+//! # }
+//! ```
+//!
+//! # Example: classification
 //!
 //! ```
 //! use tower_fortify::classify::{Classify, Outcome};
