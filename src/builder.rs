@@ -60,6 +60,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::bulkhead::BulkheadLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>>;
+
+    /// Wraps request bodies so that up to `cap` bytes can be sent again; see
+    /// [`crate::http::ReplayBody`]. Put it right above the retry layer.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    fn replay_body(
+        self,
+        cap: usize,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::http::ReplayBodyLayer, L>>;
 }
 
 mod sealed {
@@ -98,5 +107,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         layer: crate::bulkhead::BulkheadLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>> {
         self.layer(layer)
+    }
+
+    #[cfg(feature = "http")]
+    fn replay_body(
+        self,
+        cap: usize,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::http::ReplayBodyLayer, L>> {
+        self.layer(crate::http::ReplayBodyLayer::new(cap))
     }
 }

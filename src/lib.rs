@@ -13,6 +13,7 @@
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
 //! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
+//! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
 //! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).
@@ -65,6 +66,9 @@ pub mod observe;
 pub mod rng;
 mod shard;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub mod bulkhead;
@@ -80,6 +84,9 @@ pub mod drill;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
