@@ -1,7 +1,6 @@
 //! `ServiceBuilder` methods for every layer.
 
 use tower::ServiceBuilder;
-use tower_layer::Stack;
 
 /// Adds tower-fortify's layers to [`tower::ServiceBuilder`].
 ///
@@ -14,12 +13,14 @@ use tower_layer::Stack;
 /// does not use.
 ///
 /// ```
+/// # #[cfg(not(feature = "retry"))] fn main() {}
+/// # #[cfg(feature = "retry")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 /// use tower_fortify::retry::RetryLayer;
 /// use tower_fortify::ServiceBuilderExt;
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
 /// let mut svc = ServiceBuilder::new()
 ///     .with_retry(RetryLayer::default())
 ///     .service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
@@ -33,7 +34,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>>;
 
     /// The same as [`retry`](Self::retry), under a name that tower's own
     /// `ServiceBuilder::retry` does not shadow.
@@ -42,7 +43,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn with_retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>>;
 
     /// Fails calls fast while the backend is down; see [`crate::circuit_breaker`].
     #[cfg(feature = "circuit-breaker")]
@@ -50,7 +51,24 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn circuit_breaker<C>(
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
+    /// Bounds concurrent calls; see [`crate::bulkhead`].
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>>;
+
+    /// Wraps request bodies so that up to `cap` bytes can be sent again; see
+    /// [`crate::http::ReplayBody`]. Put it right above the retry layer.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    fn replay_body(
+        self,
+        cap: usize,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::http::ReplayBodyLayer, L>>;
 
     /// Injects faults; see [`crate::chaos`].
     #[cfg(feature = "chaos")]
@@ -58,7 +76,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     fn chaos<Req, Res, E>(
         self,
         layer: crate::chaos::ChaosLayer<Req, Res, E>,
-    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>>;
+    ) -> ServiceBuilder<tower_layer::Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>>;
 }
 
 mod sealed {
@@ -71,7 +89,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>> {
         self.layer(layer)
     }
 
@@ -79,7 +97,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn with_retry<C, P>(
         self,
         layer: crate::retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<C, P>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::retry::RetryLayer<C, P>, L>> {
         self.layer(layer)
     }
 
@@ -87,15 +105,31 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn circuit_breaker<C>(
         self,
         layer: crate::circuit_breaker::CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::circuit_breaker::CircuitBreakerLayer<C>, L>> {
         self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C>(
+        self,
+        layer: crate::bulkhead::BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::bulkhead::BulkheadLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "http")]
+    fn replay_body(
+        self,
+        cap: usize,
+    ) -> ServiceBuilder<tower_layer::Stack<crate::http::ReplayBodyLayer, L>> {
+        self.layer(crate::http::ReplayBodyLayer::new(cap))
     }
 
     #[cfg(feature = "chaos")]
     fn chaos<Req, Res, E>(
         self,
         layer: crate::chaos::ChaosLayer<Req, Res, E>,
-    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>> {
+    ) -> ServiceBuilder<tower_layer::Stack<crate::chaos::ChaosLayer<Req, Res, E>, L>> {
         self.layer(layer)
     }
 }

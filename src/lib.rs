@@ -11,7 +11,9 @@
 //! |---|---|---|
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
-//! | [`bulkhead`] | `bulkhead` | bound concurrent calls so one slow dependency cannot take the process |
+//! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
+//! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
+//! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
 //! | [`drill`] | `drill` | run an outage scenario against your stack in paused time and assert on the report |
 //!
@@ -48,6 +50,8 @@
 //!
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link every module; with some features off, some links have no target.
+#![cfg_attr(not(feature = "full"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -64,6 +68,9 @@ pub mod observe;
 pub mod rng;
 mod shard;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub mod bulkhead;
@@ -79,6 +86,9 @@ pub mod drill;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -1,4 +1,5 @@
 //! Behaviour of the retry layer, in paused tokio time.
+#![cfg(feature = "retry")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,10 +1,12 @@
 //! The retry layer's success path allocates nothing: a counting global allocator
 //! proves it, call by call.
 
+#![cfg(feature = "retry")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -16,11 +18,20 @@ use tower_layer::Layer;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Only the test's own thread is counted: the test harness and the runtime may
+    // allocate on other threads at any time.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
 
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// SAFETY: forwards to the system allocator; only counts calls on this thread.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -62,15 +73,20 @@ fn allocations_per_call(layer: RetryLayer) -> usize {
     for i in 0..10 {
         assert_eq!(call_once(&mut svc, &mut cx, i), i + 1);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for i in 0..1_000 {
         assert_eq!(call_once(&mut svc, &mut cx, i), i + 1);
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
 
 #[test]
 fn success_path_allocates_nothing() {
+    // The counter counts: one box is one allocation.
+    let before = allocations();
+    drop(std::hint::black_box(Box::new(1u8)));
+    assert_eq!(allocations() - before, 1);
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -1,7 +1,80 @@
-/// What a failover router decided.
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a failover router decided. `backend` is the backend's id.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum FailoverEvent {
     /// No backend could take the call.
     NoHealthyBackend,
+    /// A backend was ejected (taken out of rotation) for `duration`.
+    Ejected {
+        /// The backend.
+        backend: Arc<str>,
+        /// Which rule ejected it.
+        reason: EjectReason,
+        /// How long it stays out (`Duration::MAX` for a manual ejection).
+        duration: Duration,
+    },
+    /// A rule wanted to eject a backend but the maximum ejected percentage was reached.
+    EjectionSkipped {
+        /// The backend.
+        backend: Arc<str>,
+        /// Which rule wanted to eject it.
+        reason: EjectReason,
+    },
+    /// A backend was restored by hand before its ejection ended.
+    Restored {
+        /// The backend.
+        backend: Arc<str>,
+    },
+    /// An active health check changed a backend's verdict.
+    HealthCheck {
+        /// The backend.
+        backend: Arc<str>,
+        /// The new verdict.
+        healthy: bool,
+    },
+    /// A backend joined the router.
+    Added {
+        /// The backend.
+        backend: Arc<str>,
+    },
+    /// A backend left the router (its in-flight calls finish).
+    Removed {
+        /// The backend.
+        backend: Arc<str>,
+    },
+}
+
+/// Why a backend was ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EjectReason {
+    /// Too many failures in a row.
+    ConsecutiveFailures,
+    /// Its failure rate over the last interval passed the absolute threshold.
+    FailureRate,
+    /// Its success rate fell too far below the other backends' median.
+    SuccessRate,
+    /// Its mean latency was too many times the other backends' median.
+    Latency,
+    /// It failed its first call after an ejection ended.
+    Probation,
+    /// Ejected by hand through the handle.
+    Manual,
+}
+
+impl EjectReason {
+    /// A short, stable name, used as the `reason` field of tracing events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EjectReason::ConsecutiveFailures => "consecutive_failures",
+            EjectReason::FailureRate => "failure_rate",
+            EjectReason::SuccessRate => "success_rate",
+            EjectReason::Latency => "latency",
+            EjectReason::Probation => "probation",
+            EjectReason::Manual => "manual",
+        }
+    }
 }

@@ -128,7 +128,9 @@ where
                         attempt,
                         *this.max_attempts,
                         *this.flags,
-                        this.request.is_some(),
+                        this.request
+                            .as_ref()
+                            .is_some_and(|r| shared.replay.is_replayable(r)),
                         *this.deadline,
                         *this.previous_delay,
                     );
@@ -189,9 +191,13 @@ where
                     let req = if next >= *this.max_attempts {
                         this.request.take()
                     } else {
+                        // A copy that can no longer be made (a body that went past
+                        // its replay cap since the retry was scheduled) sends the
+                        // kept request itself: no further retry follows.
                         this.request
                             .as_ref()
                             .and_then(|r| this.shared.replay.replay(r))
+                            .or_else(|| this.request.take())
                     };
                     let req = req.expect("a replayable request is kept while attempts remain");
                     if let Some(w) = this.withdrawal.take() {

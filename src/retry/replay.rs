@@ -16,6 +16,16 @@ pub trait Replay<Req> {
     /// A copy of `req` to send, or `None` if it cannot be copied.
     fn replay(&self, req: &Req) -> Option<Req>;
 
+    /// Whether `req`, kept for another attempt, can still be copied. The retry layer
+    /// asks before it schedules a retry and reports
+    /// [`SkipReason::NotReplayable`](crate::observe::SkipReason::NotReplayable) when
+    /// the answer is no (an HTTP body that went past its replay cap, for instance).
+    /// The default says yes.
+    fn is_replayable(&self, req: &Req) -> bool {
+        let _ = req;
+        true
+    }
+
     /// Per-request settings carried by the request (for HTTP, a [`RetryOverride`] in
     /// its extensions). The default reads nothing.
     fn overrides(&self, req: &Req) -> RetryOverride {
@@ -117,10 +127,21 @@ impl RetryOverride {
 }
 
 /// Replays `http::Request`s whose body is `Clone` (`String`, `Bytes`,
-/// `http_body_util::Full`, …) and reads a [`RetryOverride`] from their extensions.
+/// `http_body_util::Full`, …) or a [`ReplayBody`](crate::http::ReplayBody), and
+/// reads a [`RetryOverride`] from their extensions.
 ///
-/// Streamed bodies need buffering to be replayed; that is the job of the HTTP
-/// integration's replay body.
+/// Only requests that may be sent twice are retried: an idempotent method (GET, HEAD,
+/// OPTIONS, TRACE, PUT, DELETE), or a request marked
+/// [`RetrySafe`](crate::http::RetrySafe). Others are sent once, reported as
+/// [`SkipReason::Disabled`](crate::observe::SkipReason::Disabled) — except that with
+/// a [`ReplayBody`](crate::http::ReplayBody) a failed attempt that never reached the
+/// wire (the connection was never established) is retried whatever the method; a
+/// non-idempotent request that did reach it is reported as
+/// [`SkipReason::NotReplayable`](crate::observe::SkipReason::NotReplayable).
+///
+/// Streamed bodies need buffering to be replayed: wrap them in a
+/// [`ReplayBody`](crate::http::ReplayBody) (see
+/// [`ReplayBodyLayer`](crate::http::ReplayBodyLayer)).
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,9 +160,28 @@ impl<B: Clone> Replay<http::Request<B>> for HttpReplay {
     }
 
     fn overrides(&self, req: &http::Request<B>) -> RetryOverride {
-        req.extensions()
+        HttpReplay::request_overrides(req)
+    }
+}
+
+#[cfg(feature = "http")]
+impl HttpReplay {
+    /// The overrides of one request: its [`RetryOverride`] extension, with retries
+    /// disabled when the request may not be sent twice
+    /// ([`may_retry`](crate::http::may_retry)).
+    pub fn request_overrides<B>(req: &http::Request<B>) -> RetryOverride {
+        let over = req
+            .extensions()
             .get::<RetryOverride>()
             .copied()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if crate::http::may_retry(req) {
+            over
+        } else {
+            RetryOverride {
+                disabled: true,
+                ..over
+            }
+        }
     }
 }

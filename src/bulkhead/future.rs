@@ -1,0 +1,251 @@
+//! The bulkhead's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::BulkheadPermit;
+use super::error::BulkheadFull;
+use super::layer::Slot;
+use super::limiter::WaitState;
+use super::service::full;
+use crate::BoxError;
+use crate::classify::Classify;
+use crate::shard::{self, Padded};
+
+/// A place in a bulkhead's queue; leaves the queue when dropped.
+pub(crate) struct Waiter {
+    slot: Arc<Padded<Slot>>,
+    id: u64,
+    done: bool,
+}
+
+impl Waiter {
+    pub(crate) fn new(slot: Arc<Padded<Slot>>, id: u64) -> Self {
+        Self {
+            slot,
+            id,
+            done: false,
+        }
+    }
+
+    /// The waiter was granted a token: it becomes a permit.
+    fn into_permit(mut self) -> BulkheadPermit {
+        self.done = true;
+        BulkheadPermit::new(&self.slot, shard::index())
+    }
+
+    /// Gives up waiting. If a token was granted meanwhile, returns it as a permit.
+    fn give_up(mut self) -> Option<BulkheadPermit> {
+        self.done = true;
+        self.slot
+            .shared
+            .core
+            .leave(self.id)
+            .then(|| BulkheadPermit::new(&self.slot, shard::index()))
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.done && self.slot.shared.core.leave(self.id) {
+            // Granted but never collected: pass the token on.
+            self.slot.shared.core.release();
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Bulkhead`](super::Bulkhead).
+    ///
+    /// It holds the call's [`BulkheadPermit`] until the inner future completes.
+    /// Dropping it at any point returns the permit, or leaves the queue at once if the
+    /// call was still waiting; a cancelled call teaches an adaptive limit nothing.
+    pub struct ResponseFuture<S, Req, C>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future, S, Req>,
+        // Empty (holding nothing) while queued and once returned.
+        permit: BulkheadPermit,
+        classifier: Option<C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req> {
+        Called { #[pin] fut: F },
+        // Boxed: the queue is the slow path, and the success path's future stays small.
+        Queued { queued: Pin<Box<Queued<S, Req>>> },
+        // Boxed at once: it is returned as a `BoxError` anyway.
+        Rejected { error: Option<BoxError> },
+        Done,
+    }
+}
+
+pin_project! {
+    /// A call waiting for a permit, then readying its service.
+    struct Queued<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        service: S,
+        request: Option<Req>,
+        // `None` once the permit is granted: the service is being readied.
+        waiter: Option<Waiter>,
+    }
+}
+
+impl<S, Req, C> fmt::Debug for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("permit", &self.permit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    #[inline]
+    pub(crate) fn called(fut: S::Future, permit: BulkheadPermit, classifier: Option<C>) -> Self {
+        Self {
+            state: State::Called { fut },
+            permit,
+            classifier,
+        }
+    }
+
+    pub(crate) fn waiting(
+        service: S,
+        request: Req,
+        waiter: Waiter,
+        deadline: Instant,
+        classifier: Option<C>,
+    ) -> Self {
+        Self {
+            state: State::Queued {
+                queued: Box::pin(Queued {
+                    sleep: tokio::time::sleep_until(deadline),
+                    service,
+                    request: Some(request),
+                    waiter: Some(waiter),
+                }),
+            },
+            permit: BulkheadPermit::empty(),
+            classifier,
+        }
+    }
+
+    pub(crate) fn rejected(error: BulkheadFull) -> Self {
+        Self {
+            state: State::Rejected {
+                error: Some(Box::new(error)),
+            },
+            permit: BulkheadPermit::empty(),
+            classifier: None,
+        }
+    }
+
+    /// Takes the permit out of the future, so that it can outlive the response future
+    /// (moved into a response body that streams, for instance). The future then
+    /// completes as before without holding or returning the permit, and an adaptive
+    /// limit learns from the call only if the taker calls
+    /// [`BulkheadPermit::record`]. `None` while the call is queued, and after the
+    /// future completed.
+    pub fn take_permit(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
+        let permit = self.project().permit;
+        if permit.is_empty() {
+            None
+        } else {
+            Some(std::mem::replace(permit, BulkheadPermit::empty()))
+        }
+    }
+}
+
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { fut } => {
+                    let result = ready!(fut.poll(cx));
+                    // Returned in place: moving the permit out first costs a store-forwarding
+                    // stall on the success path.
+                    match this.classifier {
+                        Some(c) => learn_from(this.permit, c, &result),
+                        None => this.permit.complete(None),
+                    }
+                    // The inner future itself answers a poll after completion.
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                StateProj::Queued { queued } => {
+                    let q = queued.as_mut().project();
+                    if let Some(waiter) = q.waiter.as_ref() {
+                        let core = &waiter.slot.shared.core;
+                        if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
+                            let waiter = q.waiter.take().expect("checked");
+                            *this.permit = waiter.into_permit();
+                            continue;
+                        }
+                        ready!(q.sleep.poll(cx));
+                        let waiter = q.waiter.take().expect("checked");
+                        let slot = waiter.slot.clone();
+                        match waiter.give_up() {
+                            Some(permit) => *this.permit = permit,
+                            None => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Err(Box::new(full(&slot.shared, true))));
+                            }
+                        }
+                        continue;
+                    }
+                    // Granted: ready the service, then send.
+                    if let Err(e) = ready!(q.service.poll_ready(cx)) {
+                        this.permit.complete(None);
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let request = q.request.take().expect("a queued call has a request");
+                    this.permit.start();
+                    let fut = q.service.call(request);
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Rejected { error } => {
+                    let error = error.take().expect("polled after completion");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(error));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+/// Classifies the result and returns the permit to an adaptive bulkhead (out of line:
+/// adaptive only).
+#[inline(never)]
+fn learn_from<C, T, E>(permit: &mut BulkheadPermit, classifier: &C, result: &Result<T, E>)
+where
+    C: Classify<T, E>,
+{
+    permit.complete(Some(classifier.classify(result.as_ref()).now_or_success()));
+}

@@ -1,0 +1,237 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::adaptive::{Adaptive, AdaptiveLimit};
+use super::limiter::Core;
+use super::{Bulkhead, BulkheadHandle};
+use crate::classify::DefaultClassifier;
+use crate::config::ConfigError;
+use crate::observe::{Listener, Listeners};
+use crate::shard::{Padded, SHARDS};
+
+/// The state every clone of one bulkhead shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) core: Core,
+    pub(crate) adaptive: Option<Adaptive>,
+    pub(crate) max_wait: Duration,
+    pub(crate) listeners: Listeners,
+}
+
+/// A per-thread handle on the shared state: each thread clones its own `Arc`, so the
+/// reference count a permit takes is not one cache line shared by all cores.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) shared: Arc<Shared>,
+    /// `shared.adaptive.is_some()`, on the line the thread already reads.
+    pub(crate) adaptive: bool,
+}
+
+pub(crate) type Slots = Arc<[Arc<Padded<Slot>>]>;
+
+pub(crate) fn slots(shared: Shared) -> Slots {
+    let adaptive = shared.adaptive.is_some();
+    let shared = Arc::new(shared);
+    (0..SHARDS)
+        .map(|_| {
+            Arc::new(Padded(Slot {
+                shared: shared.clone(),
+                adaptive,
+            }))
+        })
+        .collect()
+}
+
+/// Wraps services in [`Bulkhead`]. Built by [`BulkheadLayer::builder`].
+///
+/// Every service made by one layer (and by its clones) draws from **one** bulkhead:
+/// build one layer per dependency you want to isolate.
+pub struct BulkheadLayer<C = DefaultClassifier> {
+    pub(crate) slots: Slots,
+    pub(crate) classifier: C,
+}
+
+impl<C: Clone> Clone for BulkheadLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            slots: self.slots.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for BulkheadLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.slots[0].shared;
+        f.debug_struct("BulkheadLayer")
+            .field("limit", &shared.core.limit())
+            .field("max_queued", &shared.core.max_queued())
+            .field("max_wait", &shared.max_wait)
+            .field("adaptive", &shared.adaptive.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BulkheadLayer {
+    /// A builder with the defaults: 100 concurrent calls, no queue (reject at once),
+    /// a fixed limit, [`DefaultClassifier`].
+    pub fn builder() -> BulkheadBuilder {
+        BulkheadBuilder {
+            max_concurrent: 100,
+            max_queued: 0,
+            max_wait: Duration::ZERO,
+            adaptive: None,
+            listeners: Listeners::default(),
+            classifier: DefaultClassifier,
+        }
+    }
+
+    /// A fixed bulkhead of `max_concurrent` calls that rejects at once when full.
+    pub fn new(max_concurrent: usize) -> Result<Self, ConfigError> {
+        Self::builder().max_concurrent(max_concurrent).build()
+    }
+}
+
+impl<C> BulkheadLayer<C> {
+    /// A handle on the bulkhead this layer's services share.
+    pub fn handle(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
+    type Service = Bulkhead<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let shared = &self.slots[0].shared;
+        Bulkhead {
+            inner,
+            ticket: shared.core.ticket(),
+            adaptive: shared.adaptive.is_some(),
+            slots: self.slots.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+/// Builds a [`BulkheadLayer`]; see [`BulkheadLayer::builder`] for the defaults.
+pub struct BulkheadBuilder<C = DefaultClassifier> {
+    max_concurrent: usize,
+    max_queued: usize,
+    max_wait: Duration,
+    adaptive: Option<AdaptiveLimit>,
+    listeners: Listeners,
+    classifier: C,
+}
+
+impl<C> fmt::Debug for BulkheadBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadBuilder")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_queued", &self.max_queued)
+            .field("max_wait", &self.max_wait)
+            .field("adaptive", &self.adaptive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> BulkheadBuilder<C> {
+    /// The most calls in flight at once (a fixed limit; at least 1; default 100).
+    pub fn max_concurrent(mut self, max_concurrent: usize) -> Self {
+        self.max_concurrent = max_concurrent;
+        self
+    }
+
+    /// Lets up to `max_queued` callers wait, in arrival order, for at most `max_wait`
+    /// each when the limit is reached. A caller that finds the queue full, or waits
+    /// `max_wait` without a permit, gets [`BulkheadFull`](super::error::BulkheadFull).
+    /// `max_queued == 0` or a zero `max_wait` means rejecting at once (the default).
+    pub fn queue(mut self, max_queued: usize, max_wait: Duration) -> Self {
+        self.max_queued = max_queued;
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Lets an algorithm choose the limit from observed latency and overload
+    /// outcomes; `max_concurrent` is then ignored. See [`AdaptiveLimit`].
+    pub fn adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
+        self.adaptive = Some(adaptive);
+        self
+    }
+
+    /// Sends [`BulkheadEvent`](crate::observe::BulkheadEvent)s to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = Listeners::new(listener);
+        self
+    }
+
+    /// Decides which results are overload outcomes (adaptive mode only; the default
+    /// classifier reports none, so only latency moves the limit).
+    pub fn classifier<C2>(self, classifier: C2) -> BulkheadBuilder<C2> {
+        BulkheadBuilder {
+            max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
+            max_wait: self.max_wait,
+            adaptive: self.adaptive,
+            listeners: self.listeners,
+            classifier,
+        }
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<BulkheadLayer<C>, ConfigError> {
+        let slots = self.make_slots()?;
+        Ok(BulkheadLayer {
+            slots,
+            classifier: self.classifier,
+        })
+    }
+
+    /// Checks the configuration and makes the shared state of one bulkhead.
+    pub(crate) fn make_slots(&self) -> Result<Slots, ConfigError> {
+        let limit = match &self.adaptive {
+            Some(a) => {
+                a.validate()?;
+                a.initial
+            }
+            None => {
+                if self.max_concurrent == 0 {
+                    return Err(ConfigError::new(
+                        "bulkhead.max_concurrent",
+                        "must be at least 1",
+                    ));
+                }
+                self.max_concurrent
+            }
+        };
+        let max_queued = if self.max_wait.is_zero() {
+            0
+        } else {
+            self.max_queued
+        };
+        Ok(slots(Shared {
+            core: Core::new(limit, max_queued),
+            adaptive: self.adaptive.map(Adaptive::new),
+            max_wait: self.max_wait,
+            listeners: self.listeners.clone(),
+        }))
+    }
+}
+
+impl<C: Clone> Clone for BulkheadBuilder<C> {
+    fn clone(&self) -> Self {
+        Self {
+            max_concurrent: self.max_concurrent,
+            max_queued: self.max_queued,
+            max_wait: self.max_wait,
+            adaptive: self.adaptive,
+            listeners: self.listeners.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}

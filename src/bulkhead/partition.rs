@@ -1,0 +1,722 @@
+//! Partitions: shares of one pool, and one bulkhead per key.
+//!
+//! # Shares of one pool
+//!
+//! [`PartitionedLayer`] divides one limit between named partitions, for example 90 %
+//! for interactive traffic and 10 % for batch jobs. A function of the request picks
+//! its partition. Each partition is **guaranteed** its share (`floor(limit × share)`,
+//! at least 1): a call of a partition below its share is always admitted. A partition
+//! at or above its share may **borrow** idle capacity while the pool as a whole is
+//! below its limit, so batch jobs use the whole pool at night.
+//!
+//! Borrowed capacity is not taken back from running calls: when its owner returns, the
+//! owner's calls are admitted at once (they are within their guarantee) and nobody
+//! borrows again until the pool is back under its limit. The pool can therefore run
+//! over its limit by at most the capacity that was lent out at that moment, for the
+//! duration of the borrowed calls. Turn borrowing off
+//! ([`PartitionedBuilder::borrowing`]) for strict isolation: each partition is then
+//! a bulkhead of its share, and the pool never exceeds its limit.
+//!
+//! A full partition rejects at once with [`BulkheadFull`] (partitions do not queue).
+//! Each call costs a few atomic operations on counters shared by all callers of the
+//! pool (they are not sharded, unlike a plain bulkhead's).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_fortify::bulkhead::partition::PartitionedLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Requests are (is_batch, payload).
+//! let layer = PartitionedLayer::builder(100)
+//!     .share("interactive", 0.9)
+//!     .share("batch", 0.1)
+//!     .build(|req: &(bool, u32)| usize::from(req.0))
+//!     .unwrap();
+//! let handle = layer.handle();
+//! let mut svc = layer.layer(service_fn(|req: (bool, u32)| async move { Ok::<_, Infallible>(req.1) }));
+//! assert_eq!(svc.ready().await.unwrap().call((true, 7)).await.unwrap(), 7);
+//! assert_eq!(handle.guaranteed(1), 10);
+//! # }
+//! ```
+//!
+//! # One bulkhead per key
+//!
+//! [`KeyedLayer`] gives every key (tenant, route, host) a bulkhead of its own, made
+//! from one [`BulkheadBuilder`] (fixed or adaptive, with or without a queue), so one
+//! noisy tenant fills only its own. The key set is bounded: once `max_keys` keys have
+//! a bulkhead, calls for further keys share one *overflow* bulkhead of the same
+//! configuration (documented, observable through [`KeyedHandle::overflow`]), so an
+//! attacker who invents keys gets one bulkhead's worth of capacity, not unbounded
+//! memory. Looking a key up takes a read lock and clones its bulkhead's `Arc`: a keyed
+//! call costs more than a plain [`Bulkhead`](super::Bulkhead) call.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_fortify::bulkhead::BulkheadLayer;
+//! use tower_fortify::bulkhead::partition::KeyedLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Requests are (tenant, payload); 5 calls in flight per tenant, 1000 tenants.
+//! let layer = KeyedLayer::new(
+//!     BulkheadLayer::builder().max_concurrent(5),
+//!     1000,
+//!     |req: &(&'static str, u32)| req.0,
+//! )
+//! .unwrap();
+//! let handle = layer.handle();
+//! let mut svc = layer.layer(service_fn(|req: (&str, u32)| async move { Ok::<_, Infallible>(req.1) }));
+//! assert_eq!(svc.ready().await.unwrap().call(("acme", 1)).await.unwrap(), 1);
+//! assert_eq!(handle.get(&"acme").unwrap().limit(), 5);
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::error::BulkheadFull;
+use super::future::ResponseFuture;
+use super::layer::Slots;
+use super::service::dispatch;
+use super::{BulkheadBuilder, BulkheadHandle};
+use crate::BoxError;
+use crate::classify::{Classify, DefaultClassifier};
+use crate::config::{ConfigError, check_range};
+use crate::observe::{BulkheadEvent, Event, Listener, Listeners};
+use crate::shard::Padded;
+
+// ----- shares of one pool -------------------------------------------------------
+
+#[derive(Debug)]
+struct Part {
+    name: &'static str,
+    guaranteed: usize,
+    in_flight: Padded<AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    limit: usize,
+    borrowing: bool,
+    total: Padded<AtomicUsize>,
+    parts: Box<[Part]>,
+    rejected: AtomicU64,
+    listeners: Listeners,
+}
+
+impl Pool {
+    fn acquire(&self, i: usize) -> bool {
+        let part = &self.parts[i];
+        let mut n = part.in_flight.load(Acquire);
+        while n < part.guaranteed {
+            match part
+                .in_flight
+                .compare_exchange_weak(n, n + 1, AcqRel, Acquire)
+            {
+                Ok(_) => {
+                    self.total.fetch_add(1, AcqRel);
+                    return true;
+                }
+                Err(actual) => n = actual,
+            }
+        }
+        if !self.borrowing {
+            return false;
+        }
+        let mut t = self.total.load(Acquire);
+        while t < self.limit {
+            match self.total.compare_exchange_weak(t, t + 1, AcqRel, Acquire) {
+                Ok(_) => {
+                    part.in_flight.fetch_add(1, AcqRel);
+                    return true;
+                }
+                Err(actual) => t = actual,
+            }
+        }
+        false
+    }
+
+    fn release(&self, i: usize) {
+        self.parts[i].in_flight.fetch_sub(1, AcqRel);
+        self.total.fetch_sub(1, AcqRel);
+    }
+}
+
+/// A permit of one partition; returned on drop.
+struct PartitionPermit {
+    pool: Arc<Pool>,
+    part: usize,
+}
+
+impl Drop for PartitionPermit {
+    fn drop(&mut self) {
+        self.pool.release(self.part);
+    }
+}
+
+/// Builds a [`PartitionedLayer`]; see the [module docs](self).
+pub struct PartitionedBuilder {
+    max_concurrent: usize,
+    shares: Vec<(&'static str, f64)>,
+    borrowing: bool,
+    listeners: Listeners,
+}
+
+impl fmt::Debug for PartitionedBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionedBuilder")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("shares", &self.shares)
+            .field("borrowing", &self.borrowing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionedBuilder {
+    /// Adds a partition with a share of the pool in `0 < share <= 1`. Partitions are
+    /// numbered in the order they are added, from 0; the shares may add up to at most 1
+    /// (what is left is capacity nobody is guaranteed).
+    pub fn share(mut self, name: &'static str, share: f64) -> Self {
+        self.shares.push((name, share));
+        self
+    }
+
+    /// Whether a partition may use idle capacity beyond its share (default `true`).
+    pub fn borrowing(mut self, borrowing: bool) -> Self {
+        self.borrowing = borrowing;
+        self
+    }
+
+    /// Sends [`BulkheadEvent::Rejected`] events to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = Listeners::new(listener);
+        self
+    }
+
+    /// Checks the configuration and builds the layer; `pick` maps a request to its
+    /// partition's number (a number past the last partition means the last one).
+    pub fn build<F>(self, pick: F) -> Result<PartitionedLayer<F>, ConfigError> {
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::new(
+                "bulkhead.max_concurrent",
+                "must be at least 1",
+            ));
+        }
+        if self.shares.is_empty() {
+            return Err(ConfigError::new(
+                "bulkhead.partition.share",
+                "add at least one partition",
+            ));
+        }
+        let mut sum = 0.0;
+        for (_, share) in &self.shares {
+            check_range("bulkhead.partition.share", *share, 0.0, 1.0)?;
+            if *share == 0.0 {
+                return Err(ConfigError::new(
+                    "bulkhead.partition.share",
+                    "must be greater than zero",
+                ));
+            }
+            sum += share;
+        }
+        if sum > 1.0 + 1e-9 {
+            return Err(ConfigError::new(
+                "bulkhead.partition.share",
+                format!("the shares add up to {sum}, more than 1"),
+            ));
+        }
+        let parts = self
+            .shares
+            .iter()
+            .map(|(name, share)| Part {
+                name,
+                guaranteed: ((self.max_concurrent as f64 * share).floor() as usize).max(1),
+                in_flight: Padded(AtomicUsize::new(0)),
+            })
+            .collect();
+        Ok(PartitionedLayer {
+            pool: Arc::new(Pool {
+                limit: self.max_concurrent,
+                borrowing: self.borrowing,
+                total: Padded(AtomicUsize::new(0)),
+                parts,
+                rejected: AtomicU64::new(0),
+                listeners: self.listeners,
+            }),
+            pick,
+        })
+    }
+}
+
+/// Wraps services in [`Partitioned`]; see the [module docs](self).
+pub struct PartitionedLayer<F> {
+    pool: Arc<Pool>,
+    pick: F,
+}
+
+impl<F: Clone> Clone for PartitionedLayer<F> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            pick: self.pick.clone(),
+        }
+    }
+}
+
+impl<F> fmt::Debug for PartitionedLayer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionedLayer")
+            .field("limit", &self.pool.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionedLayer<()> {
+    /// A builder for a pool of `max_concurrent` calls; add partitions with
+    /// [`share`](PartitionedBuilder::share).
+    pub fn builder(max_concurrent: usize) -> PartitionedBuilder {
+        PartitionedBuilder {
+            max_concurrent,
+            shares: Vec::new(),
+            borrowing: true,
+            listeners: Listeners::default(),
+        }
+    }
+}
+
+impl<F> PartitionedLayer<F> {
+    /// A handle on the pool.
+    pub fn handle(&self) -> PartitionedHandle {
+        PartitionedHandle {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<S, F: Clone> Layer<S> for PartitionedLayer<F> {
+    type Service = Partitioned<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Partitioned {
+            inner,
+            pool: self.pool.clone(),
+            pick: self.pick.clone(),
+        }
+    }
+}
+
+/// Reads a partitioned pool: calls in flight per partition and in all.
+#[derive(Clone)]
+pub struct PartitionedHandle {
+    pool: Arc<Pool>,
+}
+
+impl fmt::Debug for PartitionedHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionedHandle")
+            .field("limit", &self.pool.limit)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl PartitionedHandle {
+    /// The pool's limit.
+    pub fn limit(&self) -> usize {
+        self.pool.limit
+    }
+
+    /// Calls in flight in all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.pool.total.load(Acquire)
+    }
+
+    /// Calls in flight in partition `i` (0 past the last partition).
+    pub fn partition_in_flight(&self, i: usize) -> usize {
+        self.pool
+            .parts
+            .get(i)
+            .map_or(0, |p| p.in_flight.load(Acquire))
+    }
+
+    /// The capacity partition `i` is guaranteed (0 past the last partition).
+    pub fn guaranteed(&self, i: usize) -> usize {
+        self.pool.parts.get(i).map_or(0, |p| p.guaranteed)
+    }
+
+    /// The name of partition `i`.
+    pub fn name(&self, i: usize) -> Option<&'static str> {
+        self.pool.parts.get(i).map(|p| p.name)
+    }
+
+    /// Calls rejected so far, in all partitions.
+    pub fn rejected(&self) -> u64 {
+        self.pool.rejected.load(Relaxed)
+    }
+}
+
+/// Bounds calls per partition of one pool. Made by a [`PartitionedLayer`].
+///
+/// `poll_ready` passes on the inner service's readiness; `call` admits the call in its
+/// partition or returns a ready future with [`BulkheadFull`].
+pub struct Partitioned<S, F> {
+    inner: S,
+    pool: Arc<Pool>,
+    pick: F,
+}
+
+impl<S: Clone, F: Clone> Clone for Partitioned<S, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            pool: self.pool.clone(),
+            pick: self.pick.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for Partitioned<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partitioned")
+            .field("inner", &self.inner)
+            .field("limit", &self.pool.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F, Req> Service<Req> for Partitioned<S, F>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    F: Fn(&Req) -> usize,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = PartitionedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let part = (self.pick)(&req).min(self.pool.parts.len() - 1);
+        if self.pool.acquire(part) {
+            let permit = PartitionPermit {
+                pool: self.pool.clone(),
+                part,
+            };
+            return PartitionedFuture {
+                fut: Some(self.inner.call(req)),
+                permit: Some(permit),
+                error: None,
+            };
+        }
+        let pool = &self.pool;
+        pool.rejected.fetch_add(1, Relaxed);
+        let error = BulkheadFull {
+            limit: pool.parts[part].guaranteed,
+            in_flight: pool.parts[part].in_flight.load(Acquire),
+            queued: 0,
+            waited: false,
+        };
+        tracing::debug!(
+            target: "tower_fortify::bulkhead",
+            partition = pool.parts[part].name,
+            in_flight = error.in_flight,
+            "call rejected"
+        );
+        pool.listeners.emit(|| {
+            Event::Bulkhead(BulkheadEvent::Rejected {
+                limit: error.limit,
+                in_flight: error.in_flight,
+                queued: 0,
+            })
+        });
+        PartitionedFuture {
+            fut: None,
+            permit: None,
+            error: Some(error),
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Partitioned`]: the inner response, or
+    /// [`BulkheadFull`]. Holds the partition's permit until the inner future completes;
+    /// dropping it returns the permit.
+    pub struct PartitionedFuture<F> {
+        #[pin]
+        fut: Option<F>,
+        permit: Option<PartitionPermit>,
+        error: Option<BulkheadFull>,
+    }
+}
+
+impl<F> fmt::Debug for PartitionedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionedFuture")
+            .field("holds_permit", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for PartitionedFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.fut.as_pin_mut() {
+            Some(fut) => {
+                let result = ready!(fut.poll(cx));
+                *this.permit = None;
+                Poll::Ready(result.map_err(Into::into))
+            }
+            None => {
+                let error = this.error.take().expect("polled after completion");
+                Poll::Ready(Err(Box::new(error)))
+            }
+        }
+    }
+}
+
+// ----- one bulkhead per key -----------------------------------------------------
+
+struct KeyedShared<K, C> {
+    template: BulkheadBuilder<C>,
+    map: RwLock<HashMap<K, Slots>>,
+    max_keys: usize,
+    overflow: Slots,
+}
+
+impl<K: Eq + Hash + Clone, C> KeyedShared<K, C> {
+    fn slots(&self, key: &K) -> Slots {
+        if let Some(slots) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return slots.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = map.get(key) {
+            return slots.clone();
+        }
+        if map.len() >= self.max_keys {
+            return self.overflow.clone();
+        }
+        let slots = self
+            .template
+            .make_slots()
+            .expect("the template was validated when the layer was built");
+        map.insert(key.clone(), slots.clone());
+        slots
+    }
+}
+
+/// Wraps services in [`Keyed`]: one bulkhead per key. See the [module docs](self).
+pub struct KeyedLayer<K, F, C = DefaultClassifier> {
+    shared: Arc<KeyedShared<K, C>>,
+    key: F,
+    classifier: C,
+}
+
+impl<K, F: Clone, C: Clone> Clone for KeyedLayer<K, F, C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            key: self.key.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<K, F, C> fmt::Debug for KeyedLayer<K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLayer")
+            .field("template", &self.shared.template)
+            .field("max_keys", &self.shared.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, F, C: Clone> KeyedLayer<K, F, C> {
+    /// One bulkhead configured like `template` for each key `key(&request)` returns,
+    /// for at most `max_keys` keys (at least 1); further keys share an overflow
+    /// bulkhead of the same configuration.
+    pub fn new<Req>(
+        template: BulkheadBuilder<C>,
+        max_keys: usize,
+        key: F,
+    ) -> Result<Self, ConfigError>
+    where
+        F: Fn(&Req) -> K,
+    {
+        if max_keys == 0 {
+            return Err(ConfigError::new(
+                "bulkhead.keyed.max_keys",
+                "must be at least 1",
+            ));
+        }
+        let overflow = template.make_slots()?;
+        let classifier = template.clone().build()?.classifier;
+        Ok(Self {
+            shared: Arc::new(KeyedShared {
+                template,
+                map: RwLock::new(HashMap::new()),
+                max_keys,
+                overflow,
+            }),
+            key,
+            classifier,
+        })
+    }
+
+    /// A handle on the keyed bulkheads.
+    pub fn handle(&self) -> KeyedHandle<K, C> {
+        KeyedHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, K, F: Clone, C: Clone> Layer<S> for KeyedLayer<K, F, C> {
+    type Service = Keyed<S, K, F, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Keyed {
+            inner,
+            shared: self.shared.clone(),
+            key: self.key.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+/// Reads the bulkheads of a [`KeyedLayer`].
+pub struct KeyedHandle<K, C = DefaultClassifier> {
+    shared: Arc<KeyedShared<K, C>>,
+}
+
+impl<K, C> Clone for KeyedHandle<K, C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<K, C> fmt::Debug for KeyedHandle<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedHandle")
+            .field("max_keys", &self.shared.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Eq + Hash, C> KeyedHandle<K, C> {
+    /// The bulkhead of `key`, if it has one of its own.
+    pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
+        self.shared
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(|slots| BulkheadHandle {
+                slots: slots.clone(),
+            })
+    }
+
+    /// Keys that have a bulkhead of their own.
+    pub fn len(&self) -> usize {
+        self.shared
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether no key has a bulkhead yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bulkhead shared by keys past `max_keys`.
+    pub fn overflow(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            slots: self.shared.overflow.clone(),
+        }
+    }
+}
+
+/// One bulkhead per key. Made by a [`KeyedLayer`]; behaves like
+/// [`Bulkhead`](super::Bulkhead) with the key's bulkhead.
+pub struct Keyed<S, K, F, C = DefaultClassifier> {
+    inner: S,
+    shared: Arc<KeyedShared<K, C>>,
+    key: F,
+    classifier: C,
+}
+
+impl<S: Clone, K, F: Clone, C: Clone> Clone for Keyed<S, K, F, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            key: self.key.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F, C> fmt::Debug for Keyed<S, K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed")
+            .field("inner", &self.inner)
+            .field("max_keys", &self.shared.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, F, C, Req> Service<Req> for Keyed<S, K, F, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    K: Eq + Hash + Clone,
+    F: Fn(&Req) -> K,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let slots = self.shared.slots(&(self.key)(&req));
+        let shared = &slots[0].shared;
+        let (ticket, adaptive) = (shared.core.ticket(), shared.adaptive.is_some());
+        dispatch(
+            &slots,
+            ticket,
+            adaptive,
+            &mut self.inner,
+            &self.classifier,
+            req,
+        )
+    }
+}

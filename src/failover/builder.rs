@@ -1,0 +1,523 @@
+//! The router's builder, backend descriptions and health check settings.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Failover;
+use super::config::{Config, PanicMode, Selection};
+use super::core::Core;
+use super::pool::Pool;
+use super::tried::NoTried;
+use crate::classify::DefaultClassifier;
+use crate::config::{ConfigError, check_range};
+use crate::observe::{Listener, Listeners};
+use crate::rng::Rng;
+
+pub(crate) type ProbeFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// One backend of a router: a tower `Service` with an id, a priority tier and a
+/// weight, and optionally an active health probe.
+///
+/// Tier 0 is the highest priority (the primary); tier 1 takes traffic as tier 0's
+/// health falls, and so on.
+pub struct Backend<S> {
+    pub(crate) id: String,
+    pub(crate) service: S,
+    pub(crate) tier: u32,
+    pub(crate) weight: u32,
+    pub(crate) probe: Option<ProbeFn>,
+}
+
+impl<S> fmt::Debug for Backend<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("id", &self.id)
+            .field("tier", &self.tier)
+            .field("weight", &self.weight)
+            .field("probe", &self.probe.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Backend<S> {
+    /// A backend in tier 0 with weight 1 and no probe.
+    pub fn new(id: impl Into<String>, service: S) -> Self {
+        Self {
+            id: id.into(),
+            service,
+            tier: 0,
+            weight: 1,
+            probe: None,
+        }
+    }
+
+    /// Its priority tier: 0 is served first.
+    pub fn tier(mut self, tier: u32) -> Self {
+        self.tier = tier;
+        self
+    }
+
+    /// Its share of its tier's traffic relative to the others (at least 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// An active health check: `probe` is called every
+    /// [`HealthCheck::interval`] by a background task and answers whether the backend
+    /// is healthy. See [`HealthCheck`] for the thresholds.
+    pub fn probe<F, Fut>(mut self, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.probe = Some(Arc::new(move || Box::pin(probe())));
+        self
+    }
+}
+
+/// Settings of the active health checks run for backends that have a
+/// [probe](Backend::probe).
+///
+/// Each probed backend gets a background task (`tokio::spawn`) that calls its probe
+/// every `interval`, counting a probe that takes longer than `timeout` as failed.
+/// After `unhealthy_threshold` failures in a row the backend is taken out of rotation;
+/// after `healthy_threshold` passes in a row it comes back. A backend starts healthy.
+/// The task ends at its next tick once every router clone and handle is dropped, or
+/// once the backend is removed. Backends out of rotation because of their health
+/// checks do not count against the maximum ejected percentage, and stay out even in
+/// panic routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    /// Every 5 s, 1 s timeout, 2 passes to come back, 3 failures to go out.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The default settings with another interval.
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            interval,
+            ..Self::default()
+        }
+    }
+
+    /// The time between two probes of a backend.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How long a probe may take before it counts as failed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Passes in a row that bring an unhealthy backend back (at least 1).
+    pub fn healthy_threshold(mut self, n: u32) -> Self {
+        self.healthy_threshold = n;
+        self
+    }
+
+    /// Failures in a row that take a healthy backend out (at least 1).
+    pub fn unhealthy_threshold(mut self, n: u32) -> Self {
+        self.unhealthy_threshold = n;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.is_zero() {
+            return Err(ConfigError::new(
+                "failover.health_check.interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new(
+                "failover.health_check.timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.healthy_threshold == 0 {
+            return Err(ConfigError::new(
+                "failover.health_check.healthy_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.unhealthy_threshold == 0 {
+            return Err(ConfigError::new(
+                "failover.health_check.unhealthy_threshold",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Failover`] router; see [`Failover::builder`] for the defaults.
+pub struct FailoverBuilder<S, C = DefaultClassifier, T = NoTried> {
+    backends: Vec<Backend<S>>,
+    cfg: Config,
+    health_check: HealthCheck,
+    listeners: Listeners,
+    rng: Option<Rng>,
+    classifier: C,
+    tried: T,
+}
+
+impl<S, C, T> fmt::Debug for FailoverBuilder<S, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailoverBuilder")
+            .field("backends", &self.backends)
+            .field("config", &self.cfg)
+            .field("health_check", &self.health_check)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> FailoverBuilder<S> {
+    pub(crate) fn new() -> Self {
+        Self {
+            backends: Vec::new(),
+            cfg: Config::default(),
+            health_check: HealthCheck::default(),
+            listeners: Listeners::default(),
+            rng: None,
+            classifier: DefaultClassifier,
+            tried: NoTried,
+        }
+    }
+}
+
+impl<S, C, T> FailoverBuilder<S, C, T> {
+    /// Adds a backend.
+    pub fn backend(mut self, backend: Backend<S>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Adds several backends.
+    pub fn backends(mut self, backends: impl IntoIterator<Item = Backend<S>>) -> Self {
+        self.backends.extend(backends);
+        self
+    }
+
+    /// How a backend is chosen within a tier. Default: power of two choices.
+    pub fn selection(mut self, selection: Selection) -> Self {
+        self.cfg.selection = selection;
+        self
+    }
+
+    /// Ejects a backend after this many failed calls in a row (at least 1), or never
+    /// with `None`. Default 5.
+    pub fn consecutive_failures(mut self, n: Option<u32>) -> Self {
+        self.cfg.consecutive_failures = n;
+        self
+    }
+
+    /// Ejects a backend whose share of failed calls in one interval reaches this
+    /// (in `0.0..=1.0`, exclusive of 0), or never with `None`. Default 0.5.
+    pub fn failure_rate(mut self, rate: Option<f64>) -> Self {
+        self.cfg.failure_rate = rate;
+        self
+    }
+
+    /// Ejects a backend whose success rate in one interval is more than `drop` below
+    /// the median of the backends (in `0.0..=1.0`, exclusive of 0; needs
+    /// [`min_hosts`](Self::min_hosts) backends with enough calls), or never with
+    /// `None`. Default 0.15: with peers at 100 % a backend at 84 % is ejected.
+    pub fn success_rate_drop(mut self, drop: Option<f64>) -> Self {
+        self.cfg.success_rate_drop = drop;
+        self
+    }
+
+    /// Ejects a backend whose mean latency in one interval is more than `factor`
+    /// times the backends' median (greater than 1; needs
+    /// [`min_hosts`](Self::min_hosts) backends with enough calls), or never with
+    /// `None`. Default 5. Latency tracking reads the clock twice per call; `None`
+    /// turns it off.
+    pub fn latency_factor(mut self, factor: Option<f64>) -> Self {
+        self.cfg.latency_factor = factor;
+        self
+    }
+
+    /// Calls a backend needs in one interval before the rate and latency rules judge
+    /// it (at least 1). Default 10.
+    pub fn min_requests(mut self, n: u32) -> Self {
+        self.cfg.min_requests = n;
+        self
+    }
+
+    /// Backends with enough calls the relative rules (success rate, latency) need
+    /// before they compare (at least 2). Default 3.
+    pub fn min_hosts(mut self, n: u32) -> Self {
+        self.cfg.min_hosts = n;
+        self
+    }
+
+    /// How often the rate and latency rules run (they run on the first call after
+    /// each interval). Default 10 s.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.cfg.interval = interval;
+        self
+    }
+
+    /// The first ejection's length; the n-th in a row lasts n times this, up to
+    /// [`max_ejection_time`](Self::max_ejection_time). Each base time spent healthy
+    /// after an ejection takes one step off the count. Default 30 s.
+    pub fn base_ejection_time(mut self, base: Duration) -> Self {
+        self.cfg.base_ejection = base;
+        self
+    }
+
+    /// The longest ejection. Default 300 s.
+    pub fn max_ejection_time(mut self, max: Duration) -> Self {
+        self.cfg.max_ejection = max;
+        self
+    }
+
+    /// The largest share of backends (in percent, `0.0..=100.0`) that outlier
+    /// detection may eject at once; more ejections are skipped. Default 50.
+    pub fn max_ejection_percent(mut self, percent: f64) -> Self {
+        self.cfg.max_ejection_percent = percent;
+        self
+    }
+
+    /// Envoy's overprovisioning factor (at least 1): a tier keeps all traffic while
+    /// `healthy share × factor ≥ 100 %`; below that the rest spills to the next tier.
+    /// Default 1.4: a tier keeps everything while at least 72 % healthy.
+    pub fn overprovisioning_factor(mut self, factor: f64) -> Self {
+        self.cfg.overprovisioning = factor;
+        self
+    }
+
+    /// The total health (in percent, `0.0..=100.0`, summed over tiers after the
+    /// overprovisioning factor) below which the router panics; see
+    /// [`panic_mode`](Self::panic_mode). Default 50; 0 never panics while a backend
+    /// is healthy.
+    pub fn panic_threshold(mut self, percent: f64) -> Self {
+        self.cfg.panic_threshold = percent;
+        self
+    }
+
+    /// What to do in panic. Default [`PanicMode::RouteToAll`].
+    pub fn panic_mode(mut self, mode: PanicMode) -> Self {
+        self.cfg.panic_mode = mode;
+        self
+    }
+
+    /// Settings of the active health checks (used by backends with a probe).
+    pub fn health_check(mut self, health_check: HealthCheck) -> Self {
+        self.health_check = health_check;
+        self
+    }
+
+    /// The random stream for the selection. Seed it for reproducible routing.
+    pub fn rng(mut self, rng: Rng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Sends [`FailoverEvent`](crate::observe::FailoverEvent)s to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = Listeners::new(listener);
+        self
+    }
+
+    /// Decides which results count as failures for outlier detection.
+    pub fn classifier<C2>(self, classifier: C2) -> FailoverBuilder<S, C2, T> {
+        FailoverBuilder {
+            backends: self.backends,
+            cfg: self.cfg,
+            health_check: self.health_check,
+            listeners: self.listeners,
+            rng: self.rng,
+            classifier,
+            tried: self.tried,
+        }
+    }
+
+    /// Where requests carry their [`Tried`](super::Tried) set, for attempt-aware
+    /// routing under a retry layer.
+    pub fn tried<T2>(self, tried: T2) -> FailoverBuilder<S, C, T2> {
+        FailoverBuilder {
+            backends: self.backends,
+            cfg: self.cfg,
+            health_check: self.health_check,
+            listeners: self.listeners,
+            rng: self.rng,
+            classifier: self.classifier,
+            tried,
+        }
+    }
+
+    /// Checks the configuration and builds the router.
+    ///
+    /// Backends with a probe need a tokio runtime here, to spawn their health checks.
+    pub fn build(self) -> Result<Failover<S, C, T>, ConfigError>
+    where
+        S: Clone,
+        C: Clone,
+    {
+        let cfg = self.cfg;
+        validate(&cfg)?;
+        self.health_check.validate()?;
+        if self.backends.is_empty() {
+            return Err(ConfigError::new(
+                "failover.backends",
+                "needs at least one backend",
+            ));
+        }
+        let probes = self.backends.iter().any(|b| b.probe.is_some());
+        let runtime = if probes {
+            Some(tokio::runtime::Handle::try_current().map_err(|_| {
+                ConfigError::new(
+                    "failover.health_check",
+                    "active health checks need a tokio runtime: build the router inside one",
+                )
+            })?)
+        } else {
+            tokio::runtime::Handle::try_current().ok()
+        };
+        let pool = Arc::new(Pool::new(cfg, self.listeners, self.rng.unwrap_or_default()));
+        let core = Arc::new(Core::new(pool, self.health_check, runtime));
+        let mut seen = std::collections::HashSet::new();
+        for b in &self.backends {
+            check_backend(b)?;
+            if !seen.insert(b.id.as_str()) {
+                return Err(ConfigError::new(
+                    "failover.backends.id",
+                    format!("duplicate backend id `{}`", b.id),
+                ));
+            }
+        }
+        for b in self.backends {
+            core.add(b)?;
+        }
+        Ok(Failover::new(core, self.classifier, self.tried))
+    }
+}
+
+pub(crate) fn check_backend<S>(b: &Backend<S>) -> Result<(), ConfigError> {
+    if b.weight == 0 {
+        return Err(ConfigError::new(
+            "failover.backends.weight",
+            format!(
+                "backend `{}` has weight 0; weights must be at least 1",
+                b.id
+            ),
+        ));
+    }
+    if b.id.is_empty() {
+        return Err(ConfigError::new(
+            "failover.backends.id",
+            "backend ids must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    if cfg.consecutive_failures == Some(0) {
+        return Err(ConfigError::new(
+            "failover.consecutive_failures",
+            "must be at least 1 (use None to turn the rule off)",
+        ));
+    }
+    for (field, value) in [
+        ("failover.failure_rate", cfg.failure_rate),
+        ("failover.success_rate_drop", cfg.success_rate_drop),
+    ] {
+        if let Some(v) = value {
+            check_range(field, v, 0.0, 1.0)?;
+            if v == 0.0 {
+                return Err(ConfigError::new(
+                    field,
+                    "must be greater than zero (use None to turn the rule off)",
+                ));
+            }
+        }
+    }
+    if let Some(f) = cfg.latency_factor {
+        check_range("failover.latency_factor", f, 1.0, 1e6)?;
+        if f == 1.0 {
+            return Err(ConfigError::new(
+                "failover.latency_factor",
+                "must be greater than 1",
+            ));
+        }
+    }
+    if let Selection::PeakEwma { decay, .. } = cfg.selection
+        && decay.is_zero()
+    {
+        return Err(ConfigError::new(
+            "failover.selection.decay",
+            "must be greater than zero",
+        ));
+    }
+    if cfg.min_requests == 0 {
+        return Err(ConfigError::new(
+            "failover.min_requests",
+            "must be at least 1",
+        ));
+    }
+    if cfg.min_hosts < 2 {
+        return Err(ConfigError::new(
+            "failover.min_hosts",
+            "must be at least 2: a backend is compared with others",
+        ));
+    }
+    if cfg.interval.is_zero() {
+        return Err(ConfigError::new(
+            "failover.interval",
+            "must be greater than zero",
+        ));
+    }
+    if cfg.base_ejection.is_zero() {
+        return Err(ConfigError::new(
+            "failover.base_ejection_time",
+            "must be greater than zero",
+        ));
+    }
+    if cfg.max_ejection < cfg.base_ejection {
+        return Err(ConfigError::new(
+            "failover.max_ejection_time",
+            format!(
+                "must be at least the base ejection time ({:?} < {:?})",
+                cfg.max_ejection, cfg.base_ejection
+            ),
+        ));
+    }
+    check_range(
+        "failover.max_ejection_percent",
+        cfg.max_ejection_percent,
+        0.0,
+        100.0,
+    )?;
+    check_range(
+        "failover.overprovisioning_factor",
+        cfg.overprovisioning,
+        1.0,
+        100.0,
+    )?;
+    check_range("failover.panic_threshold", cfg.panic_threshold, 0.0, 100.0)?;
+    Ok(())
+}

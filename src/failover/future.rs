@@ -1,0 +1,106 @@
+//! The router's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::error::NoHealthyBackend;
+use super::pool::Node;
+use super::service::Judge;
+use crate::BoxError;
+use crate::classify::Classify;
+use crate::shard::Padded;
+
+/// Counts one call in flight on its backend until dropped.
+pub(crate) struct Guard<C> {
+    pub(crate) node: Arc<Node>,
+    pub(crate) judge: Arc<Padded<Judge<C>>>,
+    pub(crate) start: Option<Instant>,
+}
+
+impl<C> Drop for Guard<C> {
+    fn drop(&mut self) {
+        self.node.hot.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Failover`](super::Failover): the backend's result, or
+    /// [`NoHealthyBackend`].
+    ///
+    /// When the backend answers, the result is classified and recorded for outlier
+    /// detection. Dropped before that, the call leaves the backend's in-flight count
+    /// and is recorded as neither a success nor a failure.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F>,
+        guard: Option<Guard<C>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] fut: F },
+        Rejected { error: Option<NoHealthyBackend> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(fut: F, guard: Guard<C>) -> Self {
+        Self {
+            state: State::Called { fut },
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn rejected(error: NoHealthyBackend) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+            guard: None,
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("rejected", &matches!(self.state, State::Rejected { .. }))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, R, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    C: Classify<R, E>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.state.project() {
+            StateProj::Called { fut } => {
+                let result = ready!(fut.poll(cx));
+                if let Some(guard) = this.guard.take() {
+                    let judge: &Judge<C> = &guard.judge;
+                    let outcome = judge.classifier.classify(result.as_ref()).now_or_success();
+                    let elapsed = guard.start.map(|s| (s, Instant::now()));
+                    judge.pool.record(&guard.node, outcome, elapsed);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            StateProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .map(|e| Box::new(e) as BoxError)
+                .unwrap_or_else(|| "failover response future polled after completion".into()))),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Partitions: guaranteed shares with borrowing, strict isolation, keyed bulkheads.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio_test::{assert_pending, assert_ready};
+use tower::{Layer, Service, service_fn};
+use tower_fortify::bulkhead::partition::{KeyedLayer, PartitionedLayer};
+use tower_fortify::bulkhead::{BulkheadFull, BulkheadLayer};
+
+const INTERACTIVE: usize = 0;
+const BATCH: usize = 1;
+
+/// A service whose calls take 1 s; requests are (partition, id).
+fn slow() -> impl Service<(usize, u32), Response = u32, Error = Infallible, Future: Send> + Clone {
+    service_fn(|(_, id): (usize, u32)| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, Infallible>(id)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_keeps_its_share_under_a_flood_from_another() {
+    let layer = PartitionedLayer::builder(10)
+        .share("interactive", 0.9)
+        .share("batch", 0.1)
+        .build(|req: &(usize, u32)| req.0)
+        .unwrap();
+    let handle = layer.handle();
+    assert_eq!(
+        (handle.guaranteed(INTERACTIVE), handle.guaranteed(BATCH)),
+        (9, 1)
+    );
+    let mut svc = layer.layer(slow());
+
+    // A batch flood borrows every idle permit of the pool, and no more.
+    let mut batch: Vec<_> = (0..50)
+        .map(|i| tokio_test::task::spawn(svc.call((BATCH, i))))
+        .collect();
+    let admitted = batch
+        .iter_mut()
+        .map(|f| f.poll().is_pending())
+        .filter(|p| *p)
+        .count();
+    assert_eq!(admitted, 10);
+    assert_eq!(handle.partition_in_flight(BATCH), 10);
+
+    // Interactive traffic still gets its whole guaranteed share at once.
+    let mut interactive: Vec<_> = (0..9)
+        .map(|i| tokio_test::task::spawn(svc.call((INTERACTIVE, i))))
+        .collect();
+    for f in interactive.iter_mut() {
+        assert_pending!(f.poll());
+    }
+    assert_eq!(handle.partition_in_flight(INTERACTIVE), 9);
+    // ...while batch may not borrow any more, and interactive past its share neither.
+    let mut more_batch = tokio_test::task::spawn(svc.call((BATCH, 99)));
+    let err = assert_ready!(more_batch.poll()).unwrap_err();
+    assert!(err.downcast_ref::<BulkheadFull>().is_some());
+    let mut tenth = tokio_test::task::spawn(svc.call((INTERACTIVE, 99)));
+    assert!(assert_ready!(tenth.poll()).is_err());
+
+    // The interactive share is held under a flood from the other side too.
+    drop(batch);
+    drop(interactive);
+    assert_eq!(handle.in_flight(), 0);
+    let mut flood: Vec<_> = (0..50)
+        .map(|i| tokio_test::task::spawn(svc.call((INTERACTIVE, i))))
+        .collect();
+    assert_eq!(
+        flood
+            .iter_mut()
+            .map(|f| f.poll().is_pending())
+            .filter(|p| *p)
+            .count(),
+        10
+    );
+    let mut b = tokio_test::task::spawn(svc.call((BATCH, 1)));
+    assert_pending!(b.poll());
+    assert_eq!(
+        handle.partition_in_flight(BATCH),
+        1,
+        "batch keeps its guaranteed permit"
+    );
+    drop(flood);
+    drop(b);
+    assert_eq!(handle.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_borrowing_each_partition_is_a_strict_bulkhead() {
+    let layer = PartitionedLayer::builder(10)
+        .share("interactive", 0.9)
+        .share("batch", 0.1)
+        .borrowing(false)
+        .build(|req: &(usize, u32)| req.0)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(slow());
+    let mut batch: Vec<_> = (0..5)
+        .map(|i| tokio_test::task::spawn(svc.call((BATCH, i))))
+        .collect();
+    assert_eq!(
+        batch
+            .iter_mut()
+            .map(|f| f.poll().is_pending())
+            .filter(|p| *p)
+            .count(),
+        1
+    );
+    assert_eq!(handle.rejected(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn completed_partition_calls_return_their_permits() {
+    let layer = PartitionedLayer::builder(2)
+        .share("only", 1.0)
+        .build(|_: &(usize, u32)| 7) // past the last partition: the last one
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(slow());
+    let mut f = tokio_test::task::spawn(svc.call((0, 1)));
+    assert_pending!(f.poll());
+    assert_eq!(handle.partition_in_flight(0), 1);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(assert_ready!(f.poll()).unwrap(), 1);
+    assert_eq!(handle.in_flight(), 0);
+}
+
+#[test]
+fn invalid_partitions_are_rejected_naming_the_field() {
+    let pick = |_: &u32| 0usize;
+    let err = |b: tower_fortify::bulkhead::partition::PartitionedBuilder| {
+        b.build(pick).unwrap_err().field()
+    };
+    assert_eq!(
+        err(PartitionedLayer::builder(0).share("a", 1.0)),
+        "bulkhead.max_concurrent"
+    );
+    assert_eq!(
+        err(PartitionedLayer::builder(10)),
+        "bulkhead.partition.share"
+    );
+    assert_eq!(
+        err(PartitionedLayer::builder(10).share("a", 0.0)),
+        "bulkhead.partition.share"
+    );
+    assert_eq!(
+        err(PartitionedLayer::builder(10)
+            .share("a", 0.7)
+            .share("b", 0.7)),
+        "bulkhead.partition.share"
+    );
+    let keyed = KeyedLayer::new(BulkheadLayer::builder(), 0, |r: &u32| *r);
+    assert_eq!(keyed.unwrap_err().field(), "bulkhead.keyed.max_keys");
+    let keyed = KeyedLayer::new(BulkheadLayer::builder().max_concurrent(0), 10, |r: &u32| *r);
+    assert_eq!(keyed.unwrap_err().field(), "bulkhead.max_concurrent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_has_its_own_bulkhead_and_the_key_set_is_bounded() {
+    let layer = KeyedLayer::new(
+        BulkheadLayer::builder().max_concurrent(2),
+        2,
+        |req: &(usize, u32)| req.0,
+    )
+    .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(slow());
+
+    // Tenant 0 floods: only its own two permits are used.
+    let mut t0: Vec<_> = (0..5)
+        .map(|i| tokio_test::task::spawn(svc.call((0, i))))
+        .collect();
+    assert_eq!(
+        t0.iter_mut()
+            .map(|f| f.poll().is_pending())
+            .filter(|p| *p)
+            .count(),
+        2
+    );
+    // Tenant 1 is unaffected.
+    let mut t1: Vec<_> = (0..2)
+        .map(|i| tokio_test::task::spawn(svc.call((1, i))))
+        .collect();
+    assert_eq!(
+        t1.iter_mut()
+            .map(|f| f.poll().is_pending())
+            .filter(|p| *p)
+            .count(),
+        2
+    );
+    assert_eq!(handle.len(), 2);
+    assert_eq!(handle.get(&0).unwrap().in_flight(), 2);
+
+    // Keys past the bound share the overflow bulkhead.
+    let mut others: Vec<_> = (2..6)
+        .map(|k| tokio_test::task::spawn(svc.call((k, 0))))
+        .collect();
+    assert_eq!(
+        others
+            .iter_mut()
+            .map(|f| f.poll().is_pending())
+            .filter(|p| *p)
+            .count(),
+        2
+    );
+    assert_eq!(handle.len(), 2);
+    assert!(handle.get(&3).is_none());
+    assert_eq!(handle.overflow().in_flight(), 2);
+
+    drop((t0, t1, others));
+    assert_eq!(handle.get(&0).unwrap().in_flight(), 0);
+    assert_eq!(handle.overflow().in_flight(), 0);
+}
