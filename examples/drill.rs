@@ -33,12 +33,14 @@ use tower::{Service, ServiceBuilder};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
-use tower_fortify::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
+use tower_fortify::bulkhead::BulkheadLayer;
+use tower_fortify::circuit_breaker::CircuitBreakerLayer;
 use tower_fortify::drill::{
     Drill, DrillEnv, Report, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
     comparison_table, svg_chart,
 };
-use tower_fortify::observe::{CircuitBreakerEvent, Event};
+use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::observe::{CircuitBreakerEvent, Event, FailoverEvent};
 use tower_fortify::retry::RetryLayer;
 
 /// Runs a drill against one stack.
@@ -58,7 +60,7 @@ const STACKS: &[(&str, &str, RunStack)] = &[
     ),
     (
         "recommended",
-        "+ retry budget (20 %), 1 s deadline; per backend: circuit breaker, 300 ms timeout",
+        "bulkhead, budgeted retry, failover by tier, per-backend breaker + 300 ms timeout",
         recommended,
     ),
 ];
@@ -80,8 +82,19 @@ fn retry_only(drill: &Drill) -> Report {
     })
 }
 
+/// A request as the recommended stack sees it: the drill's request and the backends
+/// its attempts have tried (the retry layer's copies share the set, so a retry goes to
+/// a backend this request has not tried yet).
+#[derive(Clone)]
+struct Attempted {
+    sim: SimRequest,
+    tried: Tried,
+}
+
 fn recommended(drill: &Drill) -> Report {
     run(drill, |env| {
+        // Protect this process: at most 200 requests in flight.
+        let bulkhead = BulkheadLayer::new(200).expect("valid bulkhead configuration");
         let retry = RetryLayer::builder()
             .max_attempts(3)
             .backoff(
@@ -94,8 +107,8 @@ fn recommended(drill: &Drill) -> Report {
             .rng(env.rng())
             .build()
             .expect("valid retry configuration");
-        // Per backend: a breaker that opens on a run of failures or a 50 % failure
-        // rate, over a timeout per attempt.
+        // Per backend: a breaker over a timeout per attempt; the router sends each
+        // attempt by tier, ejects outliers and avoids backends the request has tried.
         let backends = endpoints(env)
             .into_iter()
             .zip(env.backends())
@@ -111,69 +124,46 @@ fn recommended(drill: &Drill) -> Report {
                     .listener(env.listener_for(sim.name()))
                     .build()
                     .expect("valid breaker configuration");
-                let handle = breaker.handle();
                 let service = ServiceBuilder::new()
+                    .map_request(|request: Attempted| request.sim)
                     .layer(breaker)
                     .layer(TimeoutLayer::new(Duration::from_millis(300)))
                     .service(endpoint);
-                (service, handle)
+                Backend::new(sim.name(), service).tier(sim.tier())
+            });
+        let router = Failover::builder()
+            .backends(backends)
+            .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
+            .base_ejection_time(Duration::from_secs(5))
+            .max_ejection_time(Duration::from_secs(20))
+            .rng(env.rng())
+            .listener(env.listener_for("router"))
+            .build()
+            .expect("valid failover configuration");
+        ServiceBuilder::new()
+            .map_request(|sim: SimRequest| Attempted {
+                sim,
+                tried: Tried::new(),
             })
-            .collect();
-        // Until the failover router lands: bulkhead -> retry -> failover (tiers,
-        // ejection) -> breaker -> timeout.
-        ServiceBuilder::new().layer(retry).service(SkipOpen {
-            backends,
-            next: Arc::new(AtomicUsize::new(0)),
-        })
+            .layer(bulkhead)
+            .layer(retry)
+            .service(router)
     })
 }
 
-/// Breaker states, for the chart's bands.
-fn breaker_state(event: &Event) -> Option<String> {
+/// Breaker states and router ejections, for the chart's bands.
+fn states(source: &str, event: &Event) -> Option<(String, String)> {
     match event {
         Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }) => {
-            Some(to.as_str().to_string())
+            Some((format!("{source} breaker"), to.as_str().to_string()))
+        }
+        Event::Failover(FailoverEvent::Ejected { backend, .. }) => {
+            Some((format!("{backend} ejection"), "ejected".to_string()))
+        }
+        Event::Failover(FailoverEvent::Restored { backend }) => {
+            Some((format!("{backend} ejection"), "healthy".to_string()))
         }
         _ => None,
-    }
-}
-
-/// Round robin that passes over a backend while its breaker is open (a stand-in for
-/// the failover router, which also knows tiers and ejects outliers).
-#[derive(Clone)]
-struct SkipOpen<S> {
-    backends: Arc<[(S, CircuitBreakerHandle)]>,
-    next: Arc<AtomicUsize>,
-}
-
-impl<S> Service<SimRequest> for SkipOpen<S>
-where
-    S: Service<SimRequest, Response = SimResponse, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = SimResponse;
-    type Error = BoxError;
-    type Future = SimFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Breakers pass on their backend's readiness, and endpoints are always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: SimRequest) -> SimFuture {
-        let n = self.backends.len();
-        let now = tokio::time::Instant::now();
-        // Take turns; pass over a backend whose breaker is open (one whose time is up
-        // admits a probe), drawing a new turn each time so that the others share its
-        // traffic evenly. If every breaker is open, the last turn drawn.
-        let mut pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for _ in 1..n {
-            if self.backends[pick].1.open_until().is_none_or(|t| t <= now) {
-                break;
-            }
-            pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        }
-        Box::pin(self.backends[pick].0.clone().call(req))
     }
 }
 
@@ -488,7 +478,7 @@ fn main() {
         let drill = Drill::new(scenario.clone())
             .seed(seed)
             .label(*name)
-            .states(breaker_state);
+            .states(states);
         println!("{name:<14} {what}");
         let report = run(&drill);
         reports.push(report);

@@ -367,12 +367,14 @@ fn states_read_from_events_become_transitions_spans_and_bands() {
     let drill = Drill::new(Scenario::builtin("total-outage").unwrap().scaled(0.2, 0.2))
         .seed(5)
         .label("budgeted retry")
-        .states(|event| match event {
+        .states(|source, event| match event {
             Event::Retry(RetryEvent::RetrySkipped {
                 reason: SkipReason::Budget,
                 ..
-            }) => Some("exhausted".into()),
-            Event::Retry(RetryEvent::Finished { success: true, .. }) => Some("up".into()),
+            }) => Some((source.to_string(), "exhausted".into())),
+            Event::Retry(RetryEvent::Finished { success: true, .. }) => {
+                Some((source.to_string(), "up".into()))
+            }
             _ => None,
         });
     let r = drill

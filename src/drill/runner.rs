@@ -23,9 +23,9 @@ use crate::rng::Rng;
 /// order; past it only the counts grow.
 pub const MAX_EVENTS: usize = 10_000;
 
-/// Reads a state out of an event: `Some("open")` for an event that puts its source in
-/// that state. See [`Drill::states`].
-pub type StateFn = Arc<dyn Fn(&Event) -> Option<String> + Send + Sync>;
+/// Reads a state out of an event: given the source of the listener that received it
+/// and the event, `Some((source, state))`. See [`Drill::states`].
+pub type StateFn = Arc<dyn Fn(&str, &Event) -> Option<(String, String)> + Send + Sync>;
 
 /// Runs a [`Scenario`] against a stack you build over its simulated backends, in
 /// paused tokio time, and returns a [`Report`].
@@ -119,26 +119,35 @@ impl<C> Drill<C> {
     }
 
     /// Reads states out of the events the stack reports through its listeners: `f`
-    /// returns `Some(state)` for an event that puts its source — the layer whose
-    /// listener came from [`DrillEnv::listener_for`] (`"stack"` for
-    /// [`DrillEnv::listener`]) — in `state`. The report lists the transitions and the
-    /// time each source spent in each state, and the chart draws every state other than
-    /// `closed`, `healthy` and `up` as a band, one row per source.
+    /// gets the listener's source (given to [`DrillEnv::listener_for`]; `"stack"` for
+    /// [`DrillEnv::listener`]) and the event, and returns `Some((source, state))` for
+    /// an event that puts a source in a state — the listener's own source (a breaker's
+    /// transition), or one the event names (a router's ejection of a backend). The
+    /// report lists the transitions and the time each source spent in each state, and
+    /// the chart draws every state other than `closed`, `healthy` and `up` as a band,
+    /// one row per source.
     ///
     /// ```
     /// use tower_fortify::drill::{Drill, Scenario};
     /// use tower_fortify::observe::{Event, RetryEvent, SkipReason};
     ///
-    /// let drill = Drill::new(Scenario::builtin("total-outage").unwrap()).states(|event| match event {
-    ///     Event::Retry(RetryEvent::RetrySkipped { reason: SkipReason::Budget, .. }) => {
-    ///         Some("exhausted".into())
+    /// let drill = Drill::new(Scenario::builtin("total-outage").unwrap()).states(|source, event| {
+    ///     match event {
+    ///         Event::Retry(RetryEvent::RetrySkipped { reason: SkipReason::Budget, .. }) => {
+    ///             Some((source.to_string(), "exhausted".into()))
+    ///         }
+    ///         Event::Retry(RetryEvent::RetryScheduled { .. }) => {
+    ///             Some((source.to_string(), "up".into()))
+    ///         }
+    ///         _ => None,
     ///     }
-    ///     Event::Retry(RetryEvent::RetryScheduled { .. }) => Some("up".into()),
-    ///     _ => None,
     /// });
     /// # let _ = drill;
     /// ```
-    pub fn states(mut self, f: impl Fn(&Event) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn states(
+        mut self,
+        f: impl Fn(&str, &Event) -> Option<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
         self.states = Some(Arc::new(f));
         self
     }
@@ -365,8 +374,7 @@ impl Listener for EventLog {
         if inner.log.len() < MAX_EVENTS {
             inner.log.push((at, text));
         }
-        if let Some(state) = self.states.as_ref().and_then(|f| f(event)) {
-            let source = self.source.to_string();
+        if let Some((source, state)) = self.states.as_ref().and_then(|f| f(&self.source, event)) {
             let changed = inner.current.get(&source) != Some(&state);
             if changed && inner.transitions.len() < MAX_EVENTS {
                 inner.current.insert(source.clone(), state.clone());
