@@ -2,9 +2,9 @@
 //!
 //! * `drill/10min_1000rps`: wall time of a ten-minute drill at 1,000 requests per
 //!   second (600,000 requests, the single backend outage stretched to ten minutes)
-//!   against the full stack available today: retry with budget and deadline over a
-//!   round robin that skips open breakers, with a circuit breaker and a per-attempt
-//!   timeout in front of each backend.
+//!   against the full recommended stack: bulkhead, retry with budget and deadline,
+//!   the failover router, and a circuit breaker and a per-attempt timeout in front of
+//!   each backend.
 //! * `chaos/*`: one call through a ready service, bare, and behind the chaos layer
 //!   switched off, switched on with a rule at 0 %, and switched on with a keyed,
 //!   scheduled rule at 0.01 % (key, clock read and a random draw for every seventh
@@ -15,71 +15,40 @@
 //! Run: `cargo bench --bench drill`.
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower::timeout::Timeout;
 use tower::timeout::TimeoutLayer;
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
+use tower_fortify::bulkhead::BulkheadLayer;
 use tower_fortify::chaos::{ChaosLayer, Fault, Rule};
-use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
-use tower_fortify::classify::DefaultClassifier;
-use tower_fortify::drill::{
-    Drill, DrillEnv, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
-};
-use tower_fortify::retry::{CloneReplay, Retry, RetryLayer};
+use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+use tower_fortify::drill::{Drill, DrillEnv, Scenario, SimRequest, SimResponse};
+use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::retry::RetryLayer;
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
 
-/// Round robin that passes over a backend while its breaker is open.
+/// A request with the set of backends its attempts have tried.
 #[derive(Clone)]
-struct SkipOpen<S> {
-    backends: Arc<[(S, CircuitBreakerHandle)]>,
-    next: Arc<AtomicUsize>,
+struct Attempted {
+    sim: SimRequest,
+    tried: Tried,
 }
 
-impl<S> Service<SimRequest> for SkipOpen<S>
-where
-    S: Service<SimRequest, Response = SimResponse, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = SimResponse;
-    type Error = BoxError;
-    type Future = SimFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: SimRequest) -> SimFuture {
-        let n = self.backends.len();
-        let now = tokio::time::Instant::now();
-        // Take turns; pass over a backend whose breaker is open (one whose time is up
-        // admits a probe), drawing a new turn each time so that the others share its
-        // traffic evenly. If every breaker is open, the last turn drawn.
-        let mut pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for _ in 1..n {
-            if self.backends[pick].1.open_until().is_none_or(|t| t <= now) {
-                break;
-            }
-            pick = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        }
-        Box::pin(self.backends[pick].0.clone().call(req))
-    }
-}
-
-type PerBackend = CircuitBreaker<Timeout<SimBackend>, DefaultClassifier>;
-type FullStack = Retry<SkipOpen<PerBackend>, DefaultClassifier, CloneReplay>;
-
-/// Retry with budget and deadline over a round robin that skips open breakers, with a
-/// breaker and a per-attempt timeout in front of each backend.
-fn full_stack(env: &DrillEnv) -> FullStack {
+/// The full recommended stack: bulkhead -> budgeted retry -> failover by tier
+/// (attempt-aware, outlier ejection) -> per-backend breaker -> per-attempt timeout.
+fn full_stack(
+    env: &DrillEnv,
+) -> impl Service<SimRequest, Response = SimResponse, Error = BoxError, Future: Send>
++ Clone
++ Send
++ use<> {
+    let bulkhead = BulkheadLayer::new(200).unwrap();
     let retry = RetryLayer::builder()
         .max_attempts(3)
         .backoff(
@@ -92,32 +61,40 @@ fn full_stack(env: &DrillEnv) -> FullStack {
         .rng(env.rng())
         .build()
         .unwrap();
-    let backends = env
-        .backends()
-        .iter()
-        .map(|b| {
-            let breaker = CircuitBreakerLayer::builder()
-                .consecutive_failures(5)
-                .count_window(50)
-                .failure_rate(0.5)
-                .minimum_calls(20)
-                .open_duration(Duration::from_secs(5))
-                .half_open_probes(3)
-                .rng(env.rng())
-                .build()
-                .unwrap();
-            let handle = breaker.handle();
-            let service = ServiceBuilder::new()
-                .layer(breaker)
-                .layer(TimeoutLayer::new(Duration::from_millis(300)))
-                .service(b.clone());
-            (service, handle)
+    let backends = env.backends().iter().map(|b| {
+        let breaker = CircuitBreakerLayer::builder()
+            .consecutive_failures(5)
+            .count_window(50)
+            .failure_rate(0.5)
+            .minimum_calls(20)
+            .open_duration(Duration::from_secs(5))
+            .half_open_probes(3)
+            .rng(env.rng())
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new()
+            .map_request(|request: Attempted| request.sim)
+            .layer(breaker)
+            .layer(TimeoutLayer::new(Duration::from_millis(300)))
+            .service(b.clone());
+        Backend::new(b.name(), service).tier(b.tier())
+    });
+    let router = Failover::builder()
+        .backends(backends)
+        .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
+        .base_ejection_time(Duration::from_secs(5))
+        .max_ejection_time(Duration::from_secs(20))
+        .rng(env.rng())
+        .build()
+        .unwrap();
+    ServiceBuilder::new()
+        .map_request(|sim: SimRequest| Attempted {
+            sim,
+            tried: Tried::new(),
         })
-        .collect();
-    ServiceBuilder::new().layer(retry).service(SkipOpen {
-        backends,
-        next: Arc::default(),
-    })
+        .layer(bulkhead)
+        .layer(retry)
+        .service(router)
 }
 
 fn drill(c: &mut Criterion) {
