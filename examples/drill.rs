@@ -40,7 +40,7 @@ use tower_fortify::drill::{
     comparison_table, svg_chart,
 };
 use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
-use tower_fortify::observe::{CircuitBreakerEvent, Event, FailoverEvent};
+use tower_fortify::observe::{CircuitBreakerEvent, Event};
 use tower_fortify::retry::RetryLayer;
 
 /// Runs a drill against one stack.
@@ -151,29 +151,25 @@ fn recommended(drill: &Drill) -> Report {
     })
 }
 
-/// Breaker states and router ejections, for the chart's bands.
+/// Breaker states, for the chart's bands. (The router reports ejections but not
+/// their end when it simply expires, so ejections are not drawn as bands.)
 fn states(source: &str, event: &Event) -> Option<(String, String)> {
     match event {
         Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }) => {
             Some((format!("{source} breaker"), to.as_str().to_string()))
         }
-        Event::Failover(FailoverEvent::Ejected { backend, .. }) => {
-            Some((format!("{backend} ejection"), "ejected".to_string()))
-        }
-        Event::Failover(FailoverEvent::Restored { backend }) => {
-            Some((format!("{backend} ejection"), "healthy".to_string()))
-        }
         _ => None,
     }
 }
 
-/// `--wrong-order`: the recommended layers with the timeout above the retry layer. It
-/// then bounds the whole request instead of each attempt: a slow attempt uses up the
+/// `--wrong-order`: budgeted retry over round robin with the 300 ms timeout above the
+/// retry layer instead of in front of each backend. It then bounds the whole request
+/// instead of each attempt: a slow attempt uses up the
 /// request's time, and the retry that would have gone to a healthy backend never
 /// happens. Try it with `--scenario latency-spike`.
 const WRONG_ORDER: (&str, &str, RunStack) = (
     "wrong order",
-    "the same layers, timeout outside retry",
+    "budgeted retry, the 300 ms timeout outside it",
     wrong_order,
 );
 

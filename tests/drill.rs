@@ -37,7 +37,7 @@ use tower_fortify::drill::{
     SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
 use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
-use tower_fortify::observe::{CircuitBreakerEvent, FailoverEvent};
+use tower_fortify::observe::CircuitBreakerEvent;
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
 use tower_fortify::rng::Rng;
@@ -82,12 +82,6 @@ fn states(source: &str, event: &Event) -> Option<(String, String)> {
     match event {
         Event::CircuitBreaker(CircuitBreakerEvent::StateChanged { to, .. }) => {
             Some((format!("{source} breaker"), to.as_str().to_string()))
-        }
-        Event::Failover(FailoverEvent::Ejected { backend, .. }) => {
-            Some((format!("{backend} ejection"), "ejected".to_string()))
-        }
-        Event::Failover(FailoverEvent::Restored { backend }) => {
-            Some((format!("{backend} ejection"), "healthy".to_string()))
         }
         _ => None,
     }
