@@ -28,7 +28,7 @@ use tower_fortify::bulkhead::BulkheadLayer;
 use tower_fortify::chaos::{ChaosLayer, Fault, Rule};
 use tower_fortify::circuit_breaker::CircuitBreakerLayer;
 use tower_fortify::drill::{Drill, DrillEnv, Scenario, SimRequest, SimResponse};
-use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
 use tower_fortify::retry::RetryLayer;
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
@@ -82,6 +82,7 @@ fn full_stack(
     let router = Failover::builder()
         .backends(backends)
         .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
+        .classifier(BreakerAware::default())
         .base_ejection_time(Duration::from_secs(5))
         .max_ejection_time(Duration::from_secs(20))
         .rng(env.rng())

@@ -39,7 +39,7 @@ use tower_fortify::drill::{
     Drill, DrillEnv, Report, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
     comparison_table, svg_chart,
 };
-use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
 use tower_fortify::observe::{CircuitBreakerEvent, Event};
 use tower_fortify::retry::RetryLayer;
 
@@ -134,6 +134,7 @@ fn recommended(drill: &Drill) -> Report {
         let router = Failover::builder()
             .backends(backends)
             .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
+            .classifier(BreakerAware::default())
             .base_ejection_time(Duration::from_secs(5))
             .max_ejection_time(Duration::from_secs(20))
             .rng(env.rng())

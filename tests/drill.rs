@@ -36,7 +36,7 @@ use tower_fortify::drill::{
     BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
     SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
-use tower_fortify::failover::{Backend, Failover, Tried, tried_fn};
+use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
 use tower_fortify::observe::CircuitBreakerEvent;
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
@@ -129,6 +129,7 @@ fn recommended(drill: &Drill) -> Report {
             let router = Failover::builder()
                 .backends(backends)
                 .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
+                .classifier(BreakerAware::default())
                 .base_ejection_time(Duration::from_secs(5))
                 .max_ejection_time(Duration::from_secs(20))
                 .rng(env.rng())

@@ -1170,3 +1170,85 @@ async fn counters_stay_consistent_under_concurrency() {
         sims[..3].iter().map(|s| hits(s)).sum::<u64>()
     );
 }
+
+#[cfg(feature = "circuit-breaker")]
+mod breaker_aware {
+    use super::*;
+    use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    use tower_fortify::classify::{Classify, DefaultClassifier, NeverEos};
+    use tower_fortify::failover::BreakerAware;
+    use tower_layer::Layer;
+
+    const OPEN: Duration = Duration::from_secs(27);
+
+    /// `a` (tier 0) sits behind a breaker that opens for `OPEN` after two failures; `b`
+    /// is tier 1. `a` fails twice — its breaker opens and the router ejects it for
+    /// 5 s — and then recovers at once. Traffic runs for 40 s; returns how often the
+    /// router ejected `a` and when `a` served again.
+    async fn run<C>(classifier: C) -> (u64, Option<Duration>)
+    where
+        C: Classify<&'static str, BoxError, Eos = NeverEos> + Clone + Send + Sync + 'static,
+    {
+        let (a, b) = (sim("a"), sim("b"));
+        // One breaker per backend (b never fails, so its breaker stays closed).
+        let breaker = || {
+            CircuitBreakerLayer::builder()
+                .consecutive_failures(2)
+                .open_duration(OPEN)
+                .build()
+                .unwrap()
+        };
+        let mut router = Failover::builder()
+            .backend(Backend::new("a", breaker().layer(service(a.clone()))))
+            .backend(Backend::new("b", breaker().layer(service(b.clone()))).tier(1))
+            .consecutive_failures(Some(2))
+            .base_ejection_time(Duration::from_secs(5))
+            .max_ejection_time(Duration::from_secs(60))
+            .max_ejection_percent(50.0)
+            .classifier(classifier)
+            .build()
+            .unwrap();
+        let handle = router.handle();
+        a.down.store(true, Ordering::SeqCst);
+        for i in 0..2 {
+            assert!(send(&mut router, req(i)).await.is_err());
+        }
+        a.down.store(false, Ordering::SeqCst);
+        let start = tokio::time::Instant::now();
+        let mut back = None;
+        for i in 0..400 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            if let Ok("a") = send(&mut router, req(i)).await {
+                back.get_or_insert(start.elapsed());
+            }
+        }
+        (handle.backend("a").unwrap().ejections, back)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_holds_its_backend_out_without_growing_ejections() {
+        let (ejections, back) = run(BreakerAware::default()).await;
+        assert_eq!(
+            ejections, 1,
+            "the open breaker's rejections are not outlier failures"
+        );
+        let back = back.expect("a serves again");
+        // The breaker admits again `OPEN` after it opened; `a` is back within 200 ms.
+        assert!(
+            back >= OPEN - Duration::from_millis(100) && back <= OPEN + Duration::from_millis(200),
+            "a came back after {back:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_it_the_router_keeps_ejecting_a_backend_whose_breaker_is_open() {
+        let (ejections, back) = run(DefaultClassifier).await;
+        assert!(ejections >= 3, "re-ejected on probation: {ejections}");
+        let back = back.expect("a serves again");
+        // Ejected for 5, 10, then 15 s: back only at 30 s, 3 s after its breaker.
+        assert!(
+            back > OPEN + Duration::from_secs(2),
+            "a came back after {back:?}"
+        );
+    }
+}

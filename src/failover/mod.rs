@@ -29,6 +29,14 @@
 //!   base × times ejected, capped, and the count shrinks again while the backend stays
 //!   healthy. At most a set percentage of backends is ejected at once. After an
 //!   ejection the backend is on probation: its first failure ejects it again.
+//! * **Server hints**: an outcome of [`Overloaded`] with a
+//!   [`RetryAfter`] delay (a `503` with `Retry-After`, a gRPC pushback, or
+//!   an open circuit breaker in front of the backend, as [`BreakerAware`] reports it)
+//!   holds the backend out of rotation for that delay. It is not counted as an outlier
+//!   failure: no ejection, no probation, no growing ejection time. This keeps a
+//!   per-backend breaker and outlier ejection from fighting each other: without it, a
+//!   backend whose breaker is still open when its ejection ends is ejected again for
+//!   twice as long, and comes back late.
 //! * **Active health checks** (optional): a user-supplied async [probe](Backend::probe)
 //!   per backend, run every interval by a background task, with healthy and unhealthy
 //!   thresholds ([`HealthCheck`]). A backend failing its checks takes no traffic, even
@@ -41,6 +49,9 @@
 //!   backend's state, load and counts; manual eject and restore; add and remove (a
 //!   removed backend finishes its calls in flight).
 //! * When nothing can serve, `call` fails at once with [`NoHealthyBackend`].
+//!
+//! [`Overloaded`]: crate::classify::Outcome::Overloaded
+//! [`RetryAfter`]: crate::classify::ServerHint::RetryAfter
 //!
 //! # How fast it fails over
 //!
@@ -189,6 +200,11 @@ mod pool;
 mod service;
 mod tried;
 
+#[cfg(feature = "circuit-breaker")]
+mod breaker_aware;
+
+#[cfg(feature = "circuit-breaker")]
+pub use breaker_aware::BreakerAware;
 pub use builder::{Backend, FailoverBuilder, HealthCheck};
 pub use config::{PanicMode, Selection};
 pub use error::NoHealthyBackend;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::{Config, Selection};
-use crate::classify::Outcome;
+use crate::classify::{Outcome, ServerHint};
 use crate::observe::{EjectReason, Event, FailoverEvent, Listeners};
 use crate::rng::Rng;
 use crate::shard::Padded;
@@ -256,7 +256,12 @@ impl Pool {
         elapsed: Option<(Instant, Instant)>,
     ) {
         let hot = &node.hot;
-        if outcome.is_success() {
+        if let Outcome::Overloaded(ServerHint::RetryAfter(wait)) = outcome {
+            // "Come back after `wait`": a backend shedding load or a breaker in front of
+            // it that is open. Hold it out of rotation that long; it is not an outlier,
+            // so its failure run, probation and ejection count stay as they are.
+            self.hold_off(node, wait);
+        } else if outcome.is_success() {
             hot.successes.fetch_add(1, Ordering::Relaxed);
             if hot.consecutive.load(Ordering::Relaxed) != 0 {
                 hot.consecutive.store(0, Ordering::Relaxed);
@@ -289,6 +294,15 @@ impl Pool {
         };
         if now >= self.next_sweep.load(Ordering::Relaxed) {
             self.sweep(now);
+        }
+    }
+
+    /// Takes `node` out of rotation for `wait`, without counting an ejection.
+    #[cold]
+    fn hold_off(&self, node: &Node, wait: Duration) {
+        let until = self.now().saturating_add(wait.as_nanos() as u64).max(1);
+        if node.cold.ejected_until.fetch_max(until, Ordering::AcqRel) < until {
+            self.bump();
         }
     }
 
