@@ -1,4 +1,5 @@
 //! The fixed bulkhead: rejection, queueing, readiness, cancellation, limits, events.
+#![cfg(feature = "bulkhead")]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,6 +4,7 @@
 //! 120 clients call in a loop through a queue, far more than the backend can serve.
 //! Each algorithm must settle within ±25 % of `C`, keep the backend's latency near its
 //! unloaded value, and follow `C` when it halves mid-run within [`FOLLOW`].
+#![cfg(feature = "bulkhead")]
 
 use std::convert::Infallible;
 use std::sync::Arc;

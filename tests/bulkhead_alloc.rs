@@ -1,4 +1,5 @@
 //! The uncontended success path of a bulkhead allocates nothing (counting allocator).
+#![cfg(feature = "bulkhead")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

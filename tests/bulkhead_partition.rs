@@ -1,4 +1,5 @@
 //! Partitions: guaranteed shares with borrowing, strict isolation, keyed bulkheads.
+#![cfg(feature = "bulkhead")]
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Property test: random arrivals, durations and cancellations against a bulkhead with
 //! a queue, in paused time. In flight never exceeds the limit, the queue never exceeds
 //! its bound, queued calls reach the service in arrival order, and every permit returns.
+#![cfg(feature = "bulkhead")]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
