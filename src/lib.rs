@@ -1,9 +1,13 @@
 //! Composable [tower] layers for fault tolerance.
 //!
 //! tower-fortify builds fault tolerance into a service at the code level: retries with
-//! jittered backoff and budgets, circuit breaking and bulkheads, each a tower
-//! [`Layer`](tower_layer::Layer) that follows tower's readiness and cancellation rules,
-//! costs a few atomic operations on the success path, and reports what it decides.
+//! jittered backoff and budgets, circuit breaking, bulkheads, failover routing across
+//! backends and fault injection, each a tower [`Layer`](tower_layer::Layer) or
+//! [`Service`](tower_service::Service) that follows tower's readiness and cancellation
+//! rules, costs a few atomic operations on the success path, and reports what it
+//! decides. The [`drill`] harness runs an outage scenario against the stack you build,
+//! in paused time, so that "the primary zone goes down for a minute and 99.9 % of
+//! requests still succeed" is an ordinary test.
 //!
 //! # The layers
 //!
@@ -23,18 +27,30 @@
 //! # The recommended order (outermost first)
 //!
 //! ```text
-//! timeout (overall deadline)        the caller's patience, for all attempts
-//!   -> bulkhead                     protect this process before doing any work
-//!     -> retry                      budgeted, deadline-aware
-//!       -> circuit breaker          per backend: fail fast while it is down
-//!         -> per-attempt timeout
-//!           -> backend client
+//! timeout (overall deadline)          the caller's patience, for all attempts
+//!   -> bulkhead                       protect this process before doing any work
+//!     -> retry                        budgeted, deadline-aware, replays the body
+//!       -> failover router            priority tiers, outlier ejection, health checks
+//!         -> per-backend breaker      fail fast while that backend is down
+//!           -> per-attempt timeout
+//!             -> backend client       hyper, a tonic Channel
 //! ```
 //!
-//! The bulkhead sits outside retry so that one request holds one permit for all its
-//! attempts, and a full process sheds load before spending anything. The breaker sits
-//! inside retry so that each attempt is judged and an open breaker's fast rejection is
-//! a retryable failure the retry layer (or a failover router) can route around.
+//! * The **bulkhead** sits outside retry so that one request holds one permit for all
+//!   its attempts, and a full process sheds load before spending anything.
+//! * **Retry** sits outside the router so that each attempt is routed afresh: with a
+//!   [`Tried`](failover::Tried) set the next attempt goes to a backend the request has
+//!   not tried, and the budget bounds the extra load across all backends.
+//! * The **router** sits above one **breaker per backend**: an open breaker's fast
+//!   rejection is a retryable failure the retry layer routes around, and
+//!   [`BreakerAware`](failover::BreakerAware) tells the router to hold that backend
+//!   out until the breaker admits again.
+//! * A **per-attempt timeout** below the breaker turns a hung backend into a failure
+//!   the breaker and the router can count; the overall timeout on top bounds what the
+//!   caller waits, retries included.
+//!
+//! `cargo run --example drill --features drill -- --wrong-order` shows what happens
+//! when the order is wrong.
 //!
 //! # Principles
 //!
