@@ -1,15 +1,15 @@
 //! The main demo: a disaster-recovery drill, three stacks side by side.
 //!
 //! ```text
-//! cargo run --example drill                          # the default scenario (zone outage)
-//! cargo run --example drill -- --list                # the built-in scenarios
-//! cargo run --example drill -- --scenario brownout   # a built-in scenario by name
-//! cargo run --example drill -- --scenario my.toml    # or a scenario file
-//! cargo run --example drill -- --print brownout      # a built-in scenario as TOML
-//! cargo run --example drill -- --seed 7              # another seed
-//! cargo run --example drill -- --real                # over HTTP on 127.0.0.1, in real time
-//! cargo run --example drill -- --scenario latency-spike --wrong-order
-//!                                                    # + the timeout above the retry
+//! cargo run --example drill --features drill                         # the default scenario (zone outage)
+//! cargo run --example drill --features drill -- --list                # the built-in scenarios
+//! cargo run --example drill --features drill -- --scenario brownout   # a built-in scenario by name
+//! cargo run --example drill --features drill -- --scenario my.toml    # or a scenario file
+//! cargo run --example drill --features drill -- --print brownout      # a built-in scenario as TOML
+//! cargo run --example drill --features drill -- --seed 7              # another seed
+//! cargo run --example drill --features drill -- --real                # over HTTP on 127.0.0.1, in real time
+//! cargo run --example drill --features drill -- --scenario latency-spike --wrong-order
+//!                                                      # + the timeout above the retry
 //! ```
 //!
 //! Each stack runs the same scenario with the same seed in paused time (three virtual

@@ -402,7 +402,7 @@ impl Scenario {
     }
 
     /// The scenario as a TOML file that [`Scenario::from_toml`] reads back to an equal
-    /// scenario: a starting point for your own (`cargo run --example drill -- --print
+    /// scenario: a starting point for your own (`cargo run --example drill --features drill -- --print
     /// NAME`).
     pub fn to_toml(&self) -> String {
         use crate::chaos::Parts;
