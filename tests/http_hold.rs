@@ -281,3 +281,56 @@ mod grpc {
         assert_eq!(breaker_handle.figures().consecutive_failures, 1);
     }
 }
+
+#[cfg(all(feature = "grpc", feature = "failover"))]
+mod failover {
+    use super::*;
+    use tower::Layer;
+    use tower_fortify::failover::{Backend, Failover};
+    use tower_fortify::grpc::GrpcClassifier;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_router_counts_a_stream_in_flight_and_judges_its_trailers() {
+        let (senders, mut streams) = mpsc::unbounded();
+        let router = Failover::builder()
+            .backend(Backend::new("only", streaming_backend(senders)))
+            .classifier(GrpcClassifier::new())
+            .consecutive_failures(None)
+            .build()
+            .unwrap();
+        let handle = router.handle();
+        let mut client = HoldToEosLayer::new(GrpcClassifier::new()).layer(router);
+        let status = || handle.backend("only").unwrap();
+
+        // A stream read to its UNAVAILABLE trailers: one failure, after the trailers.
+        let response = client
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        let tx = futures::StreamExt::next(&mut streams).await.unwrap();
+        assert_eq!(status().in_flight, 1);
+        assert_eq!(status().failures, 0);
+        tx.unbounded_send(grpc_trailers(14)).unwrap();
+        drop(tx);
+        response.into_body().collect().await.unwrap();
+        assert_eq!(status().in_flight, 0);
+        assert_eq!(status().failures, 1);
+
+        // A stream dropped before its end: out of flight, recorded as nothing.
+        let response = client
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        let _tx = futures::StreamExt::next(&mut streams).await.unwrap();
+        assert_eq!(status().in_flight, 1);
+        drop(response);
+        assert_eq!(status().in_flight, 0);
+        assert_eq!((status().successes, status().failures), (0, 1));
+    }
+}

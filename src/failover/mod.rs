@@ -192,6 +192,7 @@ mod tried;
 pub use builder::{Backend, FailoverBuilder, HealthCheck};
 pub use config::{PanicMode, Selection};
 pub use error::NoHealthyBackend;
+pub use future::FailoverPermit;
 pub use handle::{BackendHealth, BackendStatus, FailoverHandle};
 pub use service::Failover;
 #[cfg(feature = "http")]

@@ -29,7 +29,7 @@ pub trait EndGuard {
 /// [`HoldToEos`] calls [`hold_guard`](Self::hold_guard) before it first polls the
 /// future and [`take_guard`](Self::take_guard) once it completed; a future hands its
 /// guard over from one of the two. Implemented for the bulkhead's and the circuit
-/// breaker's response futures.
+/// breaker's response futures, and the failover router's.
 pub trait GuardedFuture: Future {
     /// What the future holds for the call.
     type Guard: EndGuard;
@@ -107,6 +107,38 @@ where
     }
 }
 
+#[cfg(feature = "failover")]
+impl<C> EndGuard for crate::failover::FailoverPermit<C> {
+    #[inline]
+    fn finish(self, outcome: Option<Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
+    }
+}
+
+#[cfg(feature = "failover")]
+impl<F, C, T, E> GuardedFuture for crate::failover::future::ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<crate::BoxError>,
+    C: Classify<T, E>,
+{
+    type Guard = crate::failover::FailoverPermit<C>;
+
+    #[inline]
+    fn hold_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
+        // Routed at `call`: the claim on the backend is there already.
+        self.take_permit()
+    }
+
+    #[inline]
+    fn take_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
+        None
+    }
+}
+
 /// A [`ClassifyEos`] that reads HTTP trailers, as [`HoldToEos`] needs. Implemented
 /// for [`NeverEos`] (classifiers that answer from the head, like
 /// [`HttpClassifier`](super::HttpClassifier)) and, with the `grpc` feature, for
@@ -156,15 +188,15 @@ impl<E: HttpEos> Verdict<E> {
     }
 }
 
-/// Keeps the guard of the layer below (a [`Bulkhead`](crate::bulkhead::Bulkhead)'s
-/// permit, a [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker)'s verdict)
-/// until the response body ends, fails or is dropped, instead of releasing it when
+/// Keeps the guard of the layer below (a bulkhead's permit, a circuit breaker's
+/// verdict, the failover router's in-flight count and outlier verdict) until the response body ends, fails or is dropped, instead of releasing it when
 /// the response head arrives. Built by [`HoldToEosLayer`].
 ///
-/// Put one right above each layer whose guard must live as long as the stream:
+/// Put one right above each layer whose guard must live as long as the stream
+/// (the router has no layer: wrap it with `tower::Layer::layer`):
 ///
 /// ```text
-/// HoldToEosLayer(classifier) -> CircuitBreakerLayer -> HoldToEosLayer(classifier) -> BulkheadLayer -> client
+/// HoldToEos -> CircuitBreakerLayer -> HoldToEos -> BulkheadLayer -> client
 /// ```
 ///
 /// When the response arrives, the classifier judges its head. The guard moves into
@@ -174,7 +206,7 @@ impl<E: HttpEos> Verdict<E> {
 ///   answered [`Classified::RequiresEos`] (gRPC), with the outcome its trailers say;
 /// * when the body fails, with a failure;
 /// * when the body is dropped before its end, with `None`: the bulkhead gets its
-///   permit back, the breaker records nothing (a cancelled call).
+///   permit back, the breaker and the router record nothing (a cancelled call).
 ///
 /// An error from the layer below finishes the guard at once with the classifier's
 /// outcome; a response whose body is already at its end finishes it at once too.
