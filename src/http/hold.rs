@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::HeaderMap;
@@ -11,6 +12,11 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::classify::{Classified, Classify, ClassifyEos, NeverEos, Outcome};
+use crate::shard::{self, Padded, SHARDS};
+
+/// One copy of the classifier per shard, so that the reference a response future
+/// takes is not one cache line shared by all cores (and the future stays small).
+type Shards<C> = Arc<[Arc<Padded<C>>]>;
 
 /// What a layer holds for one call and gives up when the call is over: a bulkhead
 /// permit, a breaker's pending verdict.
@@ -241,32 +247,68 @@ impl<E: HttpEos> Verdict<E> {
 /// # }
 /// # }
 /// ```
-#[derive(Debug, Clone)]
 pub struct HoldToEos<S, C> {
     inner: S,
-    classifier: C,
+    shards: Shards<C>,
 }
 
-/// Makes [`HoldToEos`] services.
-#[derive(Debug, Clone)]
-pub struct HoldToEosLayer<C> {
-    classifier: C,
-}
-
-impl<C> HoldToEosLayer<C> {
-    /// Judges responses with `classifier` (the guarded layer's classifier).
-    pub fn new(classifier: C) -> Self {
-        Self { classifier }
+impl<S: Clone, C> Clone for HoldToEos<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shards: self.shards.clone(),
+        }
     }
 }
 
-impl<S, C: Clone> tower_layer::Layer<S> for HoldToEosLayer<C> {
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for HoldToEos<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HoldToEos")
+            .field("inner", &self.inner)
+            .field("classifier", &self.shards[0].0)
+            .finish()
+    }
+}
+
+/// Makes [`HoldToEos`] services. Cheap to clone: every service it makes shares its
+/// classifier.
+pub struct HoldToEosLayer<C> {
+    shards: Shards<C>,
+}
+
+impl<C> Clone for HoldToEosLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shards: self.shards.clone(),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for HoldToEosLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HoldToEosLayer")
+            .field("classifier", &self.shards[0].0)
+            .finish()
+    }
+}
+
+impl<C: Clone> HoldToEosLayer<C> {
+    /// Judges responses with `classifier` (the guarded layer's classifier).
+    pub fn new(classifier: C) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Arc::new(Padded(classifier.clone())))
+            .collect();
+        Self { shards }
+    }
+}
+
+impl<S, C> tower_layer::Layer<S> for HoldToEosLayer<C> {
     type Service = HoldToEos<S, C>;
 
     fn layer(&self, inner: S) -> HoldToEos<S, C> {
         HoldToEos {
             inner,
-            classifier: self.classifier.clone(),
+            shards: self.shards.clone(),
         }
     }
 }
@@ -287,7 +329,7 @@ impl<S, C, Req, B> Service<Req> for HoldToEos<S, C>
 where
     S: Service<Req, Response = http::Response<B>>,
     S::Future: GuardedFuture,
-    C: Classify<http::Response<B>, S::Error> + Clone,
+    C: Classify<http::Response<B>, S::Error>,
     C::Eos: HttpEos,
     B: Body,
 {
@@ -304,7 +346,8 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         HoldFuture {
             fut: self.inner.call(req),
-            classifier: self.classifier.clone(),
+            // `shards` holds exactly SHARDS copies: a mask instead of `%`.
+            classifier: self.shards[shard::index() & (SHARDS - 1)].clone(),
             guard: None,
             started: false,
         }
@@ -317,7 +360,7 @@ pin_project! {
     pub struct HoldFuture<F: GuardedFuture, C> {
         #[pin]
         fut: F,
-        classifier: C,
+        classifier: Arc<Padded<C>>,
         guard: Option<F::Guard>,
         started: bool,
     }
@@ -353,7 +396,7 @@ where
         };
         match result {
             Ok(response) => {
-                let verdict = match this.classifier.classify(Ok(&response)) {
+                let verdict = match this.classifier.0.classify(Ok(&response)) {
                     Classified::Ready(outcome) => Verdict::Known(outcome),
                     Classified::RequiresEos(eos) => Verdict::Eos(eos),
                 };
@@ -372,7 +415,7 @@ where
             }
             Err(e) => {
                 if let Some(guard) = guard {
-                    let outcome = this.classifier.classify(Err(&e)).now_or_success();
+                    let outcome = this.classifier.0.classify(Err(&e)).now_or_success();
                     guard.finish(Some(outcome));
                 }
                 Poll::Ready(Err(e))
