@@ -40,6 +40,15 @@
 //!       -> client
 //! ```
 //!
+//! With a breaker, a bulkhead or the failover router in the stack, put a
+//! [`HoldToEosLayer`] right above each of them when responses stream, so the permit,
+//! the in-flight count and the verdict last until the body ends:
+//!
+//! ```text
+//! ReplayBodyLayer -> retry -> HoldToEos -> failover router
+//!   -> per backend: HoldToEos -> breaker -> HoldToEos -> bulkhead -> client
+//! ```
+//!
 //! # Example
 //!
 //! ```
