@@ -1,5 +1,6 @@
-//! HTTP integration: per-request cost of the classifier + replay body + retry stack
-//! over an in-memory HTTP service, against the bare service and tower's `Retry`
+//! HTTP integration: per-request cost of the classifier + replay body + retry (+
+//! breaker, + bulkhead and breaker held to the end of the response body) stack over
+//! an in-memory HTTP service, against the bare service and tower's `Retry`
 //! (tower-resilience's retry needs `Clone` requests, which `http::Request` is not, so
 //! it cannot wrap an HTTP client); the replay body's cost per streamed byte against
 //! the raw body; and contention with 64 tasks on 1 and 2 workers.
@@ -22,7 +23,9 @@ use http_body::{Body, Frame};
 use http_body_util::Full;
 use tower::retry::{Policy, Retry as TowerRetry};
 use tower::{Service, ServiceExt};
-use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer};
+use tower_fortify::bulkhead::BulkheadLayer;
+use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+use tower_fortify::http::{HoldToEosLayer, HttpClassifier, ReplayBody, ReplayBodyLayer};
 use tower_fortify::retry::{HttpReplay, RetryLayer};
 use tower_layer::Layer;
 
@@ -103,6 +106,25 @@ where
     }
 }
 
+/// Reads a response body to its end (what releases a held permit).
+fn read<B: Body + Unpin>(response: Response<B>) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = response.into_body();
+    let mut frames = 0;
+    while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut body).poll_frame(&mut cx) {
+        black_box(&f);
+        frames += 1;
+    }
+    frames
+}
+
+fn breaker() -> CircuitBreakerLayer<HttpClassifier> {
+    CircuitBreakerLayer::builder()
+        .classifier(HttpClassifier::new())
+        .build()
+        .unwrap()
+}
+
 /// tower's retry over HTTP: a policy that copies the request by hand (what users
 /// write today for `Clone` bodies) and retries 5xx.
 #[derive(Clone)]
@@ -165,6 +187,28 @@ fn per_request(c: &mut Criterion) {
     g.bench_function("fortify_classifier_retry_replay_body", |b| {
         b.iter(|| drive(&mut fortify_replay, black_box(request())))
     });
+
+    // From here on the response body is read to its end as well.
+    let mut bare = Backend;
+    g.bench_function("bare_read_body", |b| {
+        b.iter(|| read(drive(&mut bare, black_box(request())).unwrap()))
+    });
+
+    let mut with_breaker =
+        ReplayBodyLayer::new(64 * 1024).layer(fortify_retry().layer(breaker().layer(Backend)));
+    g.bench_function("fortify_replay_retry_breaker_read_body", |b| {
+        b.iter(|| read(drive(&mut with_breaker, black_box(request())).unwrap()))
+    });
+
+    let hold = HoldToEosLayer::new(HttpClassifier::new());
+    let bulkhead = BulkheadLayer::new(1024).unwrap();
+    let mut held = ReplayBodyLayer::new(64 * 1024).layer(
+        fortify_retry().layer(hold.layer(breaker().layer(hold.layer(bulkhead.layer(Backend))))),
+    );
+    g.bench_function(
+        "fortify_replay_retry_held_breaker_bulkhead_read_body",
+        |b| b.iter(|| read(drive(&mut held, black_box(request())).unwrap())),
+    );
     g.finish();
 }
 

@@ -1,12 +1,9 @@
-//! An axum app protected by load shedding, a concurrency limit and a timeout, whose
-//! refusals are proper responses (503 + `Retry-After`, 504) instead of dropped
-//! connections.
+//! An axum app protected by a bulkhead (which sheds what it cannot take) and a
+//! timeout, whose refusals are proper responses (503 + `Retry-After`, 504) instead
+//! of dropped connections.
 //!
 //! It serves on 127.0.0.1, sends itself a few requests with hyper, prints what came
-//! back, and exits. Run with `cargo run --example axum_server --features axum`.
-//!
-//! After the crate's bulkhead is merged, replace the concurrency limit with it: its
-//! `BulkheadFull` answers 503 the same way.
+//! back, and exits. Run with `cargo run --example axum_server --features axum,bulkhead`.
 
 use std::time::Duration;
 
@@ -18,6 +15,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::ServiceBuilder;
+use tower_fortify::bulkhead::BulkheadLayer;
 
 #[tokio::main]
 async fn main() -> Result<(), tower_fortify::BoxError> {
@@ -34,9 +32,9 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
             ServiceBuilder::new()
                 // Layer errors become responses: no error handler to write.
                 .layer(HandleErrorLayer::new(tower_fortify::axum::handle_error))
-                // Refuse at once when full instead of queueing.
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(2))
+                // Two calls at a time; no queue, so the rest are refused at once
+                // (`BulkheadFull`, answered with 503 + Retry-After).
+                .layer(BulkheadLayer::new(2)?)
                 .timeout(Duration::from_millis(100)),
         );
 

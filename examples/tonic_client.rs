@@ -1,17 +1,20 @@
 //! A tonic client whose client-streaming calls are retried with their replayed
-//! request stream when the server answers `UNAVAILABLE` — in its trailers, where
-//! most retry layers never look.
+//! request stream when a server answers `UNAVAILABLE` — in its trailers, where
+//! most retry layers never look — and whose retries fail over to another server.
 //!
-//! A local server (HTTP/2 written by hand, so the status really is in the
-//! trailers) fails its first call. The client stack:
+//! Two local servers (HTTP/2 written by hand, so the status really is in the
+//! trailers): `a` is draining and answers every call with `UNAVAILABLE`, `b`
+//! answers with the concatenation of the messages it received. The client stack:
 //!
 //! ```text
-//! ReplayBodyLayer (64 KiB) -> retry (GrpcClassifier, GrpcReplay) -> PeekTrailersLayer -> Channel
+//! ReplayBodyLayer (64 KiB) -> retry (GrpcClassifier, GrpcReplay)
+//!   -> failover router (attempt-aware: a retry avoids the server already tried)
+//!     -> per server: circuit breaker -> PeekTrailersLayer -> Channel
 //! ```
 //!
-//! Run with `cargo run --example tonic_client --features grpc`. After the failover
-//! and breaker layers are merged, put the failover router (with a breaker per
-//! backend) where the `Channel` is to spread the retries over two servers.
+//! `a`'s breaker opens after two failures and the router ejects it; every call
+//! succeeds. Run with
+//! `cargo run --example tonic_client --features grpc,retry,failover,circuit-breaker`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,10 +29,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_fortify::backoff::Backoff;
+use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use tower_fortify::failover::{Backend, Failover, HttpTried, Tried};
 use tower_fortify::grpc::{GrpcClassifier, GrpcReplay};
-use tower_fortify::http::{PeekTrailersLayer, ReplayBody, ReplayBodyLayer};
+use tower_fortify::http::{PeekTrailers, PeekTrailersLayer, ReplayBody, ReplayBodyLayer};
 use tower_fortify::retry::RetryLayer;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,9 +70,9 @@ impl Decoder for RawCodec {
     }
 }
 
-/// Serves one connection at a time: the first call gets `UNAVAILABLE` in its
-/// trailers, later calls the concatenation of the messages they sent.
-async fn server(listener: tokio::net::TcpListener) {
+/// A server named `name`: a draining one answers `UNAVAILABLE` in its trailers, a
+/// healthy one the concatenation of the messages it was sent.
+async fn server(listener: tokio::net::TcpListener, name: &'static str, draining: bool) {
     let calls = Arc::new(AtomicU32::new(0));
     while let Ok((stream, _)) = listener.accept().await {
         let calls = calls.clone();
@@ -82,10 +87,10 @@ async fn server(listener: tokio::net::TcpListener) {
                         body.advance(5);
                         joined.extend_from_slice(&body.split_to(len));
                     }
-                    println!("server: call {} received {:?}", n + 1, joined);
+                    println!("server {name}: call {} received {:?}", n + 1, joined);
                     let mut trailers = HeaderMap::new();
                     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::new();
-                    if n == 0 {
+                    if draining {
                         trailers.insert("grpc-status", "14".parse().unwrap());
                     } else {
                         let mut message = BytesMut::new();
@@ -111,15 +116,52 @@ async fn server(listener: tokio::net::TcpListener) {
     }
 }
 
+type Request = http::Request<ReplayBody<tonic::body::Body>>;
+
+fn to_tonic_body(req: Request) -> http::Request<tonic::body::Body> {
+    req.map(tonic::body::Body::new)
+}
+
+/// One server's client: a breaker over a channel whose short responses' trailers
+/// are read ahead, so both the breaker and the retry see the status.
+type Guarded = CircuitBreaker<
+    PeekTrailers<tower::util::MapRequest<Channel, fn(Request) -> http::Request<tonic::body::Body>>>,
+    GrpcClassifier,
+>;
+
+fn guarded(channel: Channel) -> Result<Guarded, tower_fortify::BoxError> {
+    let breaker = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(30))
+        .classifier(GrpcClassifier::new())
+        .build()?;
+    let to_tonic: fn(Request) -> http::Request<tonic::body::Body> = to_tonic_body;
+    Ok(breaker.layer(
+        PeekTrailersLayer::new(16 * 1024).layer(tower::util::MapRequest::new(channel, to_tonic)),
+    ))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), tower_fortify::BoxError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(server(listener));
+    let mut servers = Vec::new();
+    let mut router = Failover::builder();
+    for (name, draining) in [("a", true), ("b", false)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        servers.push(tokio::spawn(server(listener, name, draining)));
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        router = router.backend(Backend::new(name, guarded(channel)?));
+    }
+    let router = router
+        .consecutive_failures(Some(2))
+        .classifier(GrpcClassifier::new())
+        .tried(HttpTried)
+        .build()?;
+    let failover = router.handle();
 
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
     let retry = RetryLayer::builder()
         .max_attempts(3)
         .backoff(Backoff::exponential(Duration::from_millis(20)))
@@ -129,23 +171,32 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
     let stack = ServiceBuilder::new()
         .layer(ReplayBodyLayer::new(64 * 1024))
         .layer(retry)
-        .layer(PeekTrailersLayer::new(16 * 1024))
-        .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| {
-            req.map(tonic::body::Body::new)
-        })
-        .service(channel);
+        .service(router);
 
     let mut grpc = tonic::client::Grpc::new(stack);
-    grpc.ready().await?;
-    let messages = ["streamed ", "and ", "replayed"].map(|m| Bytes::from_static(m.as_bytes()));
-    let response = grpc
-        .client_streaming(
-            tonic::Request::new(futures::stream::iter(messages)),
-            http::uri::PathAndQuery::from_static("/demo.Concat/Concat"),
-            RawCodec,
-        )
-        .await?;
-    println!("client: {:?}", response.into_inner());
-    server.abort();
+    for call in 1..=6 {
+        grpc.ready().await?;
+        let messages = ["streamed ", "and ", "replayed"].map(|m| Bytes::from_static(m.as_bytes()));
+        let mut request = tonic::Request::new(futures::stream::iter(messages));
+        // Shared by the call's attempts: a retry goes to a server not tried yet.
+        request.extensions_mut().insert(Tried::new());
+        let response = grpc
+            .client_streaming(
+                request,
+                http::uri::PathAndQuery::from_static("/demo.Concat/Concat"),
+                RawCodec,
+            )
+            .await?;
+        println!("client: call {call}: {:?}", response.into_inner());
+    }
+    for status in failover.backends() {
+        println!(
+            "router: {} health {:?}, {} successes, {} failures",
+            status.id, status.health, status.successes, status.failures
+        );
+    }
+    for server in servers {
+        server.abort();
+    }
     Ok(())
 }

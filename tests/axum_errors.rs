@@ -1,6 +1,6 @@
 //! axum: layer errors become responses, and the connection stays open.
 
-#![cfg(feature = "axum")]
+#![cfg(all(feature = "axum", feature = "bulkhead"))]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_fortify::axum::{InfallibleLayer, handle_error};
+use tower_fortify::bulkhead::BulkheadLayer;
 
 /// Serves `app` on 127.0.0.1 until the returned handle is aborted.
 async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
@@ -73,23 +74,21 @@ fn app(gate: Arc<Semaphore>, infallible: bool) -> Router {
             }),
         )
         .route("/", get(|| async { "hello" }));
-    // A global limit of one call at a time, shedding the rest: the bulkhead stand-in
-    // until the crate's bulkhead is merged.
-    let limit = tower::limit::GlobalConcurrencyLimitLayer::new(1);
+    // A bulkhead of one call at a time without a queue: it turns the rest away with
+    // `BulkheadFull`, which becomes a 503.
+    let bulkhead = BulkheadLayer::new(1).unwrap();
     if infallible {
         router.layer(
             ServiceBuilder::new()
                 .layer(InfallibleLayer)
-                .load_shed()
-                .layer(limit)
+                .layer(bulkhead)
                 .timeout(Duration::from_secs(30)),
         )
     } else {
         router.layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(handle_error))
-                .load_shed()
-                .layer(limit)
+                .layer(bulkhead)
                 .timeout(Duration::from_secs(30)),
         )
     }

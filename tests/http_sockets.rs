@@ -1,7 +1,13 @@
 //! Real sockets on 127.0.0.1: axum backends behind a hyper client with retry and
-//! body replay. Every loop is bounded and every test ends by itself.
+//! body replay, and (the first test) the failover router over per-backend circuit
+//! breakers. Every loop is bounded and every test ends by itself.
 
-#![cfg(all(feature = "http", feature = "retry"))]
+#![cfg(all(
+    feature = "http",
+    feature = "retry",
+    feature = "failover",
+    feature = "circuit-breaker"
+))]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +31,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_fortify::backoff::{Backoff, Jitter};
+use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use tower_fortify::failover::{Backend as Member, Failover, HttpTried, Tried};
 use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer, RetrySafe};
 use tower_fortify::retry::{HttpReplay, RetryLayer};
 
@@ -74,7 +82,75 @@ async fn start_backend(status: StatusCode) -> Backend {
     Backend { addr, hits, task }
 }
 
-/// A test stand-in for the failover router: each attempt goes to the next backend.
+/// One backend's client: a hyper client that sends every request to `addr`.
+#[derive(Clone)]
+struct ToBackend {
+    client: Client<HttpConnector, ReplayBody<Full<Bytes>>>,
+    addr: std::net::SocketAddr,
+}
+
+impl Service<Request<ReplayBody<Full<Bytes>>>> for ToBackend {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<ReplayBody<Full<Bytes>>>) -> Self::Future {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        *req.uri_mut() = Uri::try_from(format!("http://{}{}", self.addr, path)).unwrap();
+        Box::pin(self.client.request(req))
+    }
+}
+
+type Guarded = CircuitBreaker<ToBackend, HttpClassifier>;
+
+/// The failover router over the backends, each behind its own circuit breaker
+/// (opens after two failures in a row). Returns the breakers' handles too.
+fn router(
+    backends: &[&Backend],
+) -> (
+    Failover<Guarded, HttpClassifier, HttpTried>,
+    Vec<CircuitBreakerHandle>,
+) {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let mut handles = Vec::new();
+    let mut builder = Failover::builder();
+    for (i, b) in backends.iter().enumerate() {
+        let breaker = CircuitBreakerLayer::builder()
+            .no_count_window()
+            .consecutive_failures(2)
+            .open_duration(Duration::from_secs(60))
+            .classifier(HttpClassifier::new())
+            .build()
+            .unwrap();
+        handles.push(breaker.handle());
+        let guarded = tower::Layer::layer(
+            &breaker,
+            ToBackend {
+                client: client.clone(),
+                addr: b.addr,
+            },
+        );
+        builder = builder.backend(Member::new(format!("backend-{i}"), guarded));
+    }
+    let router = builder
+        .consecutive_failures(Some(2))
+        .classifier(HttpClassifier::new())
+        .tried(HttpTried)
+        .build()
+        .unwrap();
+    (router, handles)
+}
+
+/// Round robin over the backends: each attempt goes to the next one. The
+/// idempotency tests use it for an order they can count on.
 #[derive(Clone)]
 struct RoundRobin {
     client: Client<HttpConnector, ReplayBody<Full<Bytes>>>,
@@ -132,34 +208,51 @@ async fn a_backend_killed_mid_run_costs_no_request() {
         let a = start_backend(StatusCode::OK).await;
         let b = start_backend(StatusCode::OK).await;
         let c = start_backend(StatusCode::OK).await;
+        let (router, breakers) = router(&[&a, &b, &c]);
+        let failover = router.handle();
         let mut svc = ServiceBuilder::new()
             .layer(ReplayBodyLayer::new(64 * 1024))
             .layer(retry())
-            .service(client(&[&a, &b, &c]));
-        let mut ok = 0;
+            .service(router);
+        let mut b_hits_at_kill = 0;
         for i in 0..60 {
             if i == 20 {
                 b.task.abort();
+                b_hits_at_kill = b.hits.load(Ordering::SeqCst);
             }
             let payload = format!("request {i}");
-            let req = Request::put("http://backends/items")
+            let mut req = Request::put("http://backends/items")
                 .body(Full::new(Bytes::from(payload.clone())))
                 .unwrap();
+            // Shared by every attempt: a retry avoids the backends already tried.
+            req.extensions_mut().insert(Tried::new());
             let response = svc.ready().await.unwrap().call(req).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK, "request {i}");
             // The body that reached the backend is the one sent, also after a retry.
             assert_eq!(body_of(response).await, payload);
-            ok += 1;
         }
-        assert_eq!(ok, 60);
-        let before_kill = b.hits.load(Ordering::SeqCst);
-        assert!(before_kill <= 7, "b served {before_kill} of its first 20");
+        assert_eq!(b.hits.load(Ordering::SeqCst), b_hits_at_kill);
+        // Every request was served exactly once.
         assert_eq!(
             a.hits.load(Ordering::SeqCst)
                 + b.hits.load(Ordering::SeqCst)
                 + c.hits.load(Ordering::SeqCst),
             60
         );
+        // The survivors never failed: their breakers saw no failure.
+        assert_eq!(breakers[0].figures().consecutive_failures, 0);
+        assert_eq!(breakers[2].figures().consecutive_failures, 0);
+        let status = |id: &str| failover.backend(id).unwrap();
+        let (sa, sb, sc) = (
+            status("backend-0"),
+            status("backend-1"),
+            status("backend-2"),
+        );
+        assert_eq!(sa.successes + sb.successes + sc.successes, 60);
+        assert_eq!(sa.failures + sc.failures, 0);
+        // The router saw the killed backend fail (and the retry covered it).
+        assert!(sb.failures >= 1, "{sb:?}");
+        assert_eq!(sa.in_flight + sb.in_flight + sc.in_flight, 0);
         a.task.abort();
         c.task.abort();
     })

@@ -76,6 +76,8 @@ pin_project! {
         // Empty (holding nothing) while queued and once returned.
         permit: BulkheadPermit,
         classifier: Option<C>,
+        // Set by `hold_permit`: completion leaves the permit in place for `take_permit`.
+        hold: bool,
     }
 }
 
@@ -124,6 +126,7 @@ where
             state: State::Called { fut },
             permit,
             classifier,
+            hold: false,
         }
     }
 
@@ -145,6 +148,7 @@ where
             },
             permit: BulkheadPermit::empty(),
             classifier,
+            hold: false,
         }
     }
 
@@ -155,6 +159,7 @@ where
             },
             permit: BulkheadPermit::empty(),
             classifier: None,
+            hold: false,
         }
     }
 
@@ -163,7 +168,7 @@ where
     /// completes as before without holding or returning the permit, and an adaptive
     /// limit learns from the call only if the taker calls
     /// [`BulkheadPermit::record`]. `None` while the call is queued, and after the
-    /// future completed.
+    /// future completed (unless [`hold_permit`](Self::hold_permit) was called).
     pub fn take_permit(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
         let permit = self.project().permit;
         if permit.is_empty() {
@@ -171,6 +176,23 @@ where
         } else {
             Some(std::mem::replace(permit, BulkheadPermit::empty()))
         }
+    }
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    /// Asks the future to keep the permit when it completes instead of returning it,
+    /// so that [`take_permit`](Self::take_permit) can hand it over afterwards, also
+    /// for a call that waited in the queue. Nothing is learned by an adaptive limit
+    /// until the taker records the permit; if nobody takes it, it is returned when
+    /// the future is dropped, as a cancelled call.
+    ///
+    /// This is how a streamed response keeps its permit until its body ends (see
+    /// `tower_fortify::http::HoldToEosLayer` with the `http` feature).
+    pub fn hold_permit(self: Pin<&mut Self>) {
+        *self.project().hold = true;
     }
 }
 
@@ -188,6 +210,10 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { fut } => {
                     let result = ready!(fut.poll(cx));
+                    if *this.hold {
+                        // Handed over by `take_permit`, or returned when dropped.
+                        return Poll::Ready(result.map_err(Into::into));
+                    }
                     // Returned in place: moving the permit out first costs a store-forwarding
                     // stall on the success path.
                     match this.classifier {

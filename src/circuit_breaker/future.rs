@@ -44,6 +44,33 @@ impl<C> Drop for Permit<C> {
     }
 }
 
+/// An admitted call's claim on a breaker, taken out of its response future with
+/// [`ResponseFuture::take_permit`] so that the verdict can wait for the end of a
+/// streamed response.
+///
+/// [`record`](Self::record) records the call's outcome (with its duration, measured
+/// from when it was admitted, for slow-call detection); dropping it records nothing
+/// and gives back a half-open probe slot, like a cancelled call.
+pub struct BreakerPermit<C>(Permit<C>);
+
+impl<C> fmt::Debug for BreakerPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerPermit")
+            .field("probe", &self.0.admit.is_probe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> BreakerPermit<C> {
+    /// Records the outcome of the call.
+    pub fn record(mut self, outcome: crate::classify::Outcome) {
+        let permit = &mut self.0;
+        permit.done = true;
+        let elapsed = permit.start.map(|s| s.elapsed());
+        permit.slot.core.record(permit.admit, outcome, elapsed);
+    }
+}
+
 pin_project! {
     /// The future returned by [`CircuitBreaker`](super::CircuitBreaker): the inner
     /// service's response, or [`CircuitOpen`] for a rejected call.
@@ -89,6 +116,23 @@ impl<F, C> ResponseFuture<F, C> {
         Self {
             state: State::Rejected { error: Some(error) },
             permit: None,
+        }
+    }
+
+    /// Takes the call's claim on the breaker out of the future, so that its outcome
+    /// can be recorded later (at the end of a streamed response, for instance). The
+    /// future then completes without recording anything; the taker records the
+    /// outcome with [`BreakerPermit::record`], or drops the permit to cancel the
+    /// call. `None` for a rejected call and once the outcome was recorded.
+    ///
+    /// This is how a streamed response keeps the verdict until its body ends (see
+    /// `tower_fortify::http::HoldToEosLayer` with the `http` feature).
+    pub fn take_permit(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+        let permit = self.project().permit;
+        if permit.as_ref().is_some_and(|p| !p.done) {
+            permit.take().map(BreakerPermit)
+        } else {
+            None
         }
     }
 }

@@ -136,6 +136,7 @@ mod service;
 
 pub use self::core::{Figures, Status, WindowFigures};
 pub use crate::observe::{CircuitState, Mode, TripReason};
+pub use future::BreakerPermit;
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
     KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,

@@ -30,6 +30,30 @@ impl<C> Drop for Guard<C> {
     }
 }
 
+/// A routed call's claim on its backend, taken out of the router's response future
+/// with [`ResponseFuture::take_permit`] so that the verdict for outlier detection
+/// can wait for the end of a streamed response.
+///
+/// While it lives the call counts as in flight on its backend (its load).
+/// [`record`](Self::record) records the outcome and the latency up to now; dropping
+/// it records nothing, like a cancelled call.
+pub struct FailoverPermit<C>(Guard<C>);
+
+impl<C> fmt::Debug for FailoverPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailoverPermit").finish_non_exhaustive()
+    }
+}
+
+impl<C> FailoverPermit<C> {
+    /// Records the outcome of the call for the backend's outlier detection.
+    pub fn record(self, outcome: crate::classify::Outcome) {
+        let guard = &self.0;
+        let elapsed = guard.start.map(|s| (s, Instant::now()));
+        guard.judge.pool.record(&guard.node, outcome, elapsed);
+    }
+}
+
 pin_project! {
     /// The future returned by [`Failover`](super::Failover): the backend's result, or
     /// [`NoHealthyBackend`].
@@ -65,6 +89,18 @@ impl<F, C> ResponseFuture<F, C> {
             state: State::Rejected { error: Some(error) },
             guard: None,
         }
+    }
+
+    /// Takes the call's claim on its backend out of the future, so that its outcome
+    /// can be recorded later (at the end of a streamed response, for instance). The
+    /// future then completes without recording anything; the taker records with
+    /// [`FailoverPermit::record`] or drops the permit to cancel. `None` for a
+    /// rejected call and once the outcome was recorded.
+    ///
+    /// This is how a streamed response keeps the verdict until its body ends (see
+    /// `tower_fortify::http::HoldToEosLayer` with the `http` feature).
+    pub fn take_permit(self: Pin<&mut Self>) -> Option<FailoverPermit<C>> {
+        self.project().guard.take().map(FailoverPermit)
     }
 }
 

@@ -208,6 +208,7 @@ pub use breaker_aware::BreakerAware;
 pub use builder::{Backend, FailoverBuilder, HealthCheck};
 pub use config::{PanicMode, Selection};
 pub use error::NoHealthyBackend;
+pub use future::FailoverPermit;
 pub use handle::{BackendHealth, BackendStatus, FailoverHandle};
 pub use service::Failover;
 #[cfg(feature = "http")]

@@ -19,6 +19,8 @@
 //! * [`EosBody`] reports a call's final outcome when a streamed response ends or
 //!   fails, and reports a body dropped early as a cancellation (no outcome), so
 //!   layers can hold permits and verdicts for the life of a stream;
+//!   [`HoldToEosLayer`] uses it to keep a bulkhead's permit and a breaker's
+//!   verdict until a streamed response ends (gRPC: judged from its trailers);
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
 //! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
@@ -36,6 +38,15 @@
 //!   -> retry               HttpClassifier + HttpReplay
 //!     -> PeekTrailersLayer (gRPC: see statuses sent in trailers)
 //!       -> client
+//! ```
+//!
+//! With a breaker, a bulkhead or the failover router in the stack, put a
+//! [`HoldToEosLayer`] right above each of them when responses stream, so the permit,
+//! the in-flight count and the verdict last until the body ends:
+//!
+//! ```text
+//! ReplayBodyLayer -> retry -> HoldToEos -> failover router
+//!   -> per backend: HoldToEos -> breaker -> HoldToEos -> bulkhead -> client
 //! ```
 //!
 //! # Example
@@ -87,6 +98,7 @@
 mod classify;
 mod eos;
 mod hint;
+mod hold;
 mod rejection;
 mod replay_body;
 
@@ -96,5 +108,6 @@ pub use hint::{
     GRPC_RETRY_PUSHBACK_MS, MAX_HINT, grpc_pushback, parse_grpc_pushback, parse_retry_after_date,
     parse_retry_after_seconds, retry_after,
 };
+pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
 pub use rejection::{Rejection, RejectionKind};
 pub use replay_body::{ReplayBody, ReplayBodyLayer, ReplayError, WithReplayBody};
