@@ -19,84 +19,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower::timeout::TimeoutLayer;
-use tower::{Service, ServiceBuilder, service_fn};
+use tower::{Service, service_fn};
 use tower_fortify::BoxError;
-use tower_fortify::backoff::{Backoff, Jitter};
-use tower_fortify::budget::Budget;
-use tower_fortify::bulkhead::BulkheadLayer;
 use tower_fortify::chaos::{ChaosLayer, Fault, Rule};
-use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-use tower_fortify::drill::{Drill, DrillEnv, Scenario, SimRequest, SimResponse};
-use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
-use tower_fortify::retry::RetryLayer;
+use tower_fortify::drill::{Drill, Scenario};
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
 
-/// A request with the set of backends its attempts have tried.
-#[derive(Clone)]
-struct Attempted {
-    sim: SimRequest,
-    tried: Tried,
-}
-
-/// The full recommended stack: bulkhead -> budgeted retry -> failover by tier
-/// (attempt-aware, outlier ejection) -> per-backend breaker -> per-attempt timeout.
-fn full_stack(
-    env: &DrillEnv,
-) -> impl Service<SimRequest, Response = SimResponse, Error = BoxError, Future: Send>
-+ Clone
-+ Send
-+ use<> {
-    let bulkhead = BulkheadLayer::new(200).unwrap();
-    let retry = RetryLayer::builder()
-        .max_attempts(3)
-        .backoff(
-            Backoff::exponential(Duration::from_millis(10))
-                .max_delay(Duration::from_millis(200))
-                .jitter(Jitter::Full),
-        )
-        .budget(Budget::default_ratio())
-        .deadline(Duration::from_secs(1))
-        .rng(env.rng())
-        .build()
-        .unwrap();
-    let backends = env.backends().iter().map(|b| {
-        let breaker = CircuitBreakerLayer::builder()
-            .consecutive_failures(5)
-            .count_window(50)
-            .failure_rate(0.5)
-            .minimum_calls(20)
-            .open_duration(Duration::from_secs(5))
-            .half_open_probes(3)
-            .rng(env.rng())
-            .build()
-            .unwrap();
-        let service = ServiceBuilder::new()
-            .map_request(|request: Attempted| request.sim)
-            .layer(breaker)
-            .layer(TimeoutLayer::new(Duration::from_millis(300)))
-            .service(b.clone());
-        Backend::new(b.name(), service).tier(b.tier())
-    });
-    let router = Failover::builder()
-        .backends(backends)
-        .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
-        .classifier(BreakerAware::default())
-        .base_ejection_time(Duration::from_secs(5))
-        .max_ejection_time(Duration::from_secs(20))
-        .rng(env.rng())
-        .build()
-        .unwrap();
-    ServiceBuilder::new()
-        .map_request(|sim: SimRequest| Attempted {
-            sim,
-            tried: Tried::new(),
-        })
-        .layer(bulkhead)
-        .layer(retry)
-        .service(router)
-}
+#[path = "../tests/support/recommended.rs"]
+mod recommended;
+use recommended::recommended_stack;
 
 fn drill(c: &mut Criterion) {
     // The 3-minute outage scenario stretched to 10 minutes at the same rate.
@@ -109,7 +41,7 @@ fn drill(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.bench_function("10min_1000rps", |b| {
         b.iter(|| {
-            let report = drill.run(full_stack).unwrap();
+            let report = drill.run(|env| recommended_stack(env, false)).unwrap();
             assert_eq!(report.requests, 600_000);
             report
         })

@@ -29,14 +29,11 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
-use tower_fortify::bulkhead::BulkheadLayer;
 use tower_fortify::chaos::Latency;
-use tower_fortify::circuit_breaker::CircuitBreakerLayer;
 use tower_fortify::drill::{
     BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
     SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
-use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
 use tower_fortify::observe::CircuitBreakerEvent;
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
@@ -71,12 +68,9 @@ impl Service<SimRequest> for RoundRobin {
     }
 }
 
-/// A request with the set of backends its attempts have tried.
-#[derive(Clone)]
-struct Attempted {
-    sim: SimRequest,
-    tried: Tried,
-}
+#[path = "support/recommended.rs"]
+mod recommended;
+use recommended::recommended_stack;
 
 fn states(source: &str, event: &Event) -> Option<(String, String)> {
     match event {
@@ -93,58 +87,7 @@ fn recommended(drill: &Drill) -> Report {
     drill
         .clone()
         .states(states)
-        .run(|env| {
-            let bulkhead = BulkheadLayer::new(200).unwrap();
-            let retry = RetryLayer::builder()
-                .max_attempts(3)
-                .backoff(
-                    Backoff::exponential(Duration::from_millis(10))
-                        .max_delay(Duration::from_millis(200))
-                        .jitter(Jitter::Full),
-                )
-                .budget(Budget::default_ratio())
-                .deadline(Duration::from_secs(1))
-                .rng(env.rng())
-                .build()
-                .unwrap();
-            let backends = env.backends().iter().map(|b| {
-                let breaker = CircuitBreakerLayer::builder()
-                    .consecutive_failures(5)
-                    .count_window(50)
-                    .failure_rate(0.5)
-                    .minimum_calls(20)
-                    .open_duration(Duration::from_secs(5))
-                    .half_open_probes(3)
-                    .rng(env.rng())
-                    .listener(env.listener_for(b.name()))
-                    .build()
-                    .unwrap();
-                let service = ServiceBuilder::new()
-                    .map_request(|request: Attempted| request.sim)
-                    .layer(breaker)
-                    .layer(TimeoutLayer::new(Duration::from_millis(300)))
-                    .service(b.clone());
-                Backend::new(b.name(), service).tier(b.tier())
-            });
-            let router = Failover::builder()
-                .backends(backends)
-                .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
-                .classifier(BreakerAware::default())
-                .base_ejection_time(Duration::from_secs(5))
-                .max_ejection_time(Duration::from_secs(20))
-                .rng(env.rng())
-                .listener(env.listener_for("router"))
-                .build()
-                .unwrap();
-            ServiceBuilder::new()
-                .map_request(|sim: SimRequest| Attempted {
-                    sim,
-                    tried: Tried::new(),
-                })
-                .layer(bulkhead)
-                .layer(retry)
-                .service(router)
-        })
+        .run(|env| recommended_stack(env, true))
         .unwrap()
 }
 
