@@ -4,10 +4,8 @@
 
 #![cfg(all(feature = "http", feature = "retry"))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -19,22 +17,9 @@ use tower_fortify::http::{HttpClassifier, ReplayBodyLayer};
 use tower_fortify::retry::{HttpReplay, RetryLayer};
 use tower_layer::Layer;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// Reads the request body to its end and answers 200.
 #[derive(Clone)]
@@ -71,7 +56,7 @@ fn request() -> Request<Full<Bytes>> {
     req
 }
 
-fn allocations_per_call<S>(mut svc: S) -> usize
+fn allocations_per_call<S>(mut svc: S) -> u64
 where
     S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>>,
     S::Error: std::fmt::Debug,
@@ -90,11 +75,11 @@ where
         once(&mut svc, request());
     }
     let requests: Vec<_> = (0..1_000).map(|_| request()).collect();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for req in requests {
         once(&mut svc, req);
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
 
 /// Calls before counting: the first calls on a thread set up per-thread state.

@@ -3,8 +3,6 @@
 
 #![cfg(feature = "retry")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -16,31 +14,9 @@ use tower_fortify::budget::Budget;
 use tower_fortify::retry::RetryLayer;
 use tower_layer::Layer;
 
-struct Counting;
-
-thread_local! {
-    // Only the test's own thread is counted: the test harness and the runtime may
-    // allocate on other threads at any time.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: forwards to the system allocator; only counts calls on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 #[derive(Clone)]
 struct Ok1;
@@ -66,7 +42,7 @@ fn call_once<S: Service<u64, Response = u64>>(svc: &mut S, cx: &mut Context<'_>,
     }
 }
 
-fn allocations_per_call(layer: RetryLayer) -> usize {
+fn allocations_per_call(layer: RetryLayer) -> u64 {
     let mut svc = layer.layer(Ok1);
     let mut cx = Context::from_waker(Waker::noop());
     // Warm up: thread-local shard index, tracing callsite registration.
