@@ -26,8 +26,6 @@ use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tower::{Layer, ServiceBuilder};
 use tower_fortify::backoff::Backoff;
@@ -37,38 +35,9 @@ use tower_fortify::grpc::{GrpcClassifier, GrpcReplay};
 use tower_fortify::http::{PeekTrailers, PeekTrailersLayer, ReplayBody, ReplayBodyLayer};
 use tower_fortify::retry::RetryLayer;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+#[path = "support/raw_codec.rs"]
+mod raw_codec;
+use raw_codec::RawCodec;
 
 /// A server named `name`: a draining one answers `UNAVAILABLE` in its trailers, a
 /// healthy one the concatenation of the messages it was sent.

@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tower::ServiceBuilder;
 use tower_fortify::backoff::{Backoff, Jitter};
@@ -25,43 +24,9 @@ use tower_fortify::http::{PeekTrailersLayer, ReplayBody, ReplayBodyLayer};
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
 use tower_fortify::retry::RetryLayer;
 
-/// Messages are raw bytes: no protobuf, no codegen.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+#[path = "../examples/support/raw_codec.rs"]
+mod raw_codec;
+use raw_codec::RawCodec;
 
 /// Splits a gRPC request body into its messages.
 fn messages(mut body: Bytes) -> Vec<Bytes> {
