@@ -2,7 +2,11 @@
 
 use plotters::prelude::*;
 
-use super::report::Report;
+use std::ops::Range;
+
+use plotters::coord::Shift;
+
+use super::report::{Report, SecondReport};
 
 const WIDTH: u32 = 1100;
 
@@ -87,45 +91,17 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .flat_map(|r| r.timeline.iter().map(|s| s.availability))
         .fold(1.0f64, f64::min);
     let lo = ((lowest * 100.0) - 2.0).clamp(0.0, 98.0).floor();
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption("success rate per second (%)", ("sans-serif", 16))
-        .margin(8)
-        .margin_right(24)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..duration, lo..100.5f64)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .max_light_lines(0)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
-    chart.draw_series(
-        faults
-            .iter()
-            .map(|&(s, e)| Rectangle::new([(s, lo), (e, 100.5)], band)),
+    stack_panel(
+        &panels[0],
+        reports,
+        (
+            "success rate per second (%)",
+            SeriesLabelPosition::LowerLeft,
+        ),
+        (duration, lo..100.5),
+        (&faults, band),
+        |s| s.availability * 100.0,
     )?;
-    for (i, r) in reports.iter().enumerate() {
-        let color = stack_color(i, reports.len());
-        chart
-            .draw_series(LineSeries::new(
-                r.timeline
-                    .iter()
-                    .map(|s| (s.t as f64 + 0.5, s.availability * 100.0)),
-                color.stroke_width(2),
-            ))?
-            .label(r.stack.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
 
     // 2. p99 latency per stack.
     let top = reports
@@ -133,43 +109,17 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .flat_map(|r| r.timeline.iter().map(|s| s.p99_ms))
         .fold(1.0f64, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption("p99 latency per second (ms)", ("sans-serif", 16))
-        .margin(8)
-        .margin_right(24)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..duration, 0f64..top)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .max_light_lines(0)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()?;
-    chart.draw_series(
-        faults
-            .iter()
-            .map(|&(s, e)| Rectangle::new([(s, 0.0), (e, top)], band)),
+    stack_panel(
+        &panels[1],
+        reports,
+        (
+            "p99 latency per second (ms)",
+            SeriesLabelPosition::UpperLeft,
+        ),
+        (duration, 0.0..top),
+        (&faults, band),
+        |s| s.p99_ms,
     )?;
-    for (i, r) in reports.iter().enumerate() {
-        let color = stack_color(i, reports.len());
-        chart
-            .draw_series(LineSeries::new(
-                r.timeline.iter().map(|s| (s.t as f64 + 0.5, s.p99_ms)),
-                color.stroke_width(2),
-            ))?
-            .label(r.stack.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
 
     // 3. Calls per backend under the last stack.
     let top = last
@@ -279,4 +229,55 @@ fn state_color(state: &str) -> RGBColor {
     } else {
         RGBColor(110, 110, 110)
     }
+}
+
+/// One panel with a line per stack: `value` of each second, over the scenario's
+/// faults shaded with `band` (drawn from the bottom of `y` to its top).
+fn stack_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    reports: &[Report],
+    (caption, legend): (&str, SeriesLabelPosition),
+    (duration, y): (f64, Range<f64>),
+    (faults, band): (&[(f64, f64)], ShapeStyle),
+    value: impl Fn(&SecondReport) -> f64,
+) -> DrawResult {
+    let (lo, hi) = (y.start, y.end);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(8)
+        .margin_right(24)
+        .x_label_area_size(24)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..duration, y)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(0)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    chart.draw_series(
+        faults
+            .iter()
+            .map(|&(s, e)| Rectangle::new([(s, lo), (e, hi)], band)),
+    )?;
+    for (i, r) in reports.iter().enumerate() {
+        let color = stack_color(i, reports.len());
+        chart
+            .draw_series(LineSeries::new(
+                r.timeline.iter().map(|s| (s.t as f64 + 0.5, value(s))),
+                color.stroke_width(2),
+            ))?
+            .label(r.stack.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
