@@ -111,6 +111,12 @@ pub mod http;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+pub mod stack;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub mod timeout;
 
 mod builder;
 

@@ -104,6 +104,7 @@ async fn consecutive_failures_trip_and_reject_with_retry_time() {
 #[tokio::test(start_paused = true)]
 async fn count_window_slides_over_the_last_n_calls() {
     let layer = CircuitBreakerLayer::builder()
+        .no_consecutive_failures()
         .count_window(100)
         .failure_rate(0.5)
         .minimum_calls(100)
@@ -149,6 +150,7 @@ async fn count_window_waits_for_minimum_calls() {
 #[tokio::test(start_paused = true)]
 async fn time_window_forgets_old_buckets() {
     let layer = CircuitBreakerLayer::builder()
+        .no_consecutive_failures()
         .no_count_window()
         .time_window(Duration::from_secs(10))
         .failure_rate(0.5)
@@ -177,6 +179,7 @@ async fn time_window_forgets_old_buckets() {
 #[tokio::test(start_paused = true)]
 async fn time_window_counts_successes_against_failures() {
     let layer = CircuitBreakerLayer::builder()
+        .no_consecutive_failures()
         .no_count_window()
         .time_window(Duration::from_secs(10))
         .failure_rate(0.5)
@@ -387,6 +390,7 @@ async fn a_retry_after_hint_keeps_the_breaker_open_longer() {
 async fn slow_calls_trip_the_slow_call_rate() {
     let (seen, listener) = events();
     let layer = CircuitBreakerLayer::builder()
+        .no_consecutive_failures()
         .count_window(10)
         .minimum_calls(4)
         .slow_calls(Duration::from_secs(1), 0.5)
@@ -414,7 +418,7 @@ async fn slow_calls_trip_the_slow_call_rate() {
     assert_eq!(handle.state(), CircuitState::Open, "3 slow of 6");
     assert!(seen.lock().unwrap().contains(&CircuitBreakerEvent::Opened {
         reason: TripReason::SlowCallRate,
-        open_for: Duration::from_secs(5),
+        open_for: Duration::from_secs(1),
     }));
 }
 
@@ -607,7 +611,10 @@ fn invalid_settings_name_their_field() {
         field(b().count_window(10).minimum_calls(11)),
         "breaker.minimum_calls"
     );
-    assert_eq!(field(b().no_count_window()), "breaker.trip_conditions");
+    assert_eq!(
+        field(b().no_count_window().no_consecutive_failures()),
+        "breaker.trip_conditions"
+    );
     let keyed = |max: usize, idle: Duration| {
         b().keyed(|r: &u32| *r)
             .max_keys(max)
@@ -668,6 +675,7 @@ async fn a_cancelled_call_is_recorded_as_neither_success_nor_failure() {
 #[tokio::test(start_paused = true)]
 async fn time_window_places_a_burst_of_successes_after_a_quiet_hour() {
     let layer = CircuitBreakerLayer::builder()
+        .no_consecutive_failures()
         .no_count_window()
         .time_window(Duration::from_secs(10))
         .failure_rate(0.5)

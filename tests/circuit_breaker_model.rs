@@ -240,6 +240,7 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
     rt.block_on(async move {
         let mut b = CircuitBreakerLayer::builder()
             .no_count_window()
+            .no_consecutive_failures()
             .failure_rate(cfg.rate)
             .minimum_calls(cfg.min_calls)
             .half_open_probes(cfg.probes)

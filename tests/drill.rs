@@ -4,12 +4,13 @@
 //!
 //! # Thresholds
 //!
-//! The recommended stack is the crate's full stack, in the recommended order: a
-//! bulkhead (200 in flight), retry (3 attempts, jittered backoff, the default 20 %
-//! ratio budget, a 1 s deadline), the failover router (tiers, attempt-aware,
-//! outlier ejection of 5 s to 20 s), and in front of each backend a circuit breaker
-//! and a 300 ms per-attempt timeout. The thresholds each test asserts are documented
-//! on the test.
+//! The stack under test is the one-call [`Stack`](tower_fortify::stack::Stack) with
+//! its defaults (`tests/support/recommended.rs`): bulkhead, budgeted retry, failover
+//! router, a circuit breaker and an attempt timeout per backend, under an overall
+//! deadline. Nothing is tuned per scenario; the only setting is the simulated
+//! protocol's classifier ([`SimClassifier`](tower_fortify::drill::SimClassifier)), as
+//! an HTTP stack has `HttpClassifier`. Each threshold is checked with three seeds
+//! and documented on its test.
 
 #![cfg(all(
     feature = "drill",
@@ -31,7 +32,7 @@ use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
 use tower_fortify::chaos::Latency;
 use tower_fortify::drill::{
-    BackendSpec, Drill, DrillEnv, Load, Phase, Report, Scenario, SimBackend, SimError,
+    BackendSpec, Drill, DrillEnv, FaultReport, Load, Phase, Report, Scenario, SimBackend, SimError,
     SimErrorKind, SimFuture, SimRequest, SimResponse, svg_chart,
 };
 use tower_fortify::observe::CircuitBreakerEvent;
@@ -115,99 +116,197 @@ fn budgeted_retry(drill: &Drill) -> Report {
         .unwrap()
 }
 
+/// The seeds every threshold is checked with.
+const SEEDS: [u64; 3] = [1, 2, 3];
+
 /// A built-in scenario at half its length and half its rate, to keep the suite fast
 /// (the overload scenario keeps its rate, or it would not overload).
 fn builtin(name: &str) -> Drill {
     let rate = if name == "overload" { 1.0 } else { 0.5 };
-    Drill::new(Scenario::builtin(name).unwrap().scaled(0.5, rate))
-        .seed(42)
-        .label("recommended")
+    Drill::new(Scenario::builtin(name).unwrap().scaled(0.5, rate)).label("recommended")
+}
+
+/// The report of `drill` with each of [`SEEDS`].
+fn each_seed(drill: Drill) -> Vec<Report> {
+    SEEDS
+        .iter()
+        .map(|&seed| {
+            let r = recommended(&drill.clone().seed(seed));
+            println!("{r}");
+            r
+        })
+        .collect()
 }
 
 fn check(report: &Report, availability: f64, amplification: f64) {
-    println!("{report}");
     report.assert_availability_at_least(availability).unwrap();
     report.assert_amplification_at_most(amplification).unwrap();
 }
 
-/// How long a backend that came back may wait for its traffic: the router's longest
-/// ejection (20 s), the breaker's open time (5 s), and the seconds in which that is
-/// seen.
-const RESTORED_WITHIN: Duration = Duration::from_secs(30);
+/// The one fault of a report.
+fn fault(report: &Report) -> &FaultReport {
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    &report.faults[0]
+}
 
-/// Zone outage: 99.9 % served by the other tier, the zone's backends lose their
-/// traffic within two seconds and get it back within [`RESTORED_WITHIN`], at most 5 %
-/// extra load.
+/// Backend attempts per request over seconds `from..to`.
+fn attempts_per_request(report: &Report, from: usize, to: usize) -> f64 {
+    let seconds = &report.timeline[from..to];
+    let sent: u64 = seconds.iter().map(|s| s.sent).sum();
+    let attempts: u64 = seconds.iter().map(|s| s.attempts.iter().sum::<u64>()).sum();
+    attempts as f64 / sent as f64
+}
+
+/// Backend `b`'s share of the attempts in second `t`.
+fn share(report: &Report, b: usize, t: usize) -> f64 {
+    let s = &report.timeline[t];
+    s.attempts[b] as f64 / s.attempts.iter().sum::<u64>().max(1) as f64
+}
+
+/// How soon a backend that came back gets its traffic back: half its share before
+/// the fault, in a second with at least 99.9 % availability (the report's
+/// `recovered_after_s`). The breaker's open time (1 s) is the longest it waits.
+const TRAFFIC_BACK_WITHIN: Duration = Duration::from_secs(2);
+
+/// Zone outage (the primary tier down for a third of the drill): at least 99.95 %
+/// served by the other tier, the zone loses its traffic within 2 s and gets it back
+/// within [`TRAFFIC_BACK_WITHIN`] of recovering, at most 5 % extra load.
 #[test]
 fn zone_outage() {
-    let r = recommended(&builtin("zone-outage"));
-    check(&r, 0.999, 1.05);
-    r.assert_detected_within(Duration::from_secs(2)).unwrap();
-    r.assert_recovered_within(RESTORED_WITHIN).unwrap();
+    for r in each_seed(builtin("zone-outage")) {
+        check(&r, 0.9995, 1.05);
+        r.assert_detected_within(Duration::from_secs(2)).unwrap();
+        r.assert_recovered_within(TRAFFIC_BACK_WITHIN).unwrap();
+    }
 }
 
-/// Single backend outage: 99.9 % served, the backend is ejected within two seconds
-/// and gets its traffic back within [`RESTORED_WITHIN`].
+/// Single backend outage: at least 99.95 % served, the backend loses its traffic
+/// within 2 s and gets it back within [`TRAFFIC_BACK_WITHIN`], at most 5 % extra load.
 #[test]
 fn single_backend_outage() {
-    let r = recommended(&builtin("backend-outage"));
-    check(&r, 0.999, 1.05);
-    r.assert_detected_within(Duration::from_secs(2)).unwrap();
-    r.assert_recovered_within(RESTORED_WITHIN).unwrap();
+    for r in each_seed(builtin("backend-outage")) {
+        check(&r, 0.9995, 1.05);
+        r.assert_detected_within(Duration::from_secs(2)).unwrap();
+        r.assert_recovered_within(TRAFFIC_BACK_WITHIN).unwrap();
+    }
 }
 
-/// Brownout (30 % errors on one backend): retries absorb it, 99.9 % served, p99
-/// unchanged.
+/// Brownout (30 % errors on one backend): retries to the other backends absorb it,
+/// at least 99.99 % served, p99 unchanged.
 #[test]
 fn brownout() {
-    let r = recommended(&builtin("brownout"));
-    check(&r, 0.999, 1.05);
-    r.assert_p99_at_most(Duration::from_millis(150)).unwrap();
+    for r in each_seed(builtin("brownout")) {
+        check(&r, 0.9999, 1.05);
+        r.assert_p99_at_most(Duration::from_millis(150)).unwrap();
+    }
 }
 
-/// Latency spike (one backend 20 times slower): the per-attempt timeout turns slow
-/// calls into failures, the breaker opens, and p99 stays near normal.
+/// Latency spike (one backend 20 times slower): the latency-aware selection moves
+/// its traffic away. The p99 of the requests sent during the fault is at most twice
+/// the healthy p99; from 2 s into the fault the slow backend gets under 10 % of the
+/// calls; it has its traffic back within 5 s of being fast again.
 #[test]
-fn latency_spike_is_cut_by_the_attempt_timeout() {
-    let r = recommended(&builtin("latency-spike"));
-    check(&r, 0.998, 1.05);
-    // Without the timeout the slow backend's p99 would be about 2 s.
-    r.assert_p99_at_most(Duration::from_millis(200)).unwrap();
-    r.assert_detected_within(Duration::from_secs(2)).unwrap();
+fn latency_spike_moves_traffic_away_and_back() {
+    for r in each_seed(builtin("latency-spike")) {
+        check(&r, 0.999, 1.05);
+        let f = fault(&r);
+        let healthy = f.baseline_p99_ms.unwrap();
+        assert!(
+            f.p99_ms <= 2.0 * healthy,
+            "seed {}: p99 {} ms during the fault, {} ms before",
+            r.seed,
+            f.p99_ms,
+            healthy
+        );
+        let (start, end) = (f.start_s as usize, f.end_s as usize);
+        for t in start + 2..end {
+            let s = share(&r, 0, t);
+            assert!(
+                s < 0.10,
+                "seed {}: the slow backend had {s:.3} of second {t}",
+                r.seed
+            );
+        }
+        r.assert_recovered_within(Duration::from_secs(5)).unwrap();
+    }
 }
 
-/// Flapping backend: ejected within two seconds and restored within
-/// [`RESTORED_WITHIN`] of settling, 99.9 % served. Run at full length (half the
-/// rate), so that the drill lasts long enough after the flapping for the restoration.
+/// Flapping backend (5 s down, 5 s up for two minutes, at full length and half the
+/// rate): at least 99.95 % served, and the backend is used in its up phases: in each,
+/// it takes at least half its fair share (a third) of the calls.
 #[test]
-fn flapping_backend_is_ejected_and_restored() {
-    let drill = Drill::new(Scenario::builtin("flapping").unwrap().scaled(1.0, 0.5))
-        .seed(42)
-        .label("recommended");
-    let r = recommended(&drill);
-    check(&r, 0.999, 1.05);
-    r.assert_detected_within(Duration::from_secs(2)).unwrap();
-    r.assert_recovered_within(RESTORED_WITHIN).unwrap();
+fn flapping_backend_is_used_while_up() {
+    let drill =
+        Drill::new(Scenario::builtin("flapping").unwrap().scaled(1.0, 0.5)).label("recommended");
+    for r in each_seed(drill) {
+        check(&r, 0.9995, 1.05);
+        let f = fault(&r);
+        let mut up = f.start_s as usize + 5;
+        while up + 5 <= f.end_s as usize {
+            let seconds = &r.timeline[up..up + 5];
+            let to_a: u64 = seconds.iter().map(|s| s.attempts[0]).sum();
+            let all: u64 = seconds.iter().map(|s| s.attempts.iter().sum::<u64>()).sum();
+            let fair = all as f64 / 3.0;
+            assert!(
+                to_a as f64 >= 0.5 * fair,
+                "seed {}: {to_a} of {all} calls to the flapping backend in its up phase at {up} s",
+                r.seed
+            );
+            up += 10;
+        }
+    }
 }
 
 /// Overload beyond capacity: what the backends cannot serve fails, but nothing
 /// collapses: availability stays at about the backends' capacity over the demand
-/// (83 %), retries add no load, and service is back within 10 s of the surge.
+/// (83 % over the run), retries add at most what the budget allows (20 %), and service
+/// is back within 2 s of the surge. A backend shedding load keeps its share (the
+/// stack counts a shed as healthy), so no breaker trips on it.
 #[test]
 fn overload_beyond_capacity_is_not_amplified() {
-    let r = recommended(&builtin("overload"));
-    check(&r, 0.8, 1.0);
-    assert_eq!(r.faults.len(), 1, "the load surge is reported as a fault");
-    r.assert_recovered_within(Duration::from_secs(10)).unwrap();
+    for r in each_seed(builtin("overload")) {
+        check(&r, 0.8, 1.2);
+        fault(&r);
+        r.assert_recovered_within(Duration::from_secs(2)).unwrap();
+    }
 }
 
-/// Total outage: nothing can succeed for a third of the drill; the breakers cut the
-/// load on the dead backends to a trickle of probes.
+/// Total outage (every backend down for a third of the drill): availability over the
+/// run within 0.3 points of the most possible (the share of requests sent while the
+/// backends were up), the first success within 1 s of recovery, and at most 5 %
+/// extra load during the outage: the breakers cut the load on the dead backends to a
+/// trickle of probes, and the router fails fast instead of sending into open
+/// breakers.
 #[test]
-fn total_outage_sheds_load() {
-    let r = recommended(&builtin("total-outage"));
-    check(&r, 0.66, 0.7);
-    r.assert_detected_within(Duration::from_secs(2)).unwrap();
+fn total_outage_sheds_load_and_recovers_at_once() {
+    for r in each_seed(builtin("total-outage")) {
+        let f = fault(&r);
+        let (start, end) = (f.start_s as usize, f.end_s as usize);
+        let during: u64 = r.timeline[start..end].iter().map(|s| s.sent).sum();
+        let best = 1.0 - during as f64 / r.requests as f64;
+        assert!(
+            r.availability >= best - 0.003,
+            "seed {}: availability {:.3} % where {:.3} % was possible",
+            r.seed,
+            100.0 * r.availability,
+            100.0 * best
+        );
+        let first = (end..r.timeline.len())
+            .find(|&t| r.timeline[t].ok > 0)
+            .expect("a success after recovery");
+        assert!(
+            first + 1 - end <= 1,
+            "seed {}: first success in second {first}, recovery at {end}",
+            r.seed
+        );
+        let amplification = attempts_per_request(&r, start + 1, end);
+        assert!(
+            amplification <= 1.05,
+            "seed {}: {amplification:.3} attempts per request during the outage",
+            r.seed
+        );
+        r.assert_detected_within(Duration::from_secs(2)).unwrap();
+    }
 }
 
 /// Without breakers, the retry budget alone bounds the extra load of a total outage:

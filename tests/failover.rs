@@ -385,6 +385,10 @@ async fn brownout_backend_is_ejected_by_the_success_rate_rule() {
     c.fail_per_ten.store(3, Ordering::SeqCst);
     let (log, listener) = events();
     let mut router = Failover::builder()
+        // Pinned: the test watches one ejection with the load-only selection.
+        .selection(Selection::PowerOfTwoChoices)
+        .base_ejection_time(Duration::from_secs(30))
+        .max_ejection_time(Duration::from_secs(300))
         .backend(Backend::new("a", service(a.clone())))
         .backend(Backend::new("b", service(b.clone())))
         .backend(Backend::new("c", service(c.clone())))
@@ -430,6 +434,10 @@ async fn max_ejection_percent_is_never_exceeded() {
     c.fail_per_ten.store(6, Ordering::SeqCst);
     let (log, listener) = events();
     let mut router = Failover::builder()
+        // Pinned: the test watches one ejection with the load-only selection.
+        .selection(Selection::PowerOfTwoChoices)
+        .base_ejection_time(Duration::from_secs(30))
+        .max_ejection_time(Duration::from_secs(300))
         .backend(Backend::new("a", service(a.clone())))
         .backend(Backend::new("b", service(b.clone())))
         .backend(Backend::new("c", service(c.clone())))
@@ -525,6 +533,10 @@ async fn latency_outlier_loses_its_traffic() {
     c.latency_ms.store(100, Ordering::SeqCst);
     let (log, listener) = events();
     let mut router = Failover::builder()
+        // Pinned: the test watches one ejection with the load-only selection.
+        .selection(Selection::PowerOfTwoChoices)
+        .base_ejection_time(Duration::from_secs(30))
+        .max_ejection_time(Duration::from_secs(300))
         .backend(Backend::new("a", service(a.clone())))
         .backend(Backend::new("b", service(b.clone())))
         .backend(Backend::new("slow", service(c.clone())))

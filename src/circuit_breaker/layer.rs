@@ -65,21 +65,43 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
 }
 
 impl CircuitBreakerLayer {
-    /// A builder with the defaults: a failure rate of 50 % over a count window of the
-    /// last 100 calls, judged from 20 calls on; no consecutive-failure limit, no time
-    /// window, no slow-call detection; open for 5 s (fixed); 3 half-open probes;
+    /// A builder with the defaults: trips on 5 failures in a row or a failure rate of
+    /// 50 % over a count window of the last 100 calls, judged from 20 calls on; no
+    /// time window, no slow-call detection; open for 1 s (fixed); 3 half-open probes;
     /// backoff reset after 60 s closed; server hints honoured up to 60 s;
     /// [`DefaultClassifier`].
+    ///
+    /// Why these values:
+    ///
+    /// * **5 in a row** detects a backend that is hard down within its first few
+    ///   calls. A count window alone is slow exactly when it matters: a router in
+    ///   front that routes around failures sends the dead backend few calls, and the
+    ///   window still holds its successes from before the outage, so 50 % of the last
+    ///   100 calls can take seconds. The rate over 100 calls catches a backend that
+    ///   fails often but not always. Load shedding (`429`, a full queue) should not
+    ///   count: the one-call [`Stack`](crate::stack::Stack) judges health with
+    ///   [`Health`](crate::stack::Health), which counts a shed as a success.
+    /// * **Open 1 s, fixed.** The open time is how late a healed backend gets its
+    ///   traffic back: it is the longest a caller waits after the backend recovers.
+    ///   While it is down, each open period costs one failed probe (the first probe
+    ///   failure reopens), so 1 s costs one call per second per breaker; under a
+    ///   failover router with retries that call is retried on another backend.
+    ///   resilience4j waits 60 s and Polly 5 s, which keeps a healed backend idle that
+    ///   long. A growing open time ([`open_backoff`](CircuitBreakerBuilder::open_backoff))
+    ///   saves a few probes during a long outage and pays for them with late recovery;
+    ///   it is there for backends that must not be probed often.
+    /// * **No jitter** on a fixed open time: a breaker's probes are a handful of calls,
+    ///   so clients probing at the same moment do not add up to a thundering herd.
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder {
-            consecutive: None,
+            consecutive: Some(5),
             count_window: Some(100),
             time_window: None,
             buckets: 10,
             failure_rate: 0.5,
             slow: None,
             min_calls: 20,
-            open: OpenPolicy::Fixed(Duration::from_secs(5)),
+            open: OpenPolicy::Fixed(Duration::from_secs(1)),
             reset_after: Duration::from_secs(60),
             max_hint: Duration::from_secs(60),
             probes: 3,
@@ -153,9 +175,15 @@ impl<C> fmt::Debug for CircuitBreakerBuilder<C> {
 const MAX_COUNT_WINDOW: u32 = 1_000_000;
 
 impl<C> CircuitBreakerBuilder<C> {
-    /// Trip after `n` failures in a row (at least 1). Off by default.
+    /// Trip after `n` failures in a row (at least 1). Default 5.
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive = Some(n);
+        self
+    }
+
+    /// Remove the consecutive-failure trip condition (keep the windows).
+    pub fn no_consecutive_failures(mut self) -> Self {
+        self.consecutive = None;
         self
     }
 
@@ -211,7 +239,7 @@ impl<C> CircuitBreakerBuilder<C> {
     }
 
     /// Stay open for a fixed `duration` (greater than zero) after each trip.
-    /// Default 5 s.
+    /// Default 1 s; see [`CircuitBreakerLayer::builder`] for why.
     pub fn open_duration(mut self, duration: Duration) -> Self {
         self.open = OpenPolicy::Fixed(duration);
         self

@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::chaos::Latency;
+use crate::classify::{Classified, Classify, NeverEos, Outcome, ServerHint};
 use crate::config::{ConfigError, check_range};
 use crate::rng::Rng;
 
@@ -504,5 +505,42 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The simulated backends' protocol classifier: what [`HttpClassifier`] is for HTTP.
+///
+/// A full queue ([`SimErrorKind::Overloaded`], found anywhere in an error's source
+/// chain) is load shedding, [`Outcome::Overloaded`]; every other error is a retryable
+/// failure; every response is a success. Give it to the stack under test
+/// (`Stack::builder().classifier(SimClassifier)`), so that a backend shedding load is
+/// told apart from one that is broken, as an HTTP stack tells a `429` from a `500`.
+///
+/// [`HttpClassifier`]: https://docs.rs/tower-fortify/latest/tower_fortify/http/struct.HttpClassifier.html
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimClassifier;
+
+impl<Res> Classify<Res, crate::BoxError> for SimClassifier {
+    type Eos = NeverEos;
+
+    #[inline]
+    fn classify(&self, result: Result<&Res, &crate::BoxError>) -> Classified<NeverEos> {
+        Classified::Ready(match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => {
+                let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                let mut outcome = Outcome::RetryableFailure;
+                while let Some(err) = current {
+                    if let Some(sim) = err.downcast_ref::<SimError>() {
+                        if sim.kind == SimErrorKind::Overloaded {
+                            outcome = Outcome::Overloaded(ServerHint::None);
+                        }
+                        break;
+                    }
+                    current = err.source();
+                }
+                outcome
+            }
+        })
     }
 }

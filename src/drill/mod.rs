@@ -122,7 +122,8 @@ mod runner;
 mod scenario;
 
 pub use backend::{
-    BackendSpec, Phase, SimBackend, SimError, SimErrorKind, SimFuture, SimRequest, SimResponse,
+    BackendSpec, Phase, SimBackend, SimClassifier, SimError, SimErrorKind, SimFuture, SimRequest,
+    SimResponse,
 };
 pub use chart::svg_chart;
 pub use report::{

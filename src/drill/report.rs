@@ -141,6 +141,15 @@ pub struct FaultReport {
     /// Seconds below the availability threshold from the fault's start to 30 s after
     /// its end.
     pub impaired_s: u64,
+    /// 99th percentile latency of the requests sent during the fault, in
+    /// milliseconds (0 when none was sent).
+    #[serde(default)]
+    pub p99_ms: f64,
+    /// 99th percentile latency of the requests sent in the 10 s before the fault, in
+    /// milliseconds: the healthy figure to compare [`p99_ms`](Self::p99_ms) with.
+    /// `None` when the fault starts at the beginning.
+    #[serde(default)]
+    pub baseline_p99_ms: Option<f64>,
 }
 
 /// One second of the drill (by the time requests were sent).
@@ -258,7 +267,7 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
             share: round3(ratio(b.attempts(), attempts.max(1))),
         })
         .collect();
-    let faults = faults(scenario, &timeline, threshold);
+    let faults = faults(scenario, &timeline, &seconds, threshold);
     Report {
         scenario: scenario.name.clone(),
         stack: label.to_string(),
@@ -324,7 +333,28 @@ fn spans(transitions: &[(Duration, String, String)], end: f64) -> Vec<StateSpan>
     spans
 }
 
-fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec<FaultReport> {
+/// The 99th percentile of the requests sent in seconds `from..to`, in milliseconds.
+fn p99_between(seconds: &[Second], from: usize, to: usize) -> Option<f64> {
+    let mut merged: Option<Histogram<u32>> = None;
+    for s in seconds.get(from..to.min(seconds.len()))? {
+        if let Some(h) = &s.latency {
+            match &mut merged {
+                None => merged = Some(h.clone()),
+                Some(m) => {
+                    let _ = m.add(h);
+                }
+            }
+        }
+    }
+    merged.map(|h| ms(h.value_at_quantile(0.99)))
+}
+
+fn faults(
+    scenario: &Scenario,
+    timeline: &[SecondReport],
+    seconds: &[Second],
+    threshold: f64,
+) -> Vec<FaultReport> {
     // (start, end, phase) -> backends
     let mut windows: Vec<(Duration, Duration, String, Vec<usize>)> = Vec::new();
     for (i, b) in scenario.backends.iter().enumerate() {
@@ -424,6 +454,10 @@ fn faults(scenario: &Scenario, timeline: &[SecondReport], threshold: f64) -> Vec
                 detected_after_s: detected.map(round3),
                 recovered_after_s: recovered.map(round3),
                 impaired_s: impaired,
+                p99_ms: p99_between(seconds, start_s, end_s).unwrap_or(0.0),
+                baseline_p99_ms: (start_s > 0)
+                    .then(|| p99_between(seconds, base_from, start_s))
+                    .flatten(),
             }
         })
         .collect()

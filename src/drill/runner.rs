@@ -448,7 +448,7 @@ impl Recorder {
             }
             s.latency
                 .get_or_insert_with(|| {
-                    Histogram::new_with_bounds(1, MAX_MICROS, 1).expect("valid bounds")
+                    Histogram::new_with_bounds(1, MAX_MICROS, 2).expect("valid bounds")
                 })
                 .saturating_record(micros);
         }

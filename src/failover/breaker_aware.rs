@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use crate::BoxError;
 use crate::circuit_breaker::error::CircuitOpen;
-use crate::classify::{Classified, Classify, DefaultClassifier, NeverEos, Outcome, ServerHint};
+use crate::classify::{Classified, Classify, DefaultClassifier, Outcome, ServerHint};
 
 /// A classifier for a router over per-backend circuit breakers: a [`CircuitOpen`]
 /// rejection becomes [`Outcome::Overloaded`] with the time until the breaker may admit
@@ -56,11 +56,11 @@ impl<C> BreakerAware<C> {
 
 impl<Res, C> Classify<Res, BoxError> for BreakerAware<C>
 where
-    C: Classify<Res, BoxError, Eos = NeverEos>,
+    C: Classify<Res, BoxError>,
 {
-    type Eos = NeverEos;
+    type Eos = C::Eos;
 
-    fn classify(&self, result: Result<&Res, &BoxError>) -> Classified<NeverEos> {
+    fn classify(&self, result: Result<&Res, &BoxError>) -> Classified<C::Eos> {
         if let Err(e) = result
             && let Some(open) = e.downcast_ref::<CircuitOpen>()
         {

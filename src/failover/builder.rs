@@ -29,6 +29,8 @@ pub struct Backend<S> {
     pub(crate) tier: u32,
     pub(crate) weight: u32,
     pub(crate) probe: Option<ProbeFn>,
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) breaker: Option<crate::circuit_breaker::CircuitBreakerHandle>,
 }
 
 impl<S> fmt::Debug for Backend<S> {
@@ -51,7 +53,28 @@ impl<S> Backend<S> {
             tier: 0,
             weight: 1,
             probe: None,
+            #[cfg(feature = "circuit-breaker")]
+            breaker: None,
         }
+    }
+
+    /// The same backend over another service: `f` wraps (or replaces) its service;
+    /// the id, tier, weight and probe stay.
+    pub fn map<S2>(self, f: impl FnOnce(S) -> S2) -> Backend<S2> {
+        Backend {
+            id: self.id,
+            service: f(self.service),
+            tier: self.tier,
+            weight: self.weight,
+            probe: self.probe,
+            #[cfg(feature = "circuit-breaker")]
+            breaker: self.breaker,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Its priority tier: 0 is served first.
@@ -63,6 +86,21 @@ impl<S> Backend<S> {
     /// Its share of its tier's traffic relative to the others (at least 1).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
+        self
+    }
+
+    /// The circuit breaker in front of this backend's service (the one inside
+    /// `service`). While it is not closed, the router counts none of this backend's
+    /// failures for outlier detection: the breaker is in charge of the backend then,
+    /// and its probes' failures, counted again by the router, would eject a backend
+    /// that has healed (a breaker probing once a second, a router ejecting for 2 s,
+    /// 4 s, ... 10 s on each failed probe). Its successes still count. Panic routing
+    /// never sends to a backend whose breaker is open. The one-call
+    /// [`Stack`](crate::stack::Stack) sets this for every backend.
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    pub fn breaker(mut self, breaker: crate::circuit_breaker::CircuitBreakerHandle) -> Self {
+        self.breaker = Some(breaker);
         self
     }
 
@@ -366,6 +404,21 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
             rng: self.rng,
             classifier: self.classifier,
             tried,
+        }
+    }
+
+    /// These settings, for backends of another type; the backends added so far are
+    /// dropped. The one-call stacks keep router settings this way before they have
+    /// built their backends.
+    pub(crate) fn retype<S2>(self) -> FailoverBuilder<S2, C, T> {
+        FailoverBuilder {
+            backends: Vec::new(),
+            cfg: self.cfg,
+            health_check: self.health_check,
+            listeners: self.listeners,
+            rng: self.rng,
+            classifier: self.classifier,
+            tried: self.tried,
         }
     }
 

@@ -57,6 +57,10 @@ impl<S> Core<S> {
         }
         let serial = self.pool.serials.fetch_add(1, Ordering::Relaxed);
         let mut node = Node::new(Arc::from(backend.id), serial, backend.tier, backend.weight);
+        #[cfg(feature = "circuit-breaker")]
+        {
+            node.breaker = backend.breaker;
+        }
         if let Selection::PeakEwma { default_rtt, .. } = self.pool.cfg.selection {
             node = node.with_rtt(default_rtt.as_nanos() as f64, self.pool.now());
         }

@@ -49,6 +49,14 @@ pub enum BackendHealth {
         /// When the ejection ends.
         until: Instant,
     },
+    /// Held out at its own request until the given time: a server hint
+    /// (`Retry-After`) or, under [`BreakerAware`](super::BreakerAware), its circuit
+    /// breaker is open. Not an outlier ejection: no failure was counted, and panic
+    /// routing does not send to it either.
+    HeldOff {
+        /// When the hold-off ends.
+        until: Instant,
+    },
     /// Out of rotation because its active health checks fail (whether or not an
     /// outlier ejection is also in force).
     Unhealthy,
@@ -127,6 +135,10 @@ impl<S> FailoverHandle<S> {
             BackendHealth::Ejected {
                 until: pool.instant(cold.ejected_until.load(Ordering::Acquire)),
             }
+        } else if n.is_held(now) {
+            BackendHealth::HeldOff {
+                until: pool.instant(cold.held_until.load(Ordering::Acquire)),
+            }
         } else {
             BackendHealth::Healthy
         };
@@ -178,6 +190,9 @@ impl<S> FailoverHandle<S> {
         cold.manual.store(false, Ordering::Release);
         if node.is_ejected(now) {
             cold.ejected_until.store(now, Ordering::Release);
+        }
+        if node.is_held(now) {
+            cold.held_until.store(now, Ordering::Release);
         }
         cold.probation.store(false, Ordering::Relaxed);
         node.hot.consecutive.store(0, Ordering::Relaxed);

@@ -49,6 +49,10 @@ pub(crate) struct Cold {
     /// Nanoseconds since the pool's origin until which the backend is ejected; 0 if
     /// never ejected. A value in the past means the ejection ended.
     pub(crate) ejected_until: AtomicU64,
+    /// Nanoseconds since the pool's origin until which the backend is held out at its
+    /// own (or its breaker's) request: a server hint or an open circuit breaker. Not an
+    /// ejection: no failure is counted, and panic routing does not override it.
+    pub(crate) held_until: AtomicU64,
     /// When the last ejection began (ns), for the decay of `times_ejected`.
     pub(crate) ejected_at: AtomicU64,
     pub(crate) times_ejected: AtomicU32,
@@ -75,6 +79,9 @@ pub(crate) struct Node {
     pub(crate) serial: u64,
     pub(crate) tier: u32,
     pub(crate) weight: u32,
+    /// The breaker in front of the backend, if the router was told of one.
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) breaker: Option<crate::circuit_breaker::CircuitBreakerHandle>,
 }
 
 impl Node {
@@ -86,6 +93,8 @@ impl Node {
             serial,
             tier,
             weight,
+            #[cfg(feature = "circuit-breaker")]
+            breaker: None,
         };
         node.cold.probe_ok.store(true, Ordering::Relaxed);
         node
@@ -133,10 +142,42 @@ impl Node {
         self.cold.ejected_until.load(Ordering::Acquire) > now
     }
 
+    /// Whether a hold-off (a server hint, an open breaker) is in force at `now`.
+    #[inline]
+    pub(crate) fn is_held(&self, now: u64) -> bool {
+        self.cold.held_until.load(Ordering::Acquire) > now
+    }
+
     /// Whether routing may send to it at `now`.
     #[inline]
     pub(crate) fn is_eligible(&self, now: u64) -> bool {
-        !self.is_ejected(now) && self.is_member()
+        !self.is_ejected(now) && !self.is_held(now) && self.is_member()
+    }
+
+    /// Whether panic routing may send to it at `now`: a member that is not held off
+    /// and whose breaker (if the router knows it) is not open. Panic overrides the
+    /// outlier detector's guesses, never a backend's own "not now" (an open breaker
+    /// would only reject the call).
+    #[inline]
+    pub(crate) fn is_panic_eligible(&self, now: u64) -> bool {
+        !self.is_held(now) && self.is_member() && !self.breaker_in_charge(true)
+    }
+
+    /// Whether the backend's own breaker is judging it now: not closed (or, with
+    /// `open_only`, open), so the router leaves its failures to the breaker.
+    #[inline]
+    pub(crate) fn breaker_in_charge(&self, open_only: bool) -> bool {
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(b) = &self.breaker {
+            use crate::circuit_breaker::CircuitState;
+            return match b.state() {
+                CircuitState::Closed => false,
+                CircuitState::Open => true,
+                CircuitState::HalfOpen => !open_only,
+            };
+        }
+        let _ = open_only;
+        false
     }
 
     /// Not removed, not disabled by hand, passing its health checks: a backend that
@@ -270,7 +311,7 @@ impl Pool {
             if node.cold.probation.load(Ordering::Relaxed) {
                 node.cold.probation.store(false, Ordering::Relaxed);
             }
-        } else {
+        } else if !node.breaker_in_charge(false) {
             hot.failures.fetch_add(1, Ordering::Relaxed);
             let run = hot.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
             self.on_failure(node, run);
@@ -301,7 +342,7 @@ impl Pool {
     #[cold]
     fn hold_off(&self, node: &Node, wait: Duration) {
         let until = self.now().saturating_add(wait.as_nanos() as u64).max(1);
-        if node.cold.ejected_until.fetch_max(until, Ordering::AcqRel) < until {
+        if node.cold.held_until.fetch_max(until, Ordering::AcqRel) < until {
             self.bump();
         }
     }
@@ -337,6 +378,9 @@ impl Pool {
 
     /// A failed `poll_ready` counts as a failed call.
     pub(crate) fn record_not_ready_error(&self, node: &Node) {
+        if node.breaker_in_charge(false) {
+            return;
+        }
         node.hot.failures.fetch_add(1, Ordering::Relaxed);
         let run = node.hot.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         self.on_failure(node, run);

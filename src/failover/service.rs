@@ -255,9 +255,13 @@ impl<S, C, T> Failover<S, C, T> {
             for (j, local) in self.locals[t.start..t.end].iter().enumerate() {
                 let node = &local.node;
                 total += node.weight as u64;
-                let until = node.cold.ejected_until.load(Ordering::Acquire);
-                if until > now {
-                    route.next_expiry = route.next_expiry.min(until);
+                for until in [
+                    node.cold.ejected_until.load(Ordering::Acquire),
+                    node.cold.held_until.load(Ordering::Acquire),
+                ] {
+                    if until > now {
+                        route.next_expiry = route.next_expiry.min(until);
+                    }
                 }
                 if node.is_eligible(now) {
                     healthy += node.weight as u64;
@@ -281,7 +285,7 @@ impl<S, C, T> Failover<S, C, T> {
             for t in route.tiers.iter_mut() {
                 t.eligible.clear();
                 for j in t.start..t.end {
-                    if self.locals[j].node.is_member() {
+                    if self.locals[j].node.is_panic_eligible(now) {
                         t.eligible.push(j as u32);
                     }
                 }

@@ -99,6 +99,7 @@ pub struct RetryOverride {
     pub(crate) disabled: bool,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) deadline_at: Option<tokio::time::Instant>,
 }
 
 impl RetryOverride {
@@ -122,6 +123,15 @@ impl RetryOverride {
     /// layer's deadline.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Start no backoff and no attempt that would end past `at`, in place of the
+    /// layer's deadline. This is how an overall deadline set above the retry layer
+    /// (the one-call stacks' [`Deadline`](crate::timeout::Deadline)) reaches it as
+    /// the same instant, not a second clock reading.
+    pub fn with_deadline_at(mut self, at: tokio::time::Instant) -> Self {
+        self.deadline_at = Some(at);
         self
     }
 }

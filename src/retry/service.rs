@@ -88,10 +88,11 @@ where
         } else {
             (None, false)
         };
-        let deadline = over
-            .deadline
-            .or(shared.deadline)
-            .map(|d| Instant::now() + d);
+        let deadline = over.deadline_at.or_else(|| {
+            over.deadline
+                .or(shared.deadline)
+                .map(|d| Instant::now() + d)
+        });
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }

@@ -1,0 +1,307 @@
+//! The one-call stack's builder: one place for the recommended values.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::attempt::{AttemptReplay, AttemptTried, Unwrap};
+use super::health::Health;
+use super::service::{Leg, Parts, Stack};
+use crate::bulkhead::{BulkheadBuilder, BulkheadLayer};
+use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
+use crate::classify::DefaultClassifier;
+use crate::config::ConfigError;
+use crate::failover::{Backend, BreakerAware, Failover, FailoverBuilder};
+use crate::observe::{Event, Listener};
+use crate::retry::{CloneReplay, RetryBuilder, RetryLayer};
+use crate::rng::Rng;
+use crate::timeout::Timeout;
+
+type BreakerFn = Arc<dyn Fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder + Send + Sync>;
+type ListenerFn = Arc<dyn Fn(&str) -> Option<Arc<dyn Listener>> + Send + Sync>;
+
+/// The overall deadline of a request, retries included. See [`StackBuilder::deadline`].
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// The per-attempt timeout. See [`StackBuilder::attempt_timeout`].
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The bulkhead's limit on requests in flight. See [`StackBuilder::bulkhead`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Builds a [`Stack`]; see [`Stack::builder`] for the defaults and why.
+pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
+    backends: Vec<Backend<S>>,
+    classifier: C,
+    replay: P,
+    deadline: Duration,
+    attempt_timeout: Duration,
+    bulkhead: BulkheadBuilder,
+    retry: RetryBuilder,
+    breaker: Option<BreakerFn>,
+    router: FailoverBuilder<()>,
+    rng: Option<Rng>,
+    listeners: Option<ListenerFn>,
+}
+
+impl<S, C, P> fmt::Debug for StackBuilder<S, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("backends", &self.backends)
+            .field("deadline", &self.deadline)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("bulkhead", &self.bulkhead)
+            .field("retry", &self.retry)
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Stack<S> {
+    /// A builder for the recommended stack over backends of type `S`, with these
+    /// defaults (each layer's own builder defaults, except where said):
+    ///
+    /// | layer | default | why |
+    /// |---|---|---|
+    /// | overall deadline | 5 s | what a caller waits for one request, all attempts, backoff and queueing included; the retry layer sees the same instant and starts nothing that would end past it |
+    /// | bulkhead | 1,024 in flight, no queue | protects this process: past it, calls fail at once with `BulkheadFull` instead of piling up (Envoy's default `max_requests` is 1,024) |
+    /// | retry | 3 attempts, exponential backoff from 100 ms with full jitter, the 20 % ratio budget | every retry goes to a backend the request has not tried; the budget bounds the extra load of an outage to 20 % (plus 10 retries per second) whatever fails |
+    /// | router | peak-EWMA with failures as cost; ejection 2 s × times ejected, at most 10 s, rules judged every 2 s; **no consecutive-failure ejection** | the per-backend breakers detect a backend that is down, and the router holds a backend out exactly as long as its breaker is open ([`BreakerAware`]); its own rules (failure rate, success rate and latency against the other backends) catch brownouts and slow backends. Without a second consecutive-failure detector, a breaker's failed probe is not counted again as an outlier failure |
+    /// | breaker, per backend | 5 failures in a row or 50 % of the last 100 calls; open 1 s, fixed; load shedding counts as a success ([`Health`](super::Health)) | a backend that is down is detected within 5 calls; a healed one gets traffic back within about a second; a backend that sheds load keeps its share |
+    /// | per-attempt timeout | 2 s | turns a hung backend into a failure the breaker and router count, with time left in the deadline for two more attempts |
+    /// | classifier | [`DefaultClassifier`] (every error is a failure) | [`Stack::http`] and [`Stack::grpc`] use the protocol's classifier in every layer |
+    ///
+    /// Every value can be changed here ([`deadline`](StackBuilder::deadline),
+    /// [`bulkhead`](StackBuilder::bulkhead), [`retry`](StackBuilder::retry),
+    /// [`router`](StackBuilder::router), [`breaker`](StackBuilder::breaker),
+    /// [`attempt_timeout`](StackBuilder::attempt_timeout)).
+    pub fn builder() -> StackBuilder<S> {
+        StackBuilder {
+            backends: Vec::new(),
+            classifier: DefaultClassifier,
+            replay: CloneReplay,
+            deadline: DEFAULT_DEADLINE,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            bulkhead: BulkheadLayer::builder().max_concurrent(DEFAULT_MAX_IN_FLIGHT),
+            retry: RetryLayer::builder(),
+            breaker: None,
+            router: Failover::builder().consecutive_failures(None),
+            rng: None,
+            listeners: None,
+        }
+    }
+}
+
+impl<S, C, P> StackBuilder<S, C, P> {
+    /// Adds a backend in tier 0 (the primary tier).
+    pub fn backend(mut self, id: impl Into<String>, service: S) -> Self {
+        self.backends.push(Backend::new(id, service));
+        self
+    }
+
+    /// Adds a backend with its tier, weight or health probe set
+    /// ([`Backend::tier`], [`Backend::weight`], [`Backend::probe`]).
+    pub fn backend_with(mut self, backend: Backend<S>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Adds several backends.
+    pub fn backends(mut self, backends: impl IntoIterator<Item = Backend<S>>) -> Self {
+        self.backends.extend(backends);
+        self
+    }
+
+    /// The overall deadline of each request (greater than zero). Default 5 s.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long one attempt may take (greater than zero). Default 2 s.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Changes the bulkhead's settings: `f` gets the stack's bulkhead builder
+    /// (1,024 in flight, no queue) and returns it changed.
+    pub fn bulkhead(mut self, f: impl FnOnce(BulkheadBuilder) -> BulkheadBuilder) -> Self {
+        self.bulkhead = f(self.bulkhead);
+        self
+    }
+
+    /// Changes the retry layer's settings: `f` gets the retry builder (its own
+    /// defaults) and returns it changed. The classifier and the replay are the
+    /// stack's ([`classifier`](Self::classifier), [`replay`](Self::replay)); the
+    /// deadline is the stack's overall deadline.
+    pub fn retry(mut self, f: impl FnOnce(RetryBuilder) -> RetryBuilder) -> Self {
+        self.retry = f(self.retry);
+        self
+    }
+
+    /// Changes every backend's circuit breaker: `f` gets each breaker's builder
+    /// (its own defaults) and returns it changed. Called once per backend.
+    pub fn breaker(
+        mut self,
+        f: impl Fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.breaker = Some(match self.breaker.take() {
+            None => Arc::new(f),
+            Some(g) => Arc::new(move |b| f(g(b))),
+        });
+        self
+    }
+
+    /// Changes the router's settings: `f` gets the router's builder (its own
+    /// defaults, without consecutive-failure ejection) and returns it changed. Its
+    /// backends, classifier and attempt tracking are the stack's.
+    pub fn router(mut self, f: impl FnOnce(FailoverBuilder<()>) -> FailoverBuilder<()>) -> Self {
+        self.router = f(self.router);
+        self
+    }
+
+    /// The random stream of every layer (retry jitter, routing, breakers). Seed it
+    /// for reproducible runs, as the drill does.
+    pub fn rng(mut self, rng: Rng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Event listeners by source: `f` is asked once for `"bulkhead"`, `"retry"`,
+    /// `"router"` and each backend's id (its breaker), and returns the listener for
+    /// that source, if any.
+    pub fn listeners<L>(mut self, f: impl Fn(&str) -> Option<L> + Send + Sync + 'static) -> Self
+    where
+        L: Listener,
+    {
+        self.listeners = Some(Arc::new(move |source| {
+            f(source).map(|l| Arc::new(l) as Arc<dyn Listener>)
+        }));
+        self
+    }
+
+    /// The classifier of every layer: what counts as a failure for the retry layer,
+    /// the breakers and the router.
+    pub fn classifier<C2>(self, classifier: C2) -> StackBuilder<S, C2, P> {
+        StackBuilder {
+            backends: self.backends,
+            classifier,
+            replay: self.replay,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            bulkhead: self.bulkhead,
+            retry: self.retry,
+            breaker: self.breaker,
+            router: self.router,
+            rng: self.rng,
+            listeners: self.listeners,
+        }
+    }
+
+    /// How the retry layer copies a request for another attempt (and what the
+    /// request says about being retried). Default [`CloneReplay`].
+    pub fn replay<P2>(self, replay: P2) -> StackBuilder<S, C, P2> {
+        StackBuilder {
+            backends: self.backends,
+            classifier: self.classifier,
+            replay,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            bulkhead: self.bulkhead,
+            retry: self.retry,
+            breaker: self.breaker,
+            router: self.router,
+            rng: self.rng,
+            listeners: self.listeners,
+        }
+    }
+
+    fn listener(&self, source: &str) -> Option<impl Listener + use<S, C, P>> {
+        let l = self.listeners.as_ref()?(source)?;
+        Some(move |e: &Event| l.on_event(e))
+    }
+
+    /// Checks every layer's configuration and builds the stack. Errors name the
+    /// field (`stack.deadline`, `retry.max_attempts`, `breaker.open_duration`, ...).
+    pub fn build(mut self) -> Result<Stack<S, C, P>, ConfigError>
+    where
+        S: Clone,
+        C: Clone,
+        P: Clone,
+    {
+        crate::timeout::check("stack.deadline", self.deadline)?;
+        crate::timeout::check("stack.attempt_timeout", self.attempt_timeout)?;
+        if self.backends.is_empty() {
+            return Err(ConfigError::new(
+                "stack.backends",
+                "needs at least one backend",
+            ));
+        }
+        let rng = self.rng.take().unwrap_or_default();
+        let fork = || Rng::seeded(rng.next_u64());
+
+        let mut bulkhead = std::mem::replace(&mut self.bulkhead, BulkheadLayer::builder());
+        if let Some(l) = self.listener("bulkhead") {
+            bulkhead = bulkhead.listener(l);
+        }
+        let bulkhead = bulkhead.build()?;
+
+        let mut retry = std::mem::replace(&mut self.retry, RetryLayer::builder()).rng(fork());
+        if let Some(l) = self.listener("retry") {
+            retry = retry.listener(l);
+        }
+        let retry = retry
+            .classifier(self.classifier.clone())
+            .replay(AttemptReplay(self.replay.clone()))
+            .build()?;
+
+        let mut breakers = Vec::with_capacity(self.backends.len());
+        let mut legs = Vec::with_capacity(self.backends.len());
+        let listeners = self.listeners.clone();
+        for backend in std::mem::take(&mut self.backends) {
+            let mut b = CircuitBreakerLayer::builder().rng(fork());
+            if let Some(f) = &self.breaker {
+                b = f(b);
+            }
+            if let Some(l) = listeners.as_ref().and_then(|f| f(&backend.id)) {
+                b = b.listener(move |e: &Event| l.on_event(e));
+            }
+            let layer = b.classifier(Health(self.classifier.clone())).build()?;
+            breakers.push((Arc::<str>::from(backend.id.as_str()), layer.handle()));
+            let attempt_timeout = self.attempt_timeout;
+            let handle = layer.handle();
+            legs.push(
+                backend
+                    .map(|s| -> Leg<S, C> {
+                        layer.layer(Timeout::new(Unwrap::new(s), attempt_timeout))
+                    })
+                    .breaker(handle),
+            );
+        }
+
+        let mut router = std::mem::replace(&mut self.router, Failover::builder())
+            .retype::<Leg<S, C>>()
+            .rng(fork());
+        if let Some(l) = self.listener("router") {
+            router = router.listener(l);
+        }
+        let router = router
+            .backends(legs)
+            .classifier(BreakerAware::new(Health(self.classifier)))
+            .tried(AttemptTried)
+            .build()?;
+
+        let parts = Arc::new(Parts {
+            deadline: self.deadline,
+            router: router.handle(),
+            breakers,
+            bulkhead: bulkhead.handle(),
+            budget: retry.budget().cloned(),
+        });
+        Ok(Stack {
+            inner: bulkhead.layer(retry.layer(router)),
+            parts,
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The built stack: one service, its entry and its handles.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::attempt::{Attempt, AttemptReplay, AttemptTried, Unwrap};
+use super::health::Health;
+use crate::BoxError;
+use crate::budget::Budget;
+use crate::bulkhead::{Bulkhead, BulkheadHandle};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle};
+use crate::classify::DefaultClassifier;
+use crate::failover::{BreakerAware, Failover, FailoverHandle, Tried};
+use crate::retry::{CloneReplay, Retry};
+use crate::timeout::Timeout;
+use crate::timeout::future::ResponseFuture;
+
+/// What sits in front of one backend: its circuit breaker over the per-attempt
+/// timeout over the backend's own service.
+pub type Leg<S, C = DefaultClassifier> = CircuitBreaker<Timeout<Unwrap<S>>, Health<C>>;
+
+/// The router over the backends' [`Leg`]s.
+pub type Router<S, C = DefaultClassifier> =
+    Failover<Leg<S, C>, BreakerAware<Health<C>>, AttemptTried>;
+
+type Inner<S, C, P> = Bulkhead<Retry<Router<S, C>, C, AttemptReplay<P>>>;
+
+/// The recommended stack as one tower `Service`, built by [`Stack::builder`] (or
+/// [`Stack::http`], [`Stack::grpc`]): overall deadline → bulkhead → budgeted retry →
+/// failover router → per-backend circuit breaker → per-attempt timeout → backend.
+///
+/// `poll_ready` passes on the readiness of the router's backends (through the
+/// bulkhead and retry layers, which reject from `call`, never from `poll_ready`).
+/// Clones share every layer's state: one bulkhead, one budget, one breaker per
+/// backend, one router.
+///
+/// Errors are `BoxError`s the caller can downcast:
+/// [`DeadlineExceeded`](crate::timeout::DeadlineExceeded),
+/// [`BulkheadFull`](crate::bulkhead::BulkheadFull),
+/// [`NoHealthyBackend`](crate::failover::NoHealthyBackend),
+/// [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
+/// [`Elapsed`](crate::timeout::Elapsed) (the last attempt timed out) or the backend's
+/// own error.
+pub struct Stack<S, C = DefaultClassifier, P = CloneReplay> {
+    pub(crate) inner: Inner<S, C, P>,
+    pub(crate) parts: Arc<Parts<S, C>>,
+}
+
+/// The handles of a built stack, shared by its clones.
+pub(crate) struct Parts<S, C> {
+    pub(crate) deadline: Duration,
+    pub(crate) router: FailoverHandle<Leg<S, C>>,
+    pub(crate) breakers: Vec<(Arc<str>, CircuitBreakerHandle)>,
+    pub(crate) bulkhead: BulkheadHandle,
+    pub(crate) budget: Option<Budget>,
+}
+
+impl<S, C, P> Stack<S, C, P> {
+    /// The router's handle: each backend's health and load, manual eject and restore,
+    /// membership changes.
+    pub fn router(&self) -> &FailoverHandle<Leg<S, C>> {
+        &self.parts.router
+    }
+
+    /// The circuit breaker in front of the backend `id`.
+    pub fn breaker(&self, id: &str) -> Option<&CircuitBreakerHandle> {
+        self.parts
+            .breakers
+            .iter()
+            .find(|(b, _)| &**b == id)
+            .map(|(_, h)| h)
+    }
+
+    /// Every backend's circuit breaker, by backend id, in the order they were added.
+    pub fn breakers(&self) -> impl Iterator<Item = (&str, &CircuitBreakerHandle)> {
+        self.parts.breakers.iter().map(|(id, h)| (&**id, h))
+    }
+
+    /// The bulkhead's handle: calls in flight, limit changes at runtime.
+    pub fn bulkhead(&self) -> &BulkheadHandle {
+        &self.parts.bulkhead
+    }
+
+    /// The retry budget, if the stack has one (it does unless turned off).
+    pub fn budget(&self) -> Option<&Budget> {
+        self.parts.budget.as_ref()
+    }
+
+    /// The overall deadline each request gets.
+    pub fn deadline(&self) -> Duration {
+        self.parts.deadline
+    }
+}
+
+impl<S, C, P> Clone for Stack<S, C, P>
+where
+    Inner<S, C, P>: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            parts: self.parts.clone(),
+        }
+    }
+}
+
+impl<S, C, P> fmt::Debug for Stack<S, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("deadline", &self.parts.deadline)
+            .field("backends", &self.parts.breakers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, P, Req> Service<Req> for Stack<S, C, P>
+where
+    Inner<S, C, P>: Service<Attempt<Req>, Error = BoxError>,
+{
+    type Response = <Inner<S, C, P> as Service<Attempt<Req>>>::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<<Inner<S, C, P> as Service<Attempt<Req>>>::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let deadline = self.parts.deadline;
+        let at = Instant::now() + deadline;
+        let fut = self.inner.call(Attempt {
+            request,
+            tried: Tried::new(),
+            deadline: at,
+        });
+        crate::timeout::until(fut, at, deadline)
+    }
+}

@@ -1,0 +1,129 @@
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::future::{Kind, ResponseFuture};
+use crate::BoxError;
+
+/// Fails a call that takes longer than its timeout with [`Elapsed`](super::Elapsed).
+/// Built by [`TimeoutLayer`](super::TimeoutLayer); see the [module docs](super).
+///
+/// `poll_ready` passes on the inner service's readiness: the clock starts at `call`.
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for Timeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.inner.call(req);
+        ResponseFuture::new(
+            fut,
+            tokio::time::sleep(self.timeout),
+            Kind::Attempt,
+            self.timeout,
+        )
+    }
+}
+
+/// Fails a request that takes longer than its deadline with
+/// [`DeadlineExceeded`](super::DeadlineExceeded), cancelling whatever runs below it.
+/// Built by [`DeadlineLayer`](super::DeadlineLayer); see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    deadline: Duration,
+}
+
+impl<S> Deadline<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S, deadline: Duration) -> Self {
+        Self { inner, deadline }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for Deadline<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.inner.call(req);
+        ResponseFuture::new(
+            fut,
+            tokio::time::sleep(self.deadline),
+            Kind::Request,
+            self.deadline,
+        )
+    }
+}
+
+/// A deadline at an instant the caller computed (the one-call stacks compute it once
+/// and pass it down with the request, so the retry layer sees the same instant).
+pub(crate) fn until<F>(fut: F, at: Instant, deadline: Duration) -> ResponseFuture<F> {
+    ResponseFuture::new(fut, tokio::time::sleep_until(at), Kind::Request, deadline)
+}
