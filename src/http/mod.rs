@@ -101,6 +101,7 @@ mod hint;
 mod hold;
 mod rejection;
 mod replay_body;
+mod upstream;
 
 pub use classify::{HttpClassifier, RetrySafe, StatusSet, is_idempotent, may_retry};
 pub use eos::{EosBody, PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
@@ -111,3 +112,4 @@ pub use hint::{
 pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
 pub use rejection::{Rejection, RejectionKind};
 pub use replay_body::{ReplayBody, ReplayBodyLayer, ReplayError, WithReplayBody};
+pub use upstream::Upstream;

@@ -59,9 +59,12 @@
 mod attempt;
 mod builder;
 mod health;
+mod presets;
 mod service;
 
 pub use attempt::{Attempt, AttemptReplay, AttemptTried, Unwrap};
 pub use builder::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_IN_FLIGHT, StackBuilder};
 pub use health::Health;
+#[cfg(feature = "http-client")]
+pub use presets::HttpClient;
 pub use service::{Leg, Router, Stack};
