@@ -23,6 +23,7 @@
 //! To add a stack, write a function `fn(&Drill) -> Report` like the ones below and list
 //! it in `STACKS`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -33,15 +34,14 @@ use tower::{Service, ServiceBuilder};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
-use tower_fortify::bulkhead::BulkheadLayer;
-use tower_fortify::circuit_breaker::CircuitBreakerLayer;
 use tower_fortify::drill::{
-    Drill, DrillEnv, Report, Scenario, SimBackend, SimFuture, SimRequest, SimResponse,
-    comparison_table, svg_chart,
+    Drill, DrillEnv, EventLog, Report, Scenario, SimBackend, SimClassifier, SimFuture, SimRequest,
+    SimResponse, comparison_table, svg_chart,
 };
-use tower_fortify::failover::{Backend, BreakerAware, Failover, Tried, tried_fn};
+use tower_fortify::failover::Backend;
 use tower_fortify::observe::{CircuitBreakerEvent, Event};
 use tower_fortify::retry::RetryLayer;
+use tower_fortify::stack::Stack;
 
 /// Runs a drill against one stack.
 type RunStack = fn(&Drill) -> Report;
@@ -60,7 +60,7 @@ const STACKS: &[(&str, &str, RunStack)] = &[
     ),
     (
         "recommended",
-        "bulkhead, budgeted retry, failover by tier, per-backend breaker + 300 ms timeout",
+        "Stack::builder() with its defaults: deadline, bulkhead, budgeted retry, failover, breaker + timeout per backend",
         recommended,
     ),
 ];
@@ -82,73 +82,29 @@ fn retry_only(drill: &Drill) -> Report {
     })
 }
 
-/// A request as the recommended stack sees it: the drill's request and the backends
-/// its attempts have tried (the retry layer's copies share the set, so a retry goes to
-/// a backend this request has not tried yet).
-#[derive(Clone)]
-struct Attempted {
-    sim: SimRequest,
-    tried: Tried,
-}
-
+/// The recommended stack: the one-call [`Stack`] with its defaults, over the
+/// scenario's backends (by tier). The only settings are the simulated protocol's
+/// classifier, the drill's seed, and listeners for the chart's breaker bands.
 fn recommended(drill: &Drill) -> Report {
     run(drill, |env| {
-        // Protect this process: at most 200 requests in flight.
-        let bulkhead = BulkheadLayer::new(200).expect("valid bulkhead configuration");
-        let retry = RetryLayer::builder()
-            .max_attempts(3)
-            .backoff(
-                Backoff::exponential(Duration::from_millis(10))
-                    .max_delay(Duration::from_millis(200))
-                    .jitter(Jitter::Full),
-            )
-            .budget(Budget::default_ratio())
-            .deadline(Duration::from_secs(1))
-            .rng(env.rng())
-            .build()
-            .expect("valid retry configuration");
-        // Per backend: a breaker over a timeout per attempt; the router sends each
-        // attempt by tier, ejects outliers and avoids backends the request has tried.
         let backends = endpoints(env)
             .into_iter()
             .zip(env.backends())
-            .map(|(endpoint, sim)| {
-                let breaker = CircuitBreakerLayer::builder()
-                    .consecutive_failures(5)
-                    .count_window(50)
-                    .failure_rate(0.5)
-                    .minimum_calls(20)
-                    .open_duration(Duration::from_secs(5))
-                    .half_open_probes(3)
-                    .rng(env.rng())
-                    .listener(env.listener_for(sim.name()))
-                    .build()
-                    .expect("valid breaker configuration");
-                let service = ServiceBuilder::new()
-                    .map_request(|request: Attempted| request.sim)
-                    .layer(breaker)
-                    .layer(TimeoutLayer::new(Duration::from_millis(300)))
-                    .service(endpoint);
-                Backend::new(sim.name(), service).tier(sim.tier())
-            });
-        let router = Failover::builder()
+            .map(|(endpoint, sim)| Backend::new(sim.name(), endpoint).tier(sim.tier()));
+        let logs: HashMap<String, EventLog> = env
+            .backends()
+            .iter()
+            .map(|b| b.name().to_string())
+            .chain(["router".to_string()])
+            .map(|source| (source.clone(), env.listener_for(source)))
+            .collect();
+        Stack::builder()
             .backends(backends)
-            .tried(tried_fn(|request: &Attempted| Some(&request.tried)))
-            .classifier(BreakerAware::default())
-            .base_ejection_time(Duration::from_secs(5))
-            .max_ejection_time(Duration::from_secs(20))
+            .classifier(SimClassifier)
             .rng(env.rng())
-            .listener(env.listener_for("router"))
+            .listeners(move |source| logs.get(source).cloned())
             .build()
-            .expect("valid failover configuration");
-        ServiceBuilder::new()
-            .map_request(|sim: SimRequest| Attempted {
-                sim,
-                tried: Tried::new(),
-            })
-            .layer(bulkhead)
-            .layer(retry)
-            .service(router)
+            .expect("valid stack configuration")
     })
 }
 

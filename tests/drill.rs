@@ -12,13 +12,7 @@
 //! an HTTP stack has `HttpClassifier`. Each threshold is checked with three seeds
 //! and documented on its test.
 
-#![cfg(all(
-    feature = "drill",
-    feature = "retry",
-    feature = "circuit-breaker",
-    feature = "bulkhead",
-    feature = "failover"
-))]
+#![cfg(all(feature = "drill", feature = "stack"))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

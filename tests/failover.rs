@@ -1264,3 +1264,91 @@ mod breaker_aware {
         );
     }
 }
+
+/// A backend that asked to be left alone (`Overloaded` with a delay: a server hint,
+/// or its breaker open under `BreakerAware`) is `HeldOff`, not `Ejected`, and panic
+/// routing does not send to it: with every backend held off the router fails fast.
+#[tokio::test(start_paused = true)]
+async fn panic_routing_never_sends_to_a_held_off_backend() {
+    use tower_fortify::classify::{Outcome, ServerHint, classify_fn};
+    let (a, b) = (sim("a"), sim("b"));
+    a.down.store(true, Ordering::SeqCst);
+    b.down.store(true, Ordering::SeqCst);
+    let hold = classify_fn(|r: Result<&&'static str, &BoxError>| match r {
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Overloaded(ServerHint::RetryAfter(Duration::from_secs(5))),
+    });
+    let mut router = Failover::builder()
+        .backend(Backend::new("a", service(a.clone())))
+        .backend(Backend::new("b", service(b.clone())))
+        .classifier(hold)
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    for i in 0..10 {
+        let _ = send(&mut router, req(i)).await;
+    }
+    assert_eq!(
+        hits(&a) + hits(&b),
+        2,
+        "each backend answered once, then was held off"
+    );
+    for id in ["a", "b"] {
+        assert!(
+            matches!(
+                handle.backend(id).unwrap().health,
+                BackendHealth::HeldOff { .. }
+            ),
+            "{id}: {:?}",
+            handle.backend(id).unwrap().health
+        );
+        assert_eq!(handle.backend(id).unwrap().ejections, 0);
+    }
+    let err = send(&mut router, req(99)).await.unwrap_err();
+    assert!(err.is::<NoHealthyBackend>(), "{err}");
+    // The hold ends after the hinted 5 s.
+    tokio::time::advance(Duration::from_millis(5001)).await;
+    a.down.store(false, Ordering::SeqCst);
+    b.down.store(false, Ordering::SeqCst);
+    assert!(send(&mut router, req(100)).await.is_ok());
+}
+
+/// While a backend's own breaker is not closed, the router leaves that backend's
+/// failures to it: no ejection, however many fail. With the breaker closed, the same
+/// failures eject the backend.
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn failures_behind_an_open_breaker_are_left_to_the_breaker() {
+    use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+    for breaker_open in [true, false] {
+        let (a, b) = (sim("a"), sim("b"));
+        a.down.store(true, Ordering::SeqCst);
+        // A breaker the router knows of, kept out of the call path here so the
+        // failures reach the router whatever its state.
+        let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+        if breaker_open {
+            breaker.force_open();
+        }
+        let mut router = Failover::builder()
+            .backend(Backend::new("a", service(a.clone())).breaker(breaker))
+            .backend(Backend::new("b", service(b.clone())))
+            .consecutive_failures(Some(3))
+            .selection(Selection::WeightedRoundRobin)
+            .build()
+            .unwrap();
+        let handle = router.handle();
+        for i in 0..20 {
+            let _ = send(&mut router, req(i)).await;
+        }
+        let ejections = handle.backend("a").unwrap().ejections;
+        if breaker_open {
+            assert_eq!(ejections, 0, "the open breaker is in charge");
+            assert_eq!(handle.backend("a").unwrap().failures, 0);
+        } else {
+            assert_eq!(
+                ejections, 1,
+                "a closed breaker leaves the failures to the router"
+            );
+        }
+    }
+}

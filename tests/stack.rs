@@ -260,3 +260,46 @@ fn bad_settings_name_their_field() {
         "failover.base_ejection_time"
     );
 }
+
+/// The gRPC preset: `UNAVAILABLE` in the response headers is retried on the other
+/// backend, with the streamed request body replayed.
+#[cfg(feature = "grpc")]
+#[tokio::test(start_paused = true)]
+async fn the_grpc_preset_retries_unavailable_on_another_backend() {
+    use tower_fortify::http::ReplayBody;
+    type Req = http::Request<ReplayBody<http_body_util::Full<bytes::Bytes>>>;
+    let grpc = |status: &'static str, calls: Arc<AtomicU32>| {
+        BoxCloneSyncService::new(service_fn(move |req: Req| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                use http_body_util::BodyExt;
+                let body = req.into_body().collect().await?.to_bytes();
+                assert_eq!(&body[..], b"payload", "the body is replayed whole");
+                Ok::<_, BoxError>(
+                    http::Response::builder()
+                        .header("grpc-status", status)
+                        .body(())
+                        .unwrap(),
+                )
+            }
+        }))
+    };
+    let (down, up) = (counter(), counter());
+    let mut stack = Stack::grpc()
+        .backend("down", grpc("14", down.clone()))
+        .backend("up", grpc("0", up.clone()))
+        .rng(Rng::seeded(3))
+        .build()
+        .unwrap();
+    for _ in 0..6 {
+        let body = ReplayBody::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"payload")),
+            1024,
+        );
+        let req = http::Request::post("/pkg.Svc/Call").body(body).unwrap();
+        let response = stack.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(response.headers()["grpc-status"], "0");
+    }
+    assert_eq!(up.load(Ordering::SeqCst), 6);
+    assert!(down.load(Ordering::SeqCst) >= 1);
+}

@@ -96,3 +96,24 @@ fn zero_durations_are_rejected_naming_the_field() {
     );
     assert!(TimeoutLayer::try_new(Duration::from_millis(1)).is_ok());
 }
+
+/// At a server's edge both timeouts mean "deadline exceeded": 504, DEADLINE_EXCEEDED.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn both_timeouts_are_deadline_rejections_on_the_wire() {
+    use tower_fortify::http::{Rejection, RejectionKind};
+    let attempt = TimeoutLayer::new(Duration::from_millis(1)).layer(after(Duration::from_secs(1)));
+    let request = DeadlineLayer::new(Duration::from_millis(1)).layer(after(Duration::from_secs(1)));
+    for err in [
+        attempt.oneshot(()).await.unwrap_err(),
+        request.oneshot(()).await.unwrap_err(),
+    ] {
+        let r = Rejection::of(err.as_ref()).expect("a rejection");
+        assert_eq!(r.kind(), RejectionKind::DeadlineExceeded, "{err}");
+        #[cfg(feature = "grpc")]
+        assert_eq!(
+            tower_fortify::grpc::status_of(err.as_ref()).code(),
+            tonic::Code::DeadlineExceeded
+        );
+    }
+}

@@ -169,11 +169,14 @@ impl Node {
     pub(crate) fn breaker_in_charge(&self, open_only: bool) -> bool {
         #[cfg(feature = "circuit-breaker")]
         if let Some(b) = &self.breaker {
-            use crate::circuit_breaker::CircuitState;
-            return match b.state() {
-                CircuitState::Closed => false,
-                CircuitState::Open => true,
-                CircuitState::HalfOpen => !open_only,
+            use crate::circuit_breaker::{CircuitState, Mode};
+            let status = b.status();
+            return match (status.mode, status.state) {
+                (Mode::ForcedOpen, _) => true,
+                (Mode::Disabled | Mode::MetricsOnly, _) => false,
+                (_, CircuitState::Closed) => false,
+                (_, CircuitState::Open) => true,
+                (_, CircuitState::HalfOpen) => !open_only,
             };
         }
         let _ = open_only;

@@ -68,7 +68,8 @@ impl Rejection {
     }
 
     /// The rejection `err` stands for: the first error in its source chain that is a
-    /// [`Rejection`], a `tower::timeout::error::Elapsed` (deadline), a
+    /// [`Rejection`], a `tower::timeout::error::Elapsed` or one of this crate's
+    /// [`timeout`](crate::timeout) errors (deadline), a
     /// `tower::load_shed::error::Overloaded` (unavailable), or one of this crate's
     /// layer errors: an open circuit breaker (unavailable, with the time until it may
     /// admit again), a full bulkhead, or a failover router with no healthy backend
@@ -82,6 +83,10 @@ impl Rejection {
                 return Some(*r);
             }
             if e.is::<tower::timeout::error::Elapsed>() {
+                return Some(Self::new(RejectionKind::DeadlineExceeded));
+            }
+            #[cfg(feature = "timeout")]
+            if e.is::<crate::timeout::Elapsed>() || e.is::<crate::timeout::DeadlineExceeded>() {
                 return Some(Self::new(RejectionKind::DeadlineExceeded));
             }
             if e.is::<tower::load_shed::error::Overloaded>() {
