@@ -11,7 +11,7 @@
 //! |---|---|
 //! | unavailable: open breaker, full bulkhead, shed load | `503 Service Unavailable` + `Retry-After` |
 //! | throttled | `429 Too Many Requests` + `Retry-After` |
-//! | deadline (`tower::timeout`) | `504 Gateway Timeout` |
+//! | deadline: [`timeout`](crate::timeout) errors, `tower::timeout` | `504 Gateway Timeout` |
 //! | anything else | `500 Internal Server Error` |
 //!
 //! `Retry-After` carries the delay the layer knows (a breaker's remaining open time),
@@ -31,27 +31,28 @@
 //! # Example
 //!
 //! ```
+//! # #[cfg(all(feature = "bulkhead", feature = "timeout"))] {
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use axum::error_handling::HandleErrorLayer;
 //! use tower::ServiceBuilder;
+//! use tower_fortify::bulkhead::BulkheadLayer;
+//! use tower_fortify::timeout::DeadlineLayer;
 //!
 //! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
 //!     ServiceBuilder::new()
 //!         .layer(HandleErrorLayer::new(tower_fortify::axum::handle_error))
-//!         .load_shed()
-//!         .concurrency_limit(64)
-//!         .timeout(Duration::from_secs(10)),
+//!         .layer(BulkheadLayer::new(64).unwrap())            // full: 503
+//!         .layer(DeadlineLayer::new(Duration::from_secs(10))), // late: 504
 //! );
 //! // Or, without HandleErrorLayer:
 //! let app2: Router = Router::new().route("/", get(|| async { "hello" })).layer(
 //!     ServiceBuilder::new()
 //!         .layer(tower_fortify::axum::InfallibleLayer)
-//!         .load_shed()
-//!         .concurrency_limit(64)
-//!         .timeout(Duration::from_secs(10)),
+//!         .layer(BulkheadLayer::new(64).unwrap())
+//!         .layer(DeadlineLayer::new(Duration::from_secs(10))),
 //! );
-//! # let _ = (app, app2);
+//! # let _ = (app, app2); }
 //! ```
 
 use std::convert::Infallible;

@@ -9,10 +9,17 @@
 //! in paused time, so that "the primary zone goes down for a minute and 99.9 % of
 //! requests still succeed" is an ordinary test.
 //!
+//! **Start with [`stack::Stack`]**: the recommended stack in one call
+//! (`Stack::builder()`, `Stack::http(urls)`, `Stack::grpc()`), with defaults that
+//! recover in seconds and every knob overridable. The layers below are what it is made
+//! of, each usable alone.
+//!
 //! # The layers
 //!
 //! | module | feature | what it is for |
 //! |---|---|---|
+//! | [`stack`] | `stack` | the recommended stack in one call, over any services, HTTP URLs or gRPC channels |
+//! | [`timeout`] | `timeout` | a timeout per attempt and a deadline per request |
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
@@ -27,7 +34,7 @@
 //! # The recommended order (outermost first)
 //!
 //! ```text
-//! timeout (overall deadline)          the caller's patience, for all attempts
+//! deadline (overall)                  the caller's patience, for all attempts
 //!   -> bulkhead                       protect this process before doing any work
 //!     -> retry                        budgeted, deadline-aware, replays the body
 //!       -> failover router            priority tiers, outlier ejection, health checks
@@ -46,7 +53,7 @@
 //!   [`BreakerAware`](failover::BreakerAware) tells the router to hold that backend
 //!   out until the breaker admits again.
 //! * A **per-attempt timeout** below the breaker turns a hung backend into a failure
-//!   the breaker and the router can count; the overall timeout on top bounds what the
+//!   the breaker and the router can count; the overall deadline on top bounds what the
 //!   caller waits, retries included.
 //!
 //! `cargo run --example drill --features drill -- --wrong-order` shows what happens

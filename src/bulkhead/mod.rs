@@ -15,6 +15,9 @@
 //! * **Adaptive limit** ([`AdaptiveLimit`]: [`Aimd`], [`Gradient2`], [`Vegas`]): the
 //!   limit follows the latency the dependency shows and the overload outcomes the
 //!   [classifier](crate::classify) reports, within bounds.
+//!   An adaptive limit over HTTP needs the HTTP classifier to see a `429` or a `503`
+//!   as overload (`BulkheadLayer::builder().classifier(HttpClassifier::new())`); with
+//!   the default classifier only errors count.
 //! * **Partitions** ([`partition`]): shares of one pool (90 % interactive, 10 % batch)
 //!   with borrowing of idle capacity, and per-key bulkheads (tenant, route) over a
 //!   bounded key set.

@@ -39,7 +39,23 @@
 //!   threshold count as slow.
 //! * Rates are only judged once the window holds [`minimum_calls`].
 //!
-//! What counts as a failure is the [classifier]'s call (`Err` by default). A
+//! What counts as a failure is the [classifier]'s call (`Err` by default). **Over
+//! HTTP, pass the HTTP classifier**, or a `500` response is an `Ok` and counts as a
+//! success (the one-call [`Stack::http`](crate::stack::Stack::http) does it for you):
+//!
+//! ```
+//! # #[cfg(feature = "http")] {
+//! use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+//! use tower_fortify::http::HttpClassifier;
+//!
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .classifier(HttpClassifier::new()) // 5xx failures, 429 load shedding
+//!     .build()
+//!     .unwrap();
+//! # let _ = breaker; }
+//! ```
+//!
+//! A
 //! failure with a server hint (`Retry-After` on a 503 or 429) can keep the breaker
 //! open longer than its own duration. The open duration is fixed, or grows with each
 //! consecutive trip through a [`Backoff`] (with jitter and a cap) and starts over once

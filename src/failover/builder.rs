@@ -258,7 +258,8 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
         self
     }
 
-    /// How a backend is chosen within a tier. Default: power of two choices.
+    /// How a backend is chosen within a tier. Default: [`Selection::peak_ewma`]
+    /// (latency-aware power of two choices with failures as cost).
     pub fn selection(mut self, selection: Selection) -> Self {
         self.cfg.selection = selection;
         self
@@ -312,7 +313,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     }
 
     /// How often the rate and latency rules run (they run on the first call after
-    /// each interval). Default 10 s.
+    /// each interval). Default 2 s.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.cfg.interval = interval;
         self
@@ -320,13 +321,15 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
 
     /// The first ejection's length; the n-th in a row lasts n times this, up to
     /// [`max_ejection_time`](Self::max_ejection_time). Each base time spent healthy
-    /// after an ejection takes one step off the count. Default 30 s.
+    /// after an ejection takes one step off the count. Default 2 s: a backend that
+    /// heals after one ejection is back within 2 s.
     pub fn base_ejection_time(mut self, base: Duration) -> Self {
         self.cfg.base_ejection = base;
         self
     }
 
-    /// The longest ejection. Default 300 s.
+    /// The longest ejection. Default 10 s: however often a backend was ejected, it is
+    /// tried again within 10 s.
     pub fn max_ejection_time(mut self, max: Duration) -> Self {
         self.cfg.max_ejection = max;
         self

@@ -9,10 +9,12 @@
 //! weight — that does this inside the process:
 //!
 //! * **Within a tier**, each call goes to the cheaper of two random eligible backends
-//!   (power of two choices), where cost is calls in flight plus a failure penalty
-//!   (growing with each failure in a row, shrinking each time the backend is passed
-//!   over, cleared by a success), per unit of weight: a backend that fails fast does
-//!   not look cheap. [`Selection::PeakEwma`] compares peak-EWMA latency × load instead, and
+//!   (power of two choices). By default ([`Selection::PeakEwma`]) cost is the
+//!   backend's peak-EWMA latency × (calls in flight + 1 + a failure penalty) per unit
+//!   of weight: a backend that turns slow loses its share within about a second, and
+//!   one that fails fast does not look cheap, since each failure in a row adds to its
+//!   penalty (which shrinks each time it is passed over and clears on a success).
+//!   [`Selection::PowerOfTwoChoices`] compares load and failures only, and
 //!   [`Selection::WeightedRoundRobin`] follows the weights exactly. A backend that is
 //!   not ready is skipped, not waited on, while another is ready.
 //! * **Across tiers** (Envoy's priority levels): tier 0 serves while its healthy share
@@ -65,6 +67,49 @@
 //!
 //! Every ejection, skipped ejection, health verdict and membership change is reported
 //! as a `tracing` event and a typed [`FailoverEvent`](crate::observe::FailoverEvent).
+//!
+//! # Defaults, and why
+//!
+//! The defaults are chosen so that a backend that heals gets its traffic back in
+//! seconds (the drill's scenarios measure it):
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | selection | peak-EWMA, decay 1 s, failures as cost | latency-aware: a 20× slower backend gets under 10 % of the calls within 2 s, and its share back about 3 s after it heals (see [`Selection::peak_ewma`]) |
+//! | consecutive failures | 5 | a hard-down backend is out after 5 calls |
+//! | failure rate / success-rate drop / latency factor | 50 % / 15 points / 5× the median | brownouts and slow backends, judged against their peers |
+//! | interval | 2 s | the rate and latency rules judge within 2 s of enough calls |
+//! | ejection | 2 s × times ejected, at most 10 s, decaying while healthy | a healed backend is back within 2 s after one ejection and within 10 s after many; Envoy's 30 s base keeps a healed backend idle for half a minute |
+//! | max ejected | 50 % | outlier detection never takes out most of a tier |
+//! | panic | below 50 % health: route to every member not held off | outlier ejection can be wrong; an open breaker or a server's `Retry-After` is not |
+//!
+//! With a circuit breaker per backend, tell the router about it
+//! ([`Backend::breaker`], and [`BreakerAware`] as the classifier): it then holds a
+//! backend out exactly while its breaker is open and leaves that backend's failures
+//! to the breaker, so a failed probe does not eject a healed backend. The one-call
+//! [`Stack`](crate::stack::Stack) does both, and leaves hard-down detection to the
+//! breakers (no consecutive-failure ejection in the router).
+//!
+//! # Over HTTP: pass the HTTP classifier
+//!
+//! The default classifier counts every `Ok` as a success, so over an HTTP client a
+//! `500` would look healthy. Give the router the protocol's classifier (or use
+//! `Stack::http`, which does):
+//!
+//! ```
+//! # #[cfg(feature = "http")] {
+//! use tower_fortify::failover::{Backend, BreakerAware, Failover};
+//! use tower_fortify::http::HttpClassifier;
+//! # let (eu1, eu2) = (tower::service_fn(|_: http::Request<String>| async { Ok::<_, tower_fortify::BoxError>(http::Response::new(())) }), tower::service_fn(|_: http::Request<String>| async { Ok::<_, tower_fortify::BoxError>(http::Response::new(())) }));
+//! # let (eu1, eu2) = (tower::util::BoxCloneSyncService::new(eu1), tower::util::BoxCloneSyncService::new(eu2));
+//! let router = Failover::builder()
+//!     .backend(Backend::new("eu-1", eu1))
+//!     .backend(Backend::new("eu-2", eu2))
+//!     .classifier(BreakerAware::new(HttpClassifier::new())) // a 5xx is a failure
+//!     .build()
+//!     .unwrap();
+//! # let _ = router; }
+//! ```
 //!
 //! # Where it goes
 //!

@@ -113,13 +113,14 @@ struct TierRoute {
 const MILLION: u32 = 1_000_000;
 
 impl<S> Failover<S> {
-    /// A builder with the defaults: power of two choices; ejection after 5
-    /// consecutive failures, a failure rate of 50 %, a success rate 15 points below
-    /// the median, or a mean latency 5× the median (rates and latency judged every
-    /// 10 s over backends with at least 10 calls, relative rules with at least 3
-    /// backends); ejections of 30 s × times ejected, at most 300 s, at most 50 % of
-    /// backends at once; overprovisioning factor 1.4; panic below 50 % total health,
-    /// routing to all; [`DefaultClassifier`]; no attempt tracking.
+    /// A builder with the defaults: peak-EWMA selection with failures as cost (decay
+    /// 1 s); ejection after 5 consecutive failures, a failure rate of 50 %, a success
+    /// rate 15 points below the median, or a mean latency 5× the median (rates and
+    /// latency judged every 2 s over backends with at least 10 calls, relative rules
+    /// with at least 3 backends); ejections of 2 s × times ejected, at most 10 s, at
+    /// most 50 % of backends at once; overprovisioning factor 1.4; panic below 50 %
+    /// total health, routing to every member not held off; [`DefaultClassifier`]; no
+    /// attempt tracking. The [module docs](super) say why.
     pub fn builder() -> FailoverBuilder<S> {
         FailoverBuilder::new()
     }
