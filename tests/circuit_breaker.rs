@@ -307,6 +307,32 @@ async fn a_stale_success_never_closes_the_breaker() {
     assert_eq!(handle.probes_admitted(), 1);
 }
 
+/// A growing open time with full jitter still stays within ±10 % of the backoff's
+/// raw delay: full jitter over `0..d` would sometimes reopen after a few ms.
+#[tokio::test(start_paused = true)]
+async fn open_backoff_jitter_is_bounded_to_ten_percent() {
+    let layer = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .consecutive_failures(1)
+        .half_open_probes(1)
+        .open_backoff(Backoff::exponential(Duration::from_secs(1)).jitter(Jitter::Full))
+        .rng(tower_fortify::rng::Rng::seeded(5))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    for trip in 0..20 {
+        // Reset, so that every trip is the first and its raw delay is 1 s.
+        handle.reset();
+        send(&mut svc, Call::Fail).await.unwrap_err();
+        let open = handle.open_until().unwrap() - Instant::now();
+        assert!(
+            (Duration::from_millis(900)..=Duration::from_millis(1100)).contains(&open),
+            "trip {trip}: open for {open:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn open_duration_grows_with_each_trip_and_resets_after_staying_closed() {
     let layer = CircuitBreakerLayer::builder()

@@ -770,7 +770,14 @@ impl Core {
         inner.trips = inner.trips.saturating_add(1);
         let d = match &self.cfg.open {
             OpenPolicy::Fixed(d) => *d,
-            OpenPolicy::Backoff(b) => b.delay(inner.trips, inner.previous_open, &self.rng),
+            // The backoff's jitter, bounded to ±10 % of its raw delay: an open time
+            // drawn over the whole of 0..d (full jitter) would reopen the breaker
+            // after a few milliseconds and spend its probes for nothing.
+            OpenPolicy::Backoff(b) => {
+                let raw = b.raw_delay(inner.trips);
+                b.delay(inner.trips, inner.previous_open, &self.rng)
+                    .clamp(raw.mul_f64(0.9), raw.mul_f64(1.1))
+            }
         };
         inner.previous_open = d;
         let mut until = now.saturating_add(d.as_nanos() as u64);

@@ -246,7 +246,9 @@ impl<C> CircuitBreakerBuilder<C> {
     }
 
     /// Stay open longer after each consecutive trip, following `backoff` (trip 1
-    /// uses its first delay; jitter and cap apply). The count of trips resets once
+    /// uses its first delay; its cap applies, and its jitter within ±10 % of the raw
+    /// delay: full jitter over `0..d` would sometimes reopen the breaker after a few
+    /// milliseconds). The count of trips resets once
     /// the breaker has stayed closed for [`reset_backoff_after`](Self::reset_backoff_after).
     pub fn open_backoff(mut self, backoff: Backoff) -> Self {
         self.open = OpenPolicy::Backoff(backoff);
