@@ -4,22 +4,22 @@
 //!
 //! Two local servers (HTTP/2 written by hand, so the status really is in the
 //! trailers): `a` is draining and answers every call with `UNAVAILABLE`, `b`
-//! answers with the concatenation of the messages it received. The client stack:
+//! answers with the concatenation of the messages it received. The client is the
+//! one-call gRPC stack with its defaults:
 //!
 //! ```text
-//! ReplayBodyLayer (64 KiB) -> retry (GrpcClassifier, GrpcReplay)
-//!   -> failover router (attempt-aware: a retry avoids the server already tried)
-//!     -> per server: circuit breaker -> PeekTrailersLayer -> Channel
+//! ReplayBodyLayer (64 KiB) -> Stack::grpc(): deadline -> bulkhead -> retry
+//!   -> failover router (a retry avoids the server already tried)
+//!     -> per server: circuit breaker -> attempt timeout -> PeekTrailersLayer -> Channel
 //! ```
 //!
-//! `a`'s breaker opens after two failures and the router ejects it; every call
-//! succeeds. Run with
-//! `cargo run --example tonic_client --features grpc,retry,failover,circuit-breaker`.
+//! Every call succeeds: a call that reaches `a` is retried on `b` with its request
+//! stream replayed, and `a`'s breaker soon keeps calls away from it. Run with
+//! `cargo run --example tonic_client --features grpc`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderMap;
@@ -28,12 +28,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::transport::Channel;
 use tower::{Layer, ServiceBuilder};
-use tower_fortify::backoff::Backoff;
-use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
-use tower_fortify::failover::{Backend, Failover, HttpTried, Tried};
-use tower_fortify::grpc::{GrpcClassifier, GrpcReplay};
 use tower_fortify::http::{PeekTrailers, PeekTrailersLayer, ReplayBody, ReplayBodyLayer};
-use tower_fortify::retry::RetryLayer;
+use tower_fortify::stack::Stack;
 
 #[path = "support/raw_codec.rs"]
 mod raw_codec;
@@ -91,30 +87,20 @@ fn to_tonic_body(req: Request) -> http::Request<tonic::body::Body> {
     req.map(tonic::body::Body::new)
 }
 
-/// One server's client: a breaker over a channel whose short responses' trailers
-/// are read ahead, so both the breaker and the retry see the status.
-type Guarded = CircuitBreaker<
-    PeekTrailers<tower::util::MapRequest<Channel, fn(Request) -> http::Request<tonic::body::Body>>>,
-    GrpcClassifier,
->;
+/// One server's client: a channel whose short responses' trailers are read ahead, so
+/// the stack's breakers and its retry layer see a status sent in trailers.
+type Server =
+    PeekTrailers<tower::util::MapRequest<Channel, fn(Request) -> http::Request<tonic::body::Body>>>;
 
-fn guarded(channel: Channel) -> Result<Guarded, tower_fortify::BoxError> {
-    let breaker = CircuitBreakerLayer::builder()
-        .no_count_window()
-        .consecutive_failures(2)
-        .open_duration(Duration::from_secs(30))
-        .classifier(GrpcClassifier::new())
-        .build()?;
+fn client(channel: Channel) -> Server {
     let to_tonic: fn(Request) -> http::Request<tonic::body::Body> = to_tonic_body;
-    Ok(breaker.layer(
-        PeekTrailersLayer::new(16 * 1024).layer(tower::util::MapRequest::new(channel, to_tonic)),
-    ))
+    PeekTrailersLayer::new(16 * 1024).layer(tower::util::MapRequest::new(channel, to_tonic))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), tower_fortify::BoxError> {
     let mut servers = Vec::new();
-    let mut router = Failover::builder();
+    let mut stack = Stack::grpc();
     for (name, draining) in [("a", true), ("b", false)] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -122,33 +108,19 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
         let channel = Channel::from_shared(format!("http://{addr}"))?
             .connect()
             .await?;
-        router = router.backend(Backend::new(name, guarded(channel)?));
+        stack = stack.backend(name, client(channel));
     }
-    let router = router
-        .consecutive_failures(Some(2))
-        .classifier(GrpcClassifier::new())
-        .tried(HttpTried)
-        .build()?;
-    let failover = router.handle();
-
-    let retry = RetryLayer::builder()
-        .max_attempts(3)
-        .backoff(Backoff::exponential(Duration::from_millis(20)))
-        .classifier(GrpcClassifier::new())
-        .replay(GrpcReplay)
-        .build()?;
+    let stack = stack.build()?;
+    let failover = stack.router().clone();
     let stack = ServiceBuilder::new()
         .layer(ReplayBodyLayer::new(64 * 1024))
-        .layer(retry)
-        .service(router);
+        .service(stack);
 
     let mut grpc = tonic::client::Grpc::new(stack);
     for call in 1..=6 {
         grpc.ready().await?;
         let messages = ["streamed ", "and ", "replayed"].map(|m| Bytes::from_static(m.as_bytes()));
-        let mut request = tonic::Request::new(futures::stream::iter(messages));
-        // Shared by the call's attempts: a retry goes to a server not tried yet.
-        request.extensions_mut().insert(Tried::new());
+        let request = tonic::Request::new(futures::stream::iter(messages));
         let response = grpc
             .client_streaming(
                 request,
