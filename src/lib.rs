@@ -79,6 +79,7 @@
 pub mod backoff;
 pub mod budget;
 pub mod classify;
+mod clock;
 mod config;
 pub mod observe;
 pub mod rng;

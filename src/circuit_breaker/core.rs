@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::error::CircuitOpen;
 use crate::backoff::{Backoff, Rng};
 use crate::classify::{Outcome, ServerHint};
+use crate::clock::{Epoch, nanos};
 use crate::observe::{CircuitBreakerEvent, CircuitState, Event, Listeners, Mode, TripReason};
 use crate::shard::{self, Padded, SHARDS};
 
@@ -385,7 +386,8 @@ pub(crate) struct Core {
     successes: [Padded<AtomicU64>; SHARDS],
     inner: Mutex<Inner>,
     pub(crate) cfg: Config,
-    epoch: Instant,
+    /// The origin of every time in nanoseconds here, read on first use.
+    epoch: Epoch,
     rng: Rng,
     listeners: Listeners,
     status: watch::Sender<Status>,
@@ -393,7 +395,7 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(cfg: Config, rng: Rng, listeners: Listeners) -> Self {
-        let epoch = Instant::now();
+        let epoch = Epoch::new();
         let count = cfg.count_window.map(|n| CountWindow {
             size: n as u64,
             base: 0,
@@ -406,7 +408,7 @@ impl Core {
         });
         let time = cfg.time_window.map(|(d, buckets)| {
             let mut t = TimeWindow {
-                width: (d.as_nanos() as u64 / buckets as u64).max(1),
+                width: (nanos(d) / buckets as u64).max(1),
                 buckets: vec![Bucket::default(); buckets as usize],
                 seen: 0,
                 seen_at: 0,
@@ -443,10 +445,7 @@ impl Core {
     }
 
     fn now(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos()
-            .min(u64::MAX as u128) as u64
+        self.epoch.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -532,7 +531,7 @@ impl Core {
     ) -> Result<Admit, Box<CircuitOpen>> {
         let err = match open {
             Some((now, until)) => CircuitOpen::new(Some((
-                self.epoch + Duration::from_nanos(until),
+                self.epoch.instant(until),
                 Duration::from_nanos(until - now),
             ))),
             None => CircuitOpen::new(None),
@@ -619,7 +618,7 @@ impl Core {
         }
         if failure && let ServerHint::RetryAfter(d) = outcome.hint() {
             let d = d.min(self.cfg.max_hint);
-            inner.hint_until = now.saturating_add(d.as_nanos() as u64);
+            inner.hint_until = now.saturating_add(nanos(d));
         }
         if a.kind() == PROBE {
             if failure || slow {
@@ -762,7 +761,7 @@ impl Core {
 
     fn open(&self, inner: &mut Inner, w: u64, now: u64, reason: TripReason) {
         if phase(w) == CircuitState::Closed
-            && now.saturating_sub(inner.closed_at) >= self.cfg.reset_after.as_nanos() as u64
+            && now.saturating_sub(inner.closed_at) >= nanos(self.cfg.reset_after)
         {
             inner.trips = 0;
             inner.previous_open = Duration::ZERO;
@@ -773,7 +772,7 @@ impl Core {
             OpenPolicy::Backoff(b) => b.delay(inner.trips, inner.previous_open, &self.rng),
         };
         inner.previous_open = d;
-        let mut until = now.saturating_add(d.as_nanos() as u64);
+        let mut until = now.saturating_add(nanos(d));
         if inner.hint_until > until {
             until = inner.hint_until;
         }
@@ -885,7 +884,7 @@ impl Core {
     pub(crate) fn open_until(&self) -> Option<Instant> {
         let w = self.state.load(Ordering::Acquire);
         (phase(w) == CircuitState::Open)
-            .then(|| self.epoch + Duration::from_nanos(self.open_until.load(Ordering::Acquire)))
+            .then(|| self.epoch.instant(self.open_until.load(Ordering::Acquire)))
     }
 
     pub(crate) fn probes_admitted(&self) -> u32 {

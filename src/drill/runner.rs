@@ -226,7 +226,8 @@ impl<C> Drill<C> {
             .enumerate()
         {
             // Arrivals are grouped by millisecond: one timer per millisecond at most.
-            let due = epoch + Duration::from_millis(at.as_millis() as u64);
+            let due =
+                epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
@@ -436,7 +437,9 @@ impl Recorder {
     }
 
     fn finish(&self, second: usize, ok: bool, latency: Duration) {
-        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_MICROS);
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.latency.saturating_record(micros);

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::config::{Config, Selection};
 use crate::classify::{Outcome, ServerHint};
+use crate::clock::{Epoch, micros, nanos};
 use crate::observe::{EjectReason, Event, FailoverEvent, Listeners};
 use crate::rng::Rng;
 use crate::shard::Padded;
@@ -176,7 +177,7 @@ impl Node {
             return times;
         }
         let healthy = now - until;
-        let steps = healthy / (base.as_nanos().max(1) as u64);
+        let steps = healthy / nanos(base).max(1);
         times.saturating_sub(steps.min(u32::MAX as u64) as u32)
     }
 }
@@ -195,7 +196,8 @@ pub(crate) enum Verdict {
 /// What the router and its response futures share, whatever the backend type.
 pub(crate) struct Pool {
     pub(crate) cfg: Config,
-    pub(crate) origin: Instant,
+    /// The origin of every time in nanoseconds here, read on first use.
+    pub(crate) origin: Epoch,
     pub(crate) nodes: Mutex<Vec<Arc<Node>>>,
     /// Bumped whenever membership changes.
     pub(crate) epoch: AtomicU64,
@@ -211,9 +213,9 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(cfg: Config, listeners: Listeners, rng: Rng) -> Self {
         Self {
-            next_sweep: AtomicU64::new(cfg.interval.as_nanos() as u64),
+            next_sweep: AtomicU64::new(nanos(cfg.interval)),
             cfg,
-            origin: Instant::now(),
+            origin: Epoch::new(),
             nodes: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),
             version: AtomicU64::new(0),
@@ -232,11 +234,11 @@ impl Pool {
 
     #[inline]
     pub(crate) fn ns(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.origin).as_nanos() as u64).max(1)
+        self.origin.since(at).max(1)
     }
 
     pub(crate) fn instant(&self, ns: u64) -> Instant {
-        self.origin + Duration::from_nanos(ns)
+        self.origin.instant(ns)
     }
 
     pub(crate) fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Node>>> {
@@ -280,8 +282,7 @@ impl Pool {
                 let took = end.saturating_duration_since(start);
                 let now = self.ns(end);
                 if self.cfg.latency_factor.is_some() {
-                    hot.latency_us
-                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    hot.latency_us.fetch_add(micros(took), Ordering::Relaxed);
                     hot.timed.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Selection::PeakEwma { decay, .. } = self.cfg.selection {
@@ -300,7 +301,7 @@ impl Pool {
     /// Takes `node` out of rotation for `wait`, without counting an ejection.
     #[cold]
     fn hold_off(&self, node: &Node, wait: Duration) {
-        let until = self.now().saturating_add(wait.as_nanos() as u64).max(1);
+        let until = self.now().saturating_add(nanos(wait)).max(1);
         if node.cold.ejected_until.fetch_max(until, Ordering::AcqRel) < until {
             self.bump();
         }
@@ -367,7 +368,7 @@ impl Pool {
         cold.ejections.fetch_add(1, Ordering::Relaxed);
         cold.probation.store(true, Ordering::Relaxed);
         cold.ejected_until.store(
-            now.saturating_add(duration.as_nanos() as u64).max(1),
+            now.saturating_add(nanos(duration)).max(1),
             Ordering::Release,
         );
         self.bump();
@@ -397,7 +398,7 @@ impl Pool {
                     target: "tower_fortify::failover",
                     backend = &*node.id,
                     reason = reason.as_str(),
-                    duration_ms = duration.as_millis() as u64,
+                    duration_ms = micros(duration) / 1000,
                     "backend ejected"
                 );
                 self.listeners.emit(|| {
@@ -420,8 +421,10 @@ impl Pool {
         if now < self.next_sweep.load(Ordering::Relaxed) {
             return;
         }
-        self.next_sweep
-            .store(now + self.cfg.interval.as_nanos() as u64, Ordering::Relaxed);
+        self.next_sweep.store(
+            now.saturating_add(nanos(self.cfg.interval)),
+            Ordering::Relaxed,
+        );
         let nodes = self.lock_nodes();
         // (node, calls, success rate, mean latency in µs if timed enough)
         let mut stats: Vec<(usize, u64, f64, Option<f64>)> = Vec::with_capacity(nodes.len());
