@@ -56,7 +56,8 @@ pub enum SkipReason {
     MaxAttempts,
     /// The retry budget is spent.
     Budget,
-    /// The next attempt could not start before the deadline.
+    /// The next attempt could not start before the deadline: its backoff would end
+    /// past it, or the inner service was not ready by then.
     Deadline,
     /// The server asked for a longer delay than the layer accepts.
     HintTooLong,
