@@ -1252,3 +1252,110 @@ mod breaker_aware {
         );
     }
 }
+
+/// Every error is an overload with a `Retry-After` of `hint`.
+fn hinting(
+    hint: Duration,
+) -> impl tower_fortify::classify::Classify<
+    &'static str,
+    BoxError,
+    Eos = tower_fortify::classify::NeverEos,
+> + Clone
++ Send
++ Sync
++ 'static {
+    use tower_fortify::classify::{Outcome, ServerHint, classify_fn};
+    classify_fn(move |r: Result<&&'static str, &BoxError>| match r {
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Overloaded(ServerHint::RetryAfter(hint)),
+    })
+}
+
+fn hinted_router(
+    sims: &[Arc<Sim>],
+    hint: Duration,
+    max_server_delay: Option<Duration>,
+) -> Failover<
+    impl Service<Req, Response = &'static str, Error = BoxError> + Clone,
+    impl tower_fortify::classify::Classify<&'static str, BoxError> + Clone,
+> {
+    let mut builder = Failover::builder()
+        .backends(
+            sims.iter()
+                .map(|s| Backend::new(s.name, service(s.clone()))),
+        )
+        .base_ejection_time(Duration::from_secs(30))
+        .max_ejection_time(Duration::from_secs(300))
+        .max_ejection_percent(50.0)
+        .overprovisioning_factor(1.4)
+        .panic_threshold(50.0)
+        .panic_mode(PanicMode::FailFast)
+        .rng(Rng::seeded(11))
+        .classifier(hinting(hint));
+    if let Some(max) = max_server_delay {
+        builder = builder.max_server_delay(max);
+    }
+    builder.build().unwrap()
+}
+
+/// One `503 Retry-After: 86400` used to hold a backend out for a day; the hint is
+/// capped by `max_server_delay`, by default the base ejection time.
+#[tokio::test(start_paused = true)]
+async fn a_day_long_server_hint_is_capped_by_max_server_delay() {
+    for (max, cap) in [
+        (None, Duration::from_secs(30)),
+        (Some(Duration::from_secs(2)), Duration::from_secs(2)),
+    ] {
+        let sims = [sim("a"), sim("b"), sim("c"), sim("d")];
+        let mut router = hinted_router(&sims, Duration::from_secs(86_400), max);
+        sims[0].down.store(true, Ordering::SeqCst);
+        let mut i = 0;
+        while hits(&sims[0]) == 0 {
+            let _ = send(&mut router, req(i)).await;
+            i += 1;
+        }
+        sims[0].down.store(false, Ordering::SeqCst);
+        tokio::time::advance(cap - Duration::from_millis(1)).await;
+        for i in 0..50 {
+            send(&mut router, req(i)).await.unwrap();
+        }
+        assert_eq!(hits(&sims[0]), 1, "held out until the cap");
+        // Within a millisecond of the cap (the pool's times are never zero: a hold-off
+        // at its first instant ends a nanosecond late).
+        tokio::time::advance(Duration::from_millis(2)).await;
+        for i in 0..50 {
+            send(&mut router, req(i)).await.unwrap();
+        }
+        assert!(hits(&sims[0]) > 1, "back after {cap:?}");
+    }
+}
+
+/// A fleet-wide `429` used to hold every backend out, and with fail-fast panic mode
+/// reject every call for the hint's duration; hold-offs now count in the maximum
+/// ejected share.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_wide_server_hint_holds_out_at_most_the_ejected_share() {
+    let sims = [sim("a"), sim("b"), sim("c"), sim("d")];
+    let mut router = hinted_router(&sims, Duration::from_secs(10), None);
+    let handle = router.handle();
+    for s in &sims {
+        s.down.store(true, Ordering::SeqCst);
+    }
+    for i in 0..40 {
+        let _ = send(&mut router, req(i)).await;
+    }
+    let held = handle
+        .backends()
+        .iter()
+        .filter(|b| b.health != BackendHealth::Healthy)
+        .count();
+    assert_eq!(held, 2, "half of four");
+    for s in &sims {
+        s.down.store(false, Ordering::SeqCst);
+    }
+    for i in 0..40 {
+        send(&mut router, req(i))
+            .await
+            .expect("two backends stay in rotation: no panic, no rejection");
+    }
+}

@@ -298,13 +298,50 @@ impl Pool {
         }
     }
 
-    /// Takes `node` out of rotation for `wait`, without counting an ejection.
+    /// Takes `node` out of rotation for `wait` (at most the maximum server delay),
+    /// without counting an ejection. A hold-off counts towards the maximum ejected
+    /// share like an ejection: a hint that would take one backend too many out is
+    /// skipped (one that lengthens a hold-off or an ejection in force is not), so a
+    /// fleet-wide `429` cannot empty the pool and, with fail-fast panic mode, reject
+    /// every call for the hint's duration.
     #[cold]
     fn hold_off(&self, node: &Node, wait: Duration) {
-        let until = self.now().saturating_add(nanos(wait)).max(1);
+        let wait = wait.min(self.cfg.max_server_delay());
+        if wait.is_zero() {
+            return;
+        }
+        let now = self.now();
+        let until = now.saturating_add(nanos(wait)).max(1);
+        if node.is_ejected(now) {
+            if node.cold.ejected_until.fetch_max(until, Ordering::AcqRel) < until {
+                self.bump();
+            }
+            return;
+        }
+        // Counted and stored under the node list's lock, as `eject` does, so that two
+        // hold-offs at once cannot both take the last share.
+        let nodes = self.lock_nodes();
+        if node.cold.removed.load(Ordering::Relaxed) {
+            return;
+        }
+        let ejected = nodes.iter().filter(|n| n.is_ejected(now)).count();
+        if ejected + 1 > self.max_ejected(nodes.len()) {
+            drop(nodes);
+            tracing::debug!(
+                target: "tower_fortify::failover",
+                backend = &*node.id,
+                "server hint ignored: maximum ejected share reached"
+            );
+            return;
+        }
         if node.cold.ejected_until.fetch_max(until, Ordering::AcqRel) < until {
             self.bump();
         }
+    }
+
+    /// How many of `members` backends may be out of rotation at once.
+    fn max_ejected(&self, members: usize) -> usize {
+        (members as f64 * self.cfg.max_ejection_percent / 100.0).floor() as usize
     }
 
     #[cold]
@@ -352,8 +389,7 @@ impl Pool {
         }
         let members = nodes.len();
         let ejected = nodes.iter().filter(|n| n.is_ejected(now)).count();
-        let max = (members as f64 * self.cfg.max_ejection_percent / 100.0).floor() as usize;
-        if ejected + 1 > max {
+        if ejected + 1 > self.max_ejected(members) {
             return Verdict::Skipped;
         }
         let times = node.effective_times(now, self.cfg.base_ejection) + 1;
