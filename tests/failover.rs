@@ -1359,3 +1359,32 @@ async fn a_fleet_wide_server_hint_holds_out_at_most_the_ejected_share() {
             .expect("two backends stay in rotation: no panic, no rejection");
     }
 }
+
+/// A router that readied a backend before `handle.eject(..)` used to send its next
+/// call there, even after a fresh `poll_ready`.
+#[tokio::test(start_paused = true)]
+async fn an_ejection_takes_effect_on_the_next_call_of_a_readied_router() {
+    for poll_again in [true, false] {
+        let (a, b) = (sim("a"), sim("b"));
+        let mut router = Failover::builder()
+            .backend(Backend::new("a", service(a.clone())))
+            .backend(Backend::new("b", service(b.clone())))
+            .max_ejection_percent(100.0)
+            .build()
+            .unwrap();
+        let handle = router.handle();
+        // Ready `a`: the only backend in rotation at that moment.
+        handle.eject("b");
+        let mut clone = router.clone();
+        clone.ready().await.unwrap();
+        handle.restore("b");
+        handle.eject("a");
+        if poll_again {
+            clone.ready().await.unwrap();
+        }
+        assert_eq!(clone.call(req(1)).await.unwrap(), "b");
+        assert_eq!(hits(&a), 0, "poll_ready again: {poll_again}");
+        // The router itself was never readied: unaffected.
+        assert_eq!(send(&mut router, req(2)).await.unwrap(), "b");
+    }
+}
