@@ -46,6 +46,10 @@ impl Epoch {
     }
 
     /// The instant `ns` nanoseconds after the origin.
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "failover")),
+        allow(dead_code)
+    )]
     pub(crate) fn instant(&self, ns: u64) -> Instant {
         self.origin() + Duration::from_nanos(ns)
     }
@@ -60,6 +64,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 /// A duration in microseconds, saturating like [`nanos`].
+#[cfg_attr(not(feature = "failover"), allow(dead_code))]
 #[inline]
 pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)

@@ -167,8 +167,9 @@ impl<C> BulkheadBuilder<C> {
     }
 
     /// Sends [`BulkheadEvent`](crate::observe::BulkheadEvent)s to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

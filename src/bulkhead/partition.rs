@@ -201,8 +201,9 @@ impl PartitionedBuilder {
     }
 
     /// Sends [`BulkheadEvent::Rejected`] events to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

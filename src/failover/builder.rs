@@ -354,8 +354,9 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     }
 
     /// Sends [`FailoverEvent`](crate::observe::FailoverEvent)s to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 
