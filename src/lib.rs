@@ -81,6 +81,8 @@ pub mod budget;
 pub mod classify;
 mod clock;
 mod config;
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+mod keyed;
 pub mod observe;
 pub mod rng;
 mod shard;

@@ -204,7 +204,8 @@ struct CountWindow {
     size: u64,
     /// Total calls when the window was last cleared.
     base: u64,
-    /// Sequence numbers of recent failures and slow calls, oldest first.
+    /// Sequence numbers of recent failures and slow calls, oldest first: 8 bytes per
+    /// failure in the window, allocated as failures arrive (at most `size` each).
     failures: VecDeque<u64>,
     slow: VecDeque<u64>,
 }
@@ -396,15 +397,14 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(cfg: Config, rng: Rng, listeners: Listeners) -> Self {
         let epoch = Epoch::new();
+        // The rings grow with the failures (slow calls) in the window, not with its
+        // size: a window of a million calls over a healthy backend costs nothing, where
+        // reserving its capacity took 16 MB per breaker (per key, for keyed breakers).
         let count = cfg.count_window.map(|n| CountWindow {
             size: n as u64,
             base: 0,
-            failures: VecDeque::with_capacity(n as usize + 1),
-            slow: VecDeque::with_capacity(if cfg.slow.is_some() {
-                n as usize + 1
-            } else {
-                0
-            }),
+            failures: VecDeque::new(),
+            slow: VecDeque::new(),
         });
         let time = cfg.time_window.map(|(d, buckets)| {
             let mut t = TimeWindow {
