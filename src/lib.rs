@@ -86,6 +86,8 @@ mod keyed;
 pub mod observe;
 pub mod rng;
 mod shard;
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+mod sync;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

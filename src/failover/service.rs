@@ -582,10 +582,8 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.ready.is_some() {
-            if !self.changed() || self.still_ready() {
-                return Poll::Ready(Ok(()));
-            }
+        if self.ready.is_some() && (!self.changed() || self.still_ready()) {
+            return Poll::Ready(Ok(()));
         }
         self.refresh();
         if self.route.reject || self.locals.is_empty() {
