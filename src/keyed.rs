@@ -31,6 +31,7 @@ pub(crate) enum Evict {
     /// Preferred (a closed breaker, a bulkhead with nothing in flight).
     First,
     /// Only if no entry ranks `First`.
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
     Last,
     /// Never evicted at the bound (idle eviction still applies).
     Never,
@@ -75,6 +76,7 @@ impl<K, V> KeyedMap<K, V> {
         self.max_keys
     }
 
+    #[cfg_attr(not(feature = "bulkhead"), allow(dead_code))]
     pub(crate) fn set_idle(&self, idle: Duration) {
         self.idle.store(nanos(idle), Ordering::Relaxed);
     }

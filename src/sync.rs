@@ -12,6 +12,9 @@
 //! that every `cargo test` builds. A flag of our own (crossbeam's `crossbeam_loom`
 //! pattern) changes only this crate.
 
+// Each layer feature uses some of these.
+#![allow(unused_imports)]
+
 #[cfg(tower_fortify_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(tower_fortify_loom)]
@@ -26,6 +29,7 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 /// orders them, but loom models `SeqCst` accesses as `AcqRel` only and would report
 /// false alarms. Under loom, a `SeqCst` fence (which loom models) stands in for that
 /// guarantee, so the model checks the handshake's logic; otherwise this is nothing.
+#[cfg_attr(not(feature = "bulkhead"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn seqcst_handshake() {
     #[cfg(tower_fortify_loom)]
