@@ -34,7 +34,8 @@ use crate::shard::Padded;
 /// with empty windows. The scan that finds a victim is O(`max_keys`) and only runs
 /// when a new key arrives. Recency is kept without a clock read on the call path:
 /// idle and least-recently-used are measured to the resolution of those scans (a
-/// breaker used within `idle_timeout` is never evicted as idle).
+/// breaker used within `idle_timeout` is never evicted as idle). The map is read by
+/// concurrent calls, so keys must be `Send + Sync`.
 pub struct KeyedCircuitBreakerBuilder<K, F, C> {
     base: CircuitBreakerBuilder<C>,
     key: F,
