@@ -60,7 +60,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::Epoch;
 
 use crate::classify::Outcome;
 use crate::config::{ConfigError, check_range};
@@ -120,7 +120,9 @@ struct Ratio {
 const BUCKETS: u64 = 10;
 
 struct Window {
-    start: Instant,
+    /// The origin of the buckets, read on first use (see `crate::clock` for why not
+    /// at construction).
+    start: Epoch,
     /// Total deposits seen by the last update, and when.
     seen: u64,
     seen_at: u128,
@@ -180,7 +182,7 @@ impl Budget {
                 percent,
                 deposits: Default::default(),
                 window: Mutex::new(Window {
-                    start: Instant::now(),
+                    start: Epoch::new(),
                     seen: 0,
                     seen_at: 0,
                     buckets: [Bucket::default(); BUCKETS as usize],
@@ -283,7 +285,7 @@ impl Ratio {
     /// Brings the window up to date; returns (retries allowed in it, retries used).
     fn update(&self, w: &mut Window) -> (f64, u64) {
         let width = self.width_nanos();
-        let now = Instant::now().saturating_duration_since(w.start).as_nanos();
+        let now = u128::from(w.start.now());
         let epoch = (now / width) as u64;
         let total: u64 = self
             .deposits
@@ -319,8 +321,7 @@ impl Ratio {
         let mut w = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let (allowed, used) = self.update(&mut w);
         if (used + 1) as f64 <= allowed + 1e-9 {
-            let epoch = (Instant::now().saturating_duration_since(w.start).as_nanos()
-                / self.width_nanos()) as u64;
+            let epoch = (u128::from(w.start.now()) / self.width_nanos()) as u64;
             w.bucket(epoch).withdrawals += 1;
             Some(epoch)
         } else {

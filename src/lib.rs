@@ -86,10 +86,15 @@
 pub mod backoff;
 pub mod budget;
 pub mod classify;
+mod clock;
 mod config;
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+mod keyed;
 pub mod observe;
 pub mod rng;
 mod shard;
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+mod sync;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -10,7 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Number of shards. A power of two; more than the cores of most hosts that run one
 /// service instance, few enough that summing them on a slow path is cheap.
+#[cfg(not(tower_fortify_loom))]
 pub(crate) const SHARDS: usize = 16;
+/// Under loom, two shards: enough for a token to move between shards, few enough for
+/// the models to finish.
+#[cfg(tower_fortify_loom)]
+pub(crate) const SHARDS: usize = 2;
 
 /// Pads its content to two cache lines (128 bytes; adjacent-line prefetchers pull
 /// pairs of 64-byte lines on x86).

@@ -98,6 +98,8 @@ proptest! {
             let bucket = ttl / 10;
             let reserve = min_per_sec as f64 * ttl.as_secs_f64();
             let budget = Budget::ratio(ttl, min_per_sec, percent).unwrap();
+            // The window's buckets are aligned to the budget's first use.
+            let _ = budget.remaining();
             let start = tokio::time::Instant::now();
             let mut deposits: Vec<Duration> = Vec::new();
             let mut granted: Vec<Duration> = Vec::new();
@@ -145,4 +147,29 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// The ratio budget's window used to start when it was built: built outside the
+/// paused runtime that later drives it, its withdrawals outlived their window.
+#[test]
+fn ratio_budget_built_outside_the_runtime_keeps_runtime_time() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    // One retry per window of one second, nothing from deposits.
+    let budget = Budget::ratio(Duration::from_secs(1), 1, 0.0).unwrap();
+    rt.block_on(async move {
+        budget
+            .try_withdraw()
+            .expect("the reserve allows one")
+            .commit();
+        assert!(budget.try_withdraw().is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            budget.try_withdraw().map(|w| w.commit()).is_some(),
+            "the first withdrawal left the window after one second"
+        );
+    });
 }

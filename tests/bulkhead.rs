@@ -531,3 +531,62 @@ async fn limit_changes_under_load_keep_the_count_exact() {
     assert!(handle.try_acquire().is_err(), "exactly the final limit");
     drop(permits);
 }
+
+/// Ready while `ready` is set; each call takes 50 ms.
+#[derive(Clone)]
+struct Gate {
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Service<&'static str> for Gate {
+    type Response = &'static str;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<&'static str, Infallible>> + Send>,
+    >;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        if self.ready.load(Ordering::Relaxed) {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+    fn call(&mut self, req: &'static str) -> Self::Future {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(req)
+        })
+    }
+}
+
+/// A granted waiter used to wait for its service's readiness for ever, holding its
+/// permit; now `max_wait` bounds the wait for the permit and for readiness together.
+#[tokio::test(start_paused = true)]
+async fn a_granted_waiter_gives_its_permit_back_if_not_ready_by_max_wait() {
+    let layer = queued(1, 1, Duration::from_millis(200));
+    let handle = layer.handle();
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut svc = layer.layer(Gate {
+        ready: ready.clone(),
+    });
+    let mut first = tokio_test::task::spawn(svc.ready().await.unwrap().call("a"));
+    let mut second = tokio_test::task::spawn(svc.ready().await.unwrap().call("b"));
+    assert_pending!(first.poll());
+    assert_pending!(second.poll());
+    ready.store(false, Ordering::Relaxed);
+
+    tokio::time::advance(Duration::from_millis(50)).await;
+    assert_eq!(assert_ready!(first.poll()).unwrap(), "a");
+    // Granted, but the service is not ready: the permit is held meanwhile.
+    assert_pending!(second.poll());
+    assert_eq!(handle.in_flight(), 1);
+
+    tokio::time::advance(Duration::from_millis(150)).await;
+    let err = assert_ready!(second.poll()).unwrap_err();
+    let full = err.downcast_ref::<BulkheadFull>().expect("BulkheadFull");
+    assert!(full.waited());
+    assert_eq!(handle.in_flight(), 0, "the permit went back");
+}

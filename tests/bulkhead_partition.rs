@@ -214,3 +214,71 @@ async fn each_key_has_its_own_bulkhead_and_the_key_set_is_bounded() {
     assert_eq!(handle.get(&0).unwrap().in_flight(), 0);
     assert_eq!(handle.overflow().in_flight(), 0);
 }
+
+/// The keyed bulkhead used to keep the first `max_keys` keys for the life of the
+/// process, every later tenant sharing the overflow bulkhead; it now evicts like the
+/// keyed breaker: idle keys first, then the least recently used one with nothing in
+/// flight. A bulkhead with calls in flight stays.
+#[tokio::test(start_paused = true)]
+async fn keyed_bulkheads_are_evicted_idle_first_then_least_recently_used() {
+    let layer = KeyedLayer::new(
+        BulkheadLayer::builder().max_concurrent(1),
+        2,
+        |req: &(usize, u32)| req.0,
+    )
+    .unwrap()
+    .idle_timeout(Duration::from_secs(60))
+    .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(slow());
+    let mut runner = svc.clone();
+    let mut run = async |key: usize| {
+        let mut f = tokio_test::task::spawn(runner.call((key, 0)));
+        assert_pending!(f.poll());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(assert_ready!(f.poll()).unwrap(), 0);
+    };
+    run(0).await;
+    run(1).await;
+    run(0).await;
+    // Full, nobody idle: 1 is the least recently used.
+    run(2).await;
+    assert_eq!(handle.len(), 2);
+    assert!(handle.get(&1).is_none(), "least recently used, evicted");
+    assert!(handle.get(&0).is_some() && handle.get(&2).is_some());
+    assert_eq!(handle.overflow().in_flight(), 0);
+
+    // Both idle for longer than the timeout: both go for a newcomer.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    run(3).await;
+    assert_eq!(handle.len(), 1);
+    assert!(handle.get(&3).is_some());
+
+    // A bulkhead with calls in flight is never evicted: with every one busy, a new
+    // key shares the overflow bulkhead.
+    let mut busy3 = tokio_test::task::spawn(svc.call((3, 1)));
+    assert_pending!(busy3.poll());
+    run(4).await;
+    let mut busy4 = tokio_test::task::spawn(svc.call((4, 1)));
+    assert_pending!(busy4.poll());
+    let mut late = tokio_test::task::spawn(svc.call((5, 1)));
+    assert_pending!(late.poll());
+    assert!(handle.get(&5).is_none());
+    assert_eq!(handle.overflow().in_flight(), 1);
+    assert_eq!(
+        (
+            handle.get(&3).unwrap().in_flight(),
+            handle.get(&4).unwrap().in_flight()
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_zero_idle_timeout_is_rejected_naming_the_field() {
+    let keyed = KeyedLayer::new(BulkheadLayer::builder(), 10, |r: &u32| *r).unwrap();
+    assert_eq!(
+        keyed.idle_timeout(Duration::ZERO).unwrap_err().field(),
+        "bulkhead.keyed.idle_timeout"
+    );
+}

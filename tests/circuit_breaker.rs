@@ -761,3 +761,69 @@ async fn a_listener_may_use_the_handle() {
         [(CircuitState::Open, CircuitState::Open)]
     );
 }
+
+/// A paused runtime whose clock started before the layer was built (the shape of a
+/// `main` or a test that builds its runtime first and its layers outside it).
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+fn retry_after(r: &Result<(), BoxError>) -> Option<Duration> {
+    match r {
+        Err(e) => e.downcast_ref::<CircuitOpen>()?.retry_after(),
+        Ok(()) => None,
+    }
+}
+
+/// The breaker's epoch used to be read when it was built: outside the runtime that
+/// clock disagrees with the paused one, and the open time ran late by the gap.
+#[test]
+fn breaker_built_outside_the_runtime_keeps_runtime_time() {
+    for runtime_first in [true, false] {
+        let early = runtime_first.then(paused_runtime);
+        let layer = CircuitBreakerLayer::builder()
+            .no_count_window()
+            .consecutive_failures(1)
+            .open_duration(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(backend());
+        let rt = early.unwrap_or_else(paused_runtime);
+        rt.block_on(async move {
+            assert!(send(&mut svc, Call::Fail).await.is_err());
+            let r = send(&mut svc, Call::Ok).await;
+            assert_eq!(retry_after(&r), Some(Duration::from_secs(1)));
+            advance(Duration::from_millis(400)).await;
+            let r = send(&mut svc, Call::Ok).await;
+            assert_eq!(retry_after(&r), Some(Duration::from_millis(600)));
+            advance(Duration::from_millis(600)).await;
+            send(&mut svc, Call::Ok)
+                .await
+                .expect("admitted once the open time passed");
+        });
+    }
+}
+
+/// An open time past `u64::MAX` nanoseconds (584 years) used to wrap: this one,
+/// `2^64 ns + 1 s`, opened the breaker for one second.
+#[tokio::test(start_paused = true)]
+async fn open_time_beyond_u64_nanoseconds_saturates() {
+    let huge = Duration::new(18_446_744_074, 709_551_616);
+    assert_eq!(huge.as_nanos(), (1u128 << 64) + 1_000_000_000);
+    let layer = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .consecutive_failures(1)
+        .open_duration(huge)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(backend());
+    assert!(send(&mut svc, Call::Fail).await.is_err());
+    advance(Duration::from_secs(2)).await;
+    let r = send(&mut svc, Call::Ok).await;
+    assert!(is_open(&r), "still open after two seconds");
+    assert!(retry_after(&r).unwrap() > Duration::from_secs(86_400 * 365 * 500));
+}

@@ -13,7 +13,7 @@ use tower_fortify::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer}
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
-use counting_alloc::allocations;
+use counting_alloc::{allocated_bytes, allocations};
 
 /// Allocations made by `calls` successful calls through a breaker built by `builder`.
 fn allocations_per_success(builder: CircuitBreakerBuilder, calls: u64) -> u64 {
@@ -61,4 +61,25 @@ fn closed_success_path_allocates_nothing() {
     for (name, builder) in variants {
         assert_eq!(allocations_per_success(builder, 10_000), 0, "{name}");
     }
+}
+
+/// A count window used to reserve its whole capacity when built: 16 MB for a window
+/// of a million calls with slow-call detection, per breaker (per key when keyed).
+#[test]
+fn a_large_count_window_reserves_nothing_up_front() {
+    let before = allocated_bytes();
+    let layer = CircuitBreakerLayer::builder()
+        .count_window(1_000_000)
+        .slow_calls(Duration::from_secs(1), 0.5)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(
+        |x: u64| async move { Ok::<_, std::io::Error>(x) },
+    ));
+    let mut cx = Context::from_waker(noop_waker_ref());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let fut = pin!(svc.call(1));
+    assert!(matches!(fut.poll(&mut cx), Poll::Ready(Ok(1))));
+    let bytes = allocated_bytes() - before;
+    assert!(bytes < 64 * 1024, "{bytes} bytes for one breaker");
 }

@@ -966,3 +966,26 @@ fn scenarios_write_toml_that_reads_back_equal() {
         assert_eq!(back, s, "{text}");
     }
 }
+
+/// Field names come from serde's own path: a missing `name` in `[[backend]]` used to
+/// be reported as field `load`, a missing `load.rate` named no field.
+#[test]
+fn missing_keys_are_named_by_their_serde_path() {
+    let err = Scenario::from_toml(&GOOD.replace("name = \"secondary\"\n", "")).unwrap_err();
+    assert_eq!(err.field(), "backend.name", "{err}");
+    assert!(err.to_string().contains("missing field `name`"), "{err}");
+    assert!(err.line().is_some_and(|l| l >= 24), "{err}");
+
+    let err = Scenario::from_toml(&GOOD.replace("rate = 200\n", "")).unwrap_err();
+    assert_eq!(err.field(), "load.rate", "{err}");
+    assert!(err.line().is_some(), "{err}");
+
+    // Deeper paths drop the array indices, as builders' field names do.
+    let err = Scenario::from_toml(&GOOD.replace(
+        "{ at = \"18s\", phase = \"healthy\" }",
+        "{ at = \"18s\", phase = \"healthy\", colour = \"red\" }",
+    ))
+    .unwrap_err();
+    assert_eq!(err.field(), "backend.phases.colour", "{err}");
+    assert_eq!(err.line(), Some(22), "{err}");
+}

@@ -1282,6 +1282,9 @@ async fn panic_routing_never_sends_to_a_held_off_backend() {
         .backend(Backend::new("a", service(a.clone())))
         .backend(Backend::new("b", service(b.clone())))
         .classifier(hold)
+        // Both may be out at once (hold-offs count towards the ejected share).
+        .max_ejection_percent(100.0)
+        .max_server_delay(Duration::from_secs(5))
         .build()
         .unwrap();
     let handle = router.handle();
@@ -1350,5 +1353,144 @@ async fn failures_behind_an_open_breaker_are_left_to_the_breaker() {
                 "a closed breaker leaves the failures to the router"
             );
         }
+    }
+}
+
+/// Every error is an overload with a `Retry-After` of `hint`.
+fn hinting(
+    hint: Duration,
+) -> impl tower_fortify::classify::Classify<
+    &'static str,
+    BoxError,
+    Eos = tower_fortify::classify::NeverEos,
+> + Clone
++ Send
++ Sync
++ 'static {
+    use tower_fortify::classify::{Outcome, ServerHint, classify_fn};
+    classify_fn(move |r: Result<&&'static str, &BoxError>| match r {
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Overloaded(ServerHint::RetryAfter(hint)),
+    })
+}
+
+fn hinted_router(
+    sims: &[Arc<Sim>],
+    hint: Duration,
+    max_server_delay: Option<Duration>,
+) -> Failover<
+    impl Service<Req, Response = &'static str, Error = BoxError> + Clone,
+    impl tower_fortify::classify::Classify<&'static str, BoxError> + Clone,
+> {
+    let mut builder = Failover::builder()
+        .backends(
+            sims.iter()
+                .map(|s| Backend::new(s.name, service(s.clone()))),
+        )
+        // Load-only selection: these mocks answer in zero time, which peak-EWMA would
+        // compare with the 30 ms estimate of a backend without a measurement.
+        .selection(Selection::PowerOfTwoChoices)
+        .base_ejection_time(Duration::from_secs(30))
+        .max_ejection_time(Duration::from_secs(300))
+        .max_ejection_percent(50.0)
+        .overprovisioning_factor(1.4)
+        .panic_threshold(50.0)
+        .panic_mode(PanicMode::FailFast)
+        .rng(Rng::seeded(11))
+        .classifier(hinting(hint));
+    if let Some(max) = max_server_delay {
+        builder = builder.max_server_delay(max);
+    }
+    builder.build().unwrap()
+}
+
+/// One `503 Retry-After: 86400` used to hold a backend out for a day; the hint is
+/// capped by `max_server_delay`, by default the base ejection time.
+#[tokio::test(start_paused = true)]
+async fn a_day_long_server_hint_is_capped_by_max_server_delay() {
+    for (max, cap) in [
+        (None, Duration::from_secs(30)),
+        (Some(Duration::from_secs(2)), Duration::from_secs(2)),
+    ] {
+        let sims = [sim("a"), sim("b"), sim("c"), sim("d")];
+        let mut router = hinted_router(&sims, Duration::from_secs(86_400), max);
+        sims[0].down.store(true, Ordering::SeqCst);
+        let mut i = 0;
+        while hits(&sims[0]) == 0 {
+            let _ = send(&mut router, req(i)).await;
+            i += 1;
+        }
+        sims[0].down.store(false, Ordering::SeqCst);
+        tokio::time::advance(cap - Duration::from_millis(1)).await;
+        for i in 0..50 {
+            send(&mut router, req(i)).await.unwrap();
+        }
+        assert_eq!(hits(&sims[0]), 1, "held out until the cap");
+        // Within a millisecond of the cap (the pool's times are never zero: a hold-off
+        // at its first instant ends a nanosecond late).
+        tokio::time::advance(Duration::from_millis(2)).await;
+        for i in 0..50 {
+            send(&mut router, req(i)).await.unwrap();
+        }
+        assert!(hits(&sims[0]) > 1, "back after {cap:?}");
+    }
+}
+
+/// A fleet-wide `429` used to hold every backend out, and with fail-fast panic mode
+/// reject every call for the hint's duration; hold-offs now count in the maximum
+/// ejected share.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_wide_server_hint_holds_out_at_most_the_ejected_share() {
+    let sims = [sim("a"), sim("b"), sim("c"), sim("d")];
+    let mut router = hinted_router(&sims, Duration::from_secs(10), None);
+    let handle = router.handle();
+    for s in &sims {
+        s.down.store(true, Ordering::SeqCst);
+    }
+    for i in 0..40 {
+        let _ = send(&mut router, req(i)).await;
+    }
+    let held = handle
+        .backends()
+        .iter()
+        .filter(|b| b.health != BackendHealth::Healthy)
+        .count();
+    assert_eq!(held, 2, "half of four");
+    for s in &sims {
+        s.down.store(false, Ordering::SeqCst);
+    }
+    for i in 0..40 {
+        send(&mut router, req(i))
+            .await
+            .expect("two backends stay in rotation: no panic, no rejection");
+    }
+}
+
+/// A router that readied a backend before `handle.eject(..)` used to send its next
+/// call there, even after a fresh `poll_ready`.
+#[tokio::test(start_paused = true)]
+async fn an_ejection_takes_effect_on_the_next_call_of_a_readied_router() {
+    for poll_again in [true, false] {
+        let (a, b) = (sim("a"), sim("b"));
+        let mut router = Failover::builder()
+            .backend(Backend::new("a", service(a.clone())))
+            .backend(Backend::new("b", service(b.clone())))
+            .max_ejection_percent(100.0)
+            .build()
+            .unwrap();
+        let handle = router.handle();
+        // Ready `a`: the only backend in rotation at that moment.
+        handle.eject("b");
+        let mut clone = router.clone();
+        clone.ready().await.unwrap();
+        handle.restore("b");
+        handle.eject("a");
+        if poll_again {
+            clone.ready().await.unwrap();
+        }
+        assert_eq!(clone.call(req(1)).await.unwrap(), "b");
+        assert_eq!(hits(&a), 0, "poll_ready again: {poll_again}");
+        // The router itself was never readied: unaffected.
+        assert_eq!(send(&mut router, req(2)).await.unwrap(), "b");
     }
 }

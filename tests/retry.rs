@@ -211,6 +211,59 @@ async fn no_backoff_is_started_that_ends_past_the_deadline() {
     }));
 }
 
+/// Ready until its first call fails, then never ready again.
+#[derive(Clone, Default)]
+struct StuckAfterFirstCall {
+    stuck: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Service<u32> for StuckAfterFirstCall {
+    type Response = u32;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<u32, &'static str>>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.stuck.load(Ordering::Relaxed) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    fn call(&mut self, _: u32) -> Self::Future {
+        self.stuck.store(true, Ordering::Relaxed);
+        std::future::ready(Err("down"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn readying_for_a_retry_is_bounded_by_the_deadline() {
+    let (log, listener) = events();
+    let layer = RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(constant(100))
+        .deadline(Duration::from_secs(1))
+        .no_budget()
+        .listener(listener)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let call = layer.layer(StuckAfterFirstCall::default()).oneshot(1);
+    // Far longer than the deadline: the old future waited for readiness for ever.
+    let result = tokio::time::timeout(Duration::from_secs(60), call).await;
+    assert_eq!(
+        result,
+        Ok(Err("down")),
+        "the first attempt's result, at the deadline"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert!(log.lock().unwrap().contains(&RetryEvent::RetrySkipped {
+        attempt: 1,
+        reason: SkipReason::Deadline
+    }));
+}
+
 fn pushback_classifier() -> impl Fn(Result<&u32, &&'static str>) -> Outcome + Clone {
     |r: Result<&u32, &&'static str>| match r {
         Ok(_) => Outcome::Success,

@@ -61,6 +61,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::limiter::Core;
+use crate::clock::Epoch;
 use crate::config::{ConfigError, check_range};
 use crate::shard::{self, Padded, SHARDS};
 
@@ -534,7 +535,8 @@ impl Default for Acc {
 /// The adaptive part of a bulkhead's shared state.
 pub(crate) struct Adaptive {
     acc: [Padded<Acc>; SHARDS],
-    origin: Instant,
+    /// The origin of the times permits keep, read on first use.
+    origin: Epoch,
     next_update: AtomicU64,
     window: u64,
     min_samples: u64,
@@ -558,10 +560,10 @@ pub(crate) struct Change {
 
 impl Adaptive {
     pub(crate) fn new(config: AdaptiveLimit) -> Self {
-        let window = config.window.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let window = crate::clock::nanos(config.window);
         Self {
             acc: Default::default(),
-            origin: Instant::now(),
+            origin: Epoch::new(),
             next_update: AtomicU64::new(window),
             window,
             min_samples: u64::from(config.min_samples),
@@ -569,16 +571,14 @@ impl Adaptive {
         }
     }
 
-    /// Now, as nanoseconds since the bulkhead was built: what a permit keeps.
+    /// Now, as nanoseconds since the bulkhead's first use: what a permit keeps.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         self.nanos_since_origin(Instant::now())
     }
 
     fn nanos_since_origin(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.origin)
-            .as_nanos()
-            .min(u128::from(u64::MAX)) as u64
+        self.origin.since(now)
     }
 
     /// Records one finished call and, at the end of a window, updates the limit.

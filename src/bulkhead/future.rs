@@ -94,10 +94,14 @@ pin_project! {
 }
 
 pin_project! {
-    /// A call waiting for a permit, then readying its service.
+    /// A call waiting for a permit, then readying its service. The sleep ends at the
+    /// end of `max_wait` and bounds both: a granted call whose service is still not
+    /// ready then gives its permit back and fails with `BulkheadFull`, as one never
+    /// granted does, so a stuck inner service cannot hold a permit with no call sent.
     struct Queued<S, Req> {
         #[pin]
         sleep: Sleep,
+        slot: Arc<Padded<Slot>>,
         service: S,
         request: Option<Req>,
         // `None` once the permit is granted: the service is being readied.
@@ -141,6 +145,7 @@ where
             state: State::Queued {
                 queued: Box::pin(Queued {
                     sleep: tokio::time::sleep_until(deadline),
+                    slot: waiter.slot.clone(),
                     service,
                     request: Some(request),
                     waiter: Some(waiter),
@@ -244,8 +249,18 @@ where
                         }
                         continue;
                     }
-                    // Granted: ready the service, then send.
-                    if let Err(e) = ready!(q.service.poll_ready(cx)) {
+                    // Granted: ready the service within `max_wait`, then send.
+                    let ready = match q.service.poll_ready(cx) {
+                        Poll::Ready(ready) => ready,
+                        Poll::Pending => {
+                            ready!(q.sleep.poll(cx));
+                            this.permit.complete(None);
+                            let error = full(&q.slot.shared, true);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(Box::new(error)));
+                        }
+                    };
+                    if let Err(e) = ready {
                         this.permit.complete(None);
                         this.state.set(State::Done);
                         return Poll::Ready(Err(e.into()));

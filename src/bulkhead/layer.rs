@@ -151,6 +151,8 @@ impl<C> BulkheadBuilder<C> {
     /// each when the limit is reached. A caller that finds the queue full, or waits
     /// `max_wait` without a permit, gets [`BulkheadFull`](super::error::BulkheadFull).
     /// `max_queued == 0` or a zero `max_wait` means rejecting at once (the default).
+    /// `max_wait` also bounds readying the inner service once a permit is granted: a
+    /// call not sent by then gives its permit back and gets `BulkheadFull`.
     pub fn queue(mut self, max_queued: usize, max_wait: Duration) -> Self {
         self.max_queued = max_queued;
         self.max_wait = max_wait;
@@ -165,8 +167,9 @@ impl<C> BulkheadBuilder<C> {
     }
 
     /// Sends [`BulkheadEvent`](crate::observe::BulkheadEvent)s to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

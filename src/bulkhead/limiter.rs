@@ -44,13 +44,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::Ordering::*;
 use std::task::Waker;
 
 #[cfg(test)]
 use crate::shard;
 use crate::shard::{Padded, SHARDS};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex};
 
 /// The slow-path state: waiters in arrival order and grants not yet collected.
 #[derive(Debug, Default)]
@@ -120,7 +120,9 @@ impl fmt::Debug for Block {
 }
 
 /// Blocks of dropped bulkheads, with the generation they will be used with next.
-static FREE: Mutex<Vec<(&'static Block, u32)>> = Mutex::new(Vec::new());
+/// (Under loom every model execution makes its own objects: blocks are not reused.)
+#[cfg(not(tower_fortify_loom))]
+static FREE: std::sync::Mutex<Vec<(&'static Block, u32)>> = std::sync::Mutex::new(Vec::new());
 
 /// A reference to one generation of a block: what a permit needs to give its token
 /// back. Copy, no reference count.
@@ -165,6 +167,7 @@ impl Drop for Core {
             block.hot.waiters.store(0, SeqCst);
             block.hot.debt.store(0, SeqCst);
         }
+        #[cfg(not(tower_fortify_loom))]
         FREE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((block, next));
@@ -173,7 +176,10 @@ impl Drop for Core {
 
 impl Core {
     pub(crate) fn new(limit: usize, max_queued: usize) -> Self {
+        #[cfg(not(tower_fortify_loom))]
         let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        #[cfg(tower_fortify_loom)]
+        let reused: Option<(&'static Block, u32)> = None;
         let (block, generation) = reused.unwrap_or_else(|| {
             let block: &'static Block = Box::leak(Box::new(Block {
                 local: Default::default(),
@@ -335,6 +341,7 @@ impl Ticket {
         q.next_id += 1;
         q.waiting.push_back((id, None));
         b.hot.waiters.fetch_add(1, SeqCst);
+        crate::sync::seqcst_handshake();
         // A token released before the registration above was seen by nobody: look.
         self.settle_locked(&mut q);
         Enqueued::Waiting(id)
@@ -447,6 +454,7 @@ impl Ticket {
         let Some(after) = add(&b.local[i], 1, g) else {
             return;
         };
+        crate::sync::seqcst_handshake();
         if b.hot.waiters.load(SeqCst) != 0 || b.hot.debt.load(SeqCst) != 0 {
             self.settle();
             return;
@@ -499,7 +507,7 @@ mod tests {
     use super::*;
 
     /// Serializes the tests of this module, which share the free list of blocks.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn a_permit_that_outlives_its_bulkhead_does_not_touch_the_next_one() {
@@ -637,5 +645,75 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 64);
+    }
+}
+
+/// loom models of the release/enqueue handshake: a finishing call adds its token to
+/// its shard, then reads `waiters`; a queued caller registers in `waiters`, then
+/// searches every shard. Run with `RUSTFLAGS="--cfg tower_fortify_loom" cargo test --release --lib
+/// loom`.
+#[cfg(all(test, tower_fortify_loom))]
+mod loom_models {
+    use std::task::Waker;
+
+    use super::*;
+
+    /// A token released while another caller joins the queue is never left free
+    /// while that caller waits: it takes the token at once, or is granted it.
+    #[test]
+    fn loom_a_release_racing_an_enqueue_never_strands_the_waiter() {
+        loom::model(|| {
+            let core = Core::new(1, 1);
+            let held = core.ticket().at(0);
+            assert!(held.try_acquire_at(0));
+            let releaser = loom::thread::spawn(move || held.release());
+            let mine = if core.try_acquire_at(1) {
+                true
+            } else {
+                match core.enqueue() {
+                    Enqueued::Acquired => true,
+                    Enqueued::Waiting(id) => {
+                        releaser.join().unwrap();
+                        assert_eq!(
+                            core.poll_wait(id, Waker::noop()),
+                            WaitState::Granted,
+                            "the released token went to the waiter"
+                        );
+                        core.ticket().at(1).release();
+                        assert_eq!(core.in_flight(), 0);
+                        return;
+                    }
+                    Enqueued::Full => panic!("room for one waiter"),
+                }
+            };
+            assert!(mine);
+            releaser.join().unwrap();
+            assert_eq!(core.in_flight(), 1);
+            core.ticket().at(1).release();
+            assert_eq!(core.in_flight(), 0);
+        });
+    }
+
+    /// A waiter that gives up while a token is released to it either was granted the
+    /// token (and now owns it) or leaves the token free: none is lost.
+    #[test]
+    fn loom_a_waiter_leaving_while_granted_loses_no_token() {
+        loom::model(|| {
+            let core = Core::new(1, 1);
+            let held = core.ticket().at(0);
+            assert!(held.try_acquire_at(0));
+            let Enqueued::Waiting(id) = core.enqueue() else {
+                panic!("the only token is held");
+            };
+            let releaser = loom::thread::spawn(move || held.release());
+            let owned = core.leave(id);
+            releaser.join().unwrap();
+            if owned {
+                core.ticket().at(1).release();
+            }
+            assert_eq!(core.in_flight(), 0);
+            assert!(core.try_acquire_at(1), "the token is free again");
+            core.ticket().at(1).release();
+        });
     }
 }

@@ -45,12 +45,19 @@
 //!
 //! [`KeyedLayer`] gives every key (tenant, route, host) a bulkhead of its own, made
 //! from one [`BulkheadBuilder`] (fixed or adaptive, with or without a queue), so one
-//! noisy tenant fills only its own. The key set is bounded: once `max_keys` keys have
-//! a bulkhead, calls for further keys share one *overflow* bulkhead of the same
-//! configuration (documented, observable through [`KeyedHandle::overflow`]), so an
-//! attacker who invents keys gets one bulkhead's worth of capacity, not unbounded
-//! memory. Looking a key up takes a read lock and clones its bulkhead's `Arc`: a keyed
-//! call costs more than a plain [`Bulkhead`](super::Bulkhead) call.
+//! noisy tenant fills only its own. The key set is bounded by `max_keys`, and kept
+//! fair by eviction like the keyed breaker's: when a new key arrives at the bound,
+//! bulkheads idle for [`idle_timeout`](KeyedLayer::idle_timeout) (default 5 min) are
+//! evicted first, then the least recently used one with no call in flight (an evicted
+//! key starts again with a fresh bulkhead). A bulkhead with calls in flight is never
+//! evicted, which would let its key run a second bulkhead's worth beside them: when
+//! every bulkhead is busy, the new key shares one *overflow* bulkhead of the same
+//! configuration (observable through [`KeyedHandle::overflow`]) until one frees up. So
+//! the first `max_keys` tenants do not keep their bulkheads for the life of the
+//! process, and an attacker who invents keys gets one bulkhead's worth of capacity,
+//! not unbounded memory. Looking a key up takes a read lock and clones its
+//! bulkhead's `Arc` (no clock read unless the key is new): a keyed call costs more
+//! than a plain [`Bulkhead`](super::Bulkhead) call.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -74,14 +81,14 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -95,6 +102,7 @@ use super::{BulkheadBuilder, BulkheadHandle};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, check_range};
+use crate::keyed::{Evict, KeyedMap};
 use crate::observe::{BulkheadEvent, Event, Listener, Listeners};
 use crate::shard::Padded;
 
@@ -201,8 +209,9 @@ impl PartitionedBuilder {
     }
 
     /// Sends [`BulkheadEvent::Rejected`] events to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 
@@ -500,29 +509,28 @@ where
 
 struct KeyedShared<K, C> {
     template: BulkheadBuilder<C>,
-    map: RwLock<HashMap<K, Slots>>,
-    max_keys: usize,
+    map: KeyedMap<K, Slots>,
     overflow: Slots,
 }
 
-impl<K: Eq + Hash + Clone, C> KeyedShared<K, C> {
-    fn slots(&self, key: &K) -> Slots {
-        if let Some(slots) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
-            return slots.clone();
-        }
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = map.get(key) {
-            return slots.clone();
-        }
-        if map.len() >= self.max_keys {
-            return self.overflow.clone();
-        }
-        let slots = self
-            .template
-            .make_slots()
-            .expect("the template was validated when the layer was built");
-        map.insert(key.clone(), slots.clone());
-        slots
+impl<K: Eq + Hash, C> KeyedShared<K, C> {
+    #[inline]
+    fn slots(&self, key: K) -> Slots {
+        let make = || {
+            self.template
+                .make_slots()
+                .expect("the template was validated when the layer was built")
+        };
+        let rank = |slots: &Slots| {
+            if slots[0].shared.core.in_flight() == 0 {
+                Evict::First
+            } else {
+                Evict::Never
+            }
+        };
+        self.map
+            .get_or_insert(key, make, rank)
+            .unwrap_or_else(|| self.overflow.clone())
     }
 }
 
@@ -547,7 +555,7 @@ impl<K, F, C> fmt::Debug for KeyedLayer<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLayer")
             .field("template", &self.shared.template)
-            .field("max_keys", &self.shared.max_keys)
+            .field("max_keys", &self.shared.map.max_keys())
             .finish_non_exhaustive()
     }
 }
@@ -575,13 +583,26 @@ impl<K, F, C: Clone> KeyedLayer<K, F, C> {
         Ok(Self {
             shared: Arc::new(KeyedShared {
                 template,
-                map: RwLock::new(HashMap::new()),
-                max_keys,
+                map: KeyedMap::new(max_keys, Duration::from_secs(300)),
                 overflow,
             }),
             key,
             classifier,
         })
+    }
+
+    /// A bulkhead whose key made no call for this long may be evicted when a new key
+    /// arrives at `max_keys` (greater than zero). Default 5 minutes. Applies to every
+    /// clone of the layer.
+    pub fn idle_timeout(self, idle: Duration) -> Result<Self, ConfigError> {
+        if idle.is_zero() {
+            return Err(ConfigError::new(
+                "bulkhead.keyed.idle_timeout",
+                "must be greater than zero",
+            ));
+        }
+        self.shared.map.set_idle(idle);
+        Ok(self)
     }
 
     /// A handle on the keyed bulkheads.
@@ -621,7 +642,7 @@ impl<K, C> Clone for KeyedHandle<K, C> {
 impl<K, C> fmt::Debug for KeyedHandle<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedHandle")
-            .field("max_keys", &self.shared.max_keys)
+            .field("max_keys", &self.shared.map.max_keys())
             .finish_non_exhaustive()
     }
 }
@@ -631,21 +652,13 @@ impl<K: Eq + Hash, C> KeyedHandle<K, C> {
     pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
         self.shared
             .map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map(|slots| BulkheadHandle {
-                slots: slots.clone(),
-            })
+            .peek(key)
+            .map(|slots| BulkheadHandle { slots })
     }
 
     /// Keys that have a bulkhead of their own.
     pub fn len(&self) -> usize {
-        self.shared
-            .map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.shared.map.len()
     }
 
     /// Whether no key has a bulkhead yet.
@@ -653,7 +666,8 @@ impl<K: Eq + Hash, C> KeyedHandle<K, C> {
         self.len() == 0
     }
 
-    /// The bulkhead shared by keys past `max_keys`.
+    /// The bulkhead shared by new keys while every key's bulkhead is busy at
+    /// `max_keys`.
     pub fn overflow(&self) -> BulkheadHandle {
         BulkheadHandle {
             slots: self.shared.overflow.clone(),
@@ -685,7 +699,7 @@ impl<S: fmt::Debug, K, F, C> fmt::Debug for Keyed<S, K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyed")
             .field("inner", &self.inner)
-            .field("max_keys", &self.shared.max_keys)
+            .field("max_keys", &self.shared.map.max_keys())
             .finish_non_exhaustive()
     }
 }
@@ -707,7 +721,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let slots = self.shared.slots(&(self.key)(&req));
+        let slots = self.shared.slots((self.key)(&req));
         let shared = &slots[0].shared;
         let (ticket, adaptive) = (shared.core.ticket(), shared.adaptive.is_some());
         dispatch(

@@ -85,7 +85,7 @@ impl ChaosHandle {
         let offset = Instant::now().saturating_duration_since(self.control.base);
         self.control
             .epoch_offset
-            .store(offset.as_nanos() as u64, Ordering::Relaxed);
+            .store(crate::clock::nanos(offset), Ordering::Relaxed);
     }
 
     /// Time since the schedule's epoch.

@@ -2,8 +2,8 @@
 //! slow-path mutex for everything that only failures and transitions touch.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -12,8 +12,10 @@ use tokio::time::Instant;
 use super::error::CircuitOpen;
 use crate::backoff::{Backoff, Rng};
 use crate::classify::{Outcome, ServerHint};
+use crate::clock::{Epoch, nanos};
 use crate::observe::{CircuitBreakerEvent, CircuitState, Event, Listeners, Mode, TripReason};
 use crate::shard::{self, Padded, SHARDS};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
 
 // The state word: bits 0-1 the phase, bits 2-3 the mode, bits 16-31 the probes
 // admitted in this half-open period, bits 32-63 the generation. Closed + Automatic is
@@ -203,7 +205,8 @@ struct CountWindow {
     size: u64,
     /// Total calls when the window was last cleared.
     base: u64,
-    /// Sequence numbers of recent failures and slow calls, oldest first.
+    /// Sequence numbers of recent failures and slow calls, oldest first: 8 bytes per
+    /// failure in the window, allocated as failures arrive (at most `size` each).
     failures: VecDeque<u64>,
     slow: VecDeque<u64>,
 }
@@ -385,7 +388,8 @@ pub(crate) struct Core {
     successes: [Padded<AtomicU64>; SHARDS],
     inner: Mutex<Inner>,
     pub(crate) cfg: Config,
-    epoch: Instant,
+    /// The origin of every time in nanoseconds here, read on first use.
+    epoch: Epoch,
     rng: Rng,
     listeners: Listeners,
     status: watch::Sender<Status>,
@@ -393,20 +397,19 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(cfg: Config, rng: Rng, listeners: Listeners) -> Self {
-        let epoch = Instant::now();
+        let epoch = Epoch::new();
+        // The rings grow with the failures (slow calls) in the window, not with its
+        // size: a window of a million calls over a healthy backend costs nothing, where
+        // reserving its capacity took 16 MB per breaker (per key, for keyed breakers).
         let count = cfg.count_window.map(|n| CountWindow {
             size: n as u64,
             base: 0,
-            failures: VecDeque::with_capacity(n as usize + 1),
-            slow: VecDeque::with_capacity(if cfg.slow.is_some() {
-                n as usize + 1
-            } else {
-                0
-            }),
+            failures: VecDeque::new(),
+            slow: VecDeque::new(),
         });
         let time = cfg.time_window.map(|(d, buckets)| {
             let mut t = TimeWindow {
-                width: (d.as_nanos() as u64 / buckets as u64).max(1),
+                width: (nanos(d) / buckets as u64).max(1),
                 buckets: vec![Bucket::default(); buckets as usize],
                 seen: 0,
                 seen_at: 0,
@@ -443,10 +446,7 @@ impl Core {
     }
 
     fn now(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos()
-            .min(u64::MAX as u128) as u64
+        self.epoch.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -532,7 +532,7 @@ impl Core {
     ) -> Result<Admit, Box<CircuitOpen>> {
         let err = match open {
             Some((now, until)) => CircuitOpen::new(Some((
-                self.epoch + Duration::from_nanos(until),
+                self.epoch.instant(until),
                 Duration::from_nanos(until - now),
             ))),
             None => CircuitOpen::new(None),
@@ -619,7 +619,7 @@ impl Core {
         }
         if failure && let ServerHint::RetryAfter(d) = outcome.hint() {
             let d = d.min(self.cfg.max_hint);
-            inner.hint_until = now.saturating_add(d.as_nanos() as u64);
+            inner.hint_until = now.saturating_add(nanos(d));
         }
         if a.kind() == PROBE {
             if failure || slow {
@@ -762,7 +762,7 @@ impl Core {
 
     fn open(&self, inner: &mut Inner, w: u64, now: u64, reason: TripReason) {
         if phase(w) == CircuitState::Closed
-            && now.saturating_sub(inner.closed_at) >= self.cfg.reset_after.as_nanos() as u64
+            && now.saturating_sub(inner.closed_at) >= nanos(self.cfg.reset_after)
         {
             inner.trips = 0;
             inner.previous_open = Duration::ZERO;
@@ -780,7 +780,7 @@ impl Core {
             }
         };
         inner.previous_open = d;
-        let mut until = now.saturating_add(d.as_nanos() as u64);
+        let mut until = now.saturating_add(nanos(d));
         if inner.hint_until > until {
             until = inner.hint_until;
         }
@@ -892,7 +892,7 @@ impl Core {
     pub(crate) fn open_until(&self) -> Option<Instant> {
         let w = self.state.load(Ordering::Acquire);
         (phase(w) == CircuitState::Open)
-            .then(|| self.epoch + Duration::from_nanos(self.open_until.load(Ordering::Acquire)))
+            .then(|| self.epoch.instant(self.open_until.load(Ordering::Acquire)))
     }
 
     pub(crate) fn probes_admitted(&self) -> u32 {
@@ -902,5 +902,116 @@ impl Core {
         } else {
             0
         }
+    }
+}
+
+/// loom models of probe admission and of the generation check. Run with
+/// `RUSTFLAGS="--cfg tower_fortify_loom" cargo test --release --lib loom`.
+#[cfg(all(test, tower_fortify_loom))]
+mod loom_models {
+    use super::*;
+
+    fn config(probes: u32) -> Config {
+        Config {
+            consecutive: Some(1),
+            count_window: None,
+            time_window: None,
+            failure_rate: 0.5,
+            slow: None,
+            min_calls: 1,
+            // Far longer than a model runs: an open breaker stays open.
+            open: OpenPolicy::Fixed(Duration::from_secs(3600)),
+            reset_after: Duration::from_secs(3600),
+            max_hint: Duration::from_secs(1),
+            probes,
+        }
+    }
+
+    fn core(probes: u32) -> loom::sync::Arc<Core> {
+        loom::sync::Arc::new(Core::new(
+            config(probes),
+            Rng::seeded(1),
+            Listeners::default(),
+        ))
+    }
+
+    impl Core {
+        /// Puts the breaker in half-open now, as the end of an open period would.
+        fn half_open_now(&self) {
+            let now = self.now();
+            let mut inner = self.lock_events();
+            let w = self.state.load(Ordering::Acquire);
+            self.set(&mut inner, w, CircuitState::HalfOpen, mode(w), now);
+        }
+    }
+
+    /// Two callers race for the one probe slot of a half-open breaker: exactly one
+    /// gets it, and its success closes the breaker.
+    #[test]
+    fn loom_one_probe_slot_admits_exactly_one_probe() {
+        loom::model(|| {
+            let core = core(1);
+            core.half_open_now();
+            let other = core.clone();
+            let t = loom::thread::spawn(move || {
+                let a = other.admit().ok();
+                if let Some(a) = a {
+                    other.record(a, Outcome::Success, None);
+                }
+                a.is_some_and(Admit::is_probe)
+            });
+            let a = core.admit().ok();
+            if let Some(a) = a {
+                core.record(a, Outcome::Success, None);
+            }
+            let mine = a.is_some_and(Admit::is_probe);
+            let theirs = t.join().unwrap();
+            // The other caller is rejected, or admitted as a normal call once the
+            // probe closed the breaker.
+            assert!(mine != theirs, "exactly one probe");
+            assert_eq!(core.status().state, CircuitState::Closed);
+            assert_eq!(core.probes_admitted(), 0);
+        });
+    }
+
+    /// A call admitted before the breaker opened reports its success after: the
+    /// generation check drops it, so it neither closes the breaker nor clears the
+    /// failure run of the new period.
+    #[test]
+    fn loom_a_late_success_from_an_old_generation_changes_nothing() {
+        loom::model(|| {
+            let core = core(1);
+            let early = core.admit().expect("closed");
+            let other = core.clone();
+            let t = loom::thread::spawn(move || {
+                let a = other.admit().expect("closed until the failure lands");
+                other.record(a, Outcome::RetryableFailure, None);
+            });
+            core.record(early, Outcome::Success, None);
+            t.join().unwrap();
+            assert_eq!(core.status().state, CircuitState::Open);
+            assert!(core.admit().is_err());
+        });
+    }
+
+    /// A probe dropped (its slot given back) while another caller asks for the slot:
+    /// the count of probes in flight is exact afterwards.
+    #[test]
+    fn loom_a_released_probe_slot_is_counted_exactly() {
+        loom::model(|| {
+            let core = core(1);
+            core.half_open_now();
+            let first = core.admit().expect("the one slot");
+            let other = core.clone();
+            let t = loom::thread::spawn(move || other.admit().ok());
+            core.release_probe(first);
+            let second = t.join().unwrap();
+            assert_eq!(core.probes_admitted(), u32::from(second.is_some()));
+            if let Some(a) = second {
+                core.release_probe(a);
+            }
+            assert_eq!(core.probes_admitted(), 0);
+            assert!(core.admit().is_ok(), "the slot is free again");
+        });
     }
 }

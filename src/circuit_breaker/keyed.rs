@@ -1,10 +1,9 @@
 //! One breaker per key, in a bounded map.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use crate::BoxError;
 use crate::backoff::Rng;
 use crate::classify::Classify;
 use crate::config::ConfigError;
+use crate::keyed::{Evict, KeyedMap};
 use crate::observe::{CircuitState, Listeners};
 use crate::shard::Padded;
 
@@ -32,7 +32,10 @@ use crate::shard::Padded;
 /// is, the least recently used *closed* breaker goes, and if every breaker is open
 /// or half-open, the least recently used one. An evicted key starts again closed,
 /// with empty windows. The scan that finds a victim is O(`max_keys`) and only runs
-/// when a new key arrives at the bound.
+/// when a new key arrives. Recency is kept without a clock read on the call path:
+/// idle and least-recently-used are measured to the resolution of those scans (a
+/// breaker used within `idle_timeout` is never evicted as idle). The map is read by
+/// concurrent calls, so keys must be `Send + Sync`.
 pub struct KeyedCircuitBreakerBuilder<K, F, C> {
     base: CircuitBreakerBuilder<C>,
     key: F,
@@ -89,82 +92,49 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
         }
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
-                map: Mutex::new(HashMap::new()),
+                map: KeyedMap::new(self.max_keys, self.idle),
                 key: self.key,
                 cfg,
                 rng: self.base.rng.unwrap_or_default(),
                 listeners: self.base.listeners,
                 classifier: self.base.classifier,
-                max_keys: self.max_keys,
-                idle: self.idle,
             }),
         })
     }
 }
 
-struct Entry<C> {
-    slot: Arc<Padded<Slot<C>>>,
-    last_used: Instant,
-}
-
 pub(crate) struct KeyedShared<K, F, C> {
-    map: Mutex<HashMap<K, Entry<C>>>,
+    map: KeyedMap<K, Arc<Padded<Slot<C>>>>,
     key: F,
     cfg: Config,
     rng: Rng,
     listeners: Listeners,
     classifier: C,
-    max_keys: usize,
-    idle: Duration,
 }
 
 impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<C>>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+    #[inline]
     fn slot(&self, key: K) -> Arc<Padded<Slot<C>>> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        if let Some(e) = map.get_mut(&key) {
-            e.last_used = now;
-            return e.slot.clone();
-        }
-        if map.len() >= self.max_keys {
-            self.evict(&mut map, now);
-        }
-        let slot = Arc::new(Padded(Slot {
-            core: Arc::new(Core::new(
-                self.cfg.clone(),
-                self.rng.clone(),
-                self.listeners.clone(),
-            )),
-            classifier: self.classifier.clone(),
-        }));
-        map.insert(
-            key,
-            Entry {
-                slot: slot.clone(),
-                last_used: now,
-            },
-        );
-        slot
-    }
-
-    fn evict(&self, map: &mut HashMap<K, Entry<C>>, now: Instant) {
-        map.retain(|_, e| now.saturating_duration_since(e.last_used) < self.idle);
-        if map.len() < self.max_keys {
-            return;
-        }
-        let lru = |closed_only: bool| {
-            map.values()
-                .filter(|e| !closed_only || e.slot.core.status().state == CircuitState::Closed)
-                .min_by_key(|e| e.last_used)
-                .map(|e| e.slot.clone())
+        let make = || {
+            Arc::new(Padded(Slot {
+                core: Arc::new(Core::new(
+                    self.cfg.clone(),
+                    self.rng.clone(),
+                    self.listeners.clone(),
+                )),
+                classifier: self.classifier.clone(),
+            }))
         };
-        if let Some(victim) = lru(true).or_else(|| lru(false)) {
-            map.retain(|_, e| !Arc::ptr_eq(&e.slot, &victim));
-        }
+        let rank = |slot: &Arc<Padded<Slot<C>>>| {
+            if slot.core.status().state == CircuitState::Closed {
+                Evict::First
+            } else {
+                Evict::Last
+            }
+        };
+        self.map
+            .get_or_insert(key, make, rank)
+            .expect("a breaker may always be evicted")
     }
 }
 
@@ -185,14 +155,14 @@ impl<K, F, C> Clone for KeyedCircuitBreakerLayer<K, F, C> {
 impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
-            .field("max_keys", &self.shared.max_keys)
+            .field("max_keys", &self.shared.map.max_keys())
             .finish_non_exhaustive()
     }
 }
 
 impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C>
 where
-    K: Hash + Eq + Send + 'static,
+    K: Hash + Eq + Send + Sync + 'static,
     F: Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
 {
@@ -217,8 +187,8 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
 
 /// A circuit breaker per key. Made by a [`KeyedCircuitBreakerLayer`].
 ///
-/// Each call computes its key and looks its breaker up in a map behind a mutex (held
-/// for one hash lookup and a clock read); after that it behaves like
+/// Each call computes its key and looks its breaker up in a map under its read lock
+/// (no exclusive lock, no clock read unless the key is new); after that it behaves like
 /// [`CircuitBreaker`](super::CircuitBreaker).
 pub struct KeyedCircuitBreaker<S, K, F, C> {
     inner: S,
@@ -298,18 +268,18 @@ trait KeyedView<K>: Send + Sync {
 
 impl<K, F, C> KeyedView<K> for KeyedShared<K, F, C>
 where
-    K: Hash + Eq + Send,
+    K: Hash + Eq + Send + Sync,
     F: Send + Sync,
     C: Clone + Send + Sync,
 {
     fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
-        self.lock().get(key).map(|e| CircuitBreakerHandle {
-            core: e.slot.core.clone(),
+        self.map.peek(key).map(|slot| CircuitBreakerHandle {
+            core: slot.core.clone(),
         })
     }
 
     fn len(&self) -> usize {
-        self.lock().len()
+        self.map.len()
     }
 }
 

@@ -285,8 +285,9 @@ impl<C> CircuitBreakerBuilder<C> {
     /// Sends [`CircuitBreakerEvent`](crate::observe::CircuitBreakerEvent)s to
     /// `listener`. Events are delivered after the breaker's internal lock is
     /// released, so a listener may read the breaker through its handle.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

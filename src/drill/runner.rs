@@ -226,7 +226,8 @@ impl<C> Drill<C> {
             .enumerate()
         {
             // Arrivals are grouped by millisecond: one timer per millisecond at most.
-            let due = epoch + Duration::from_millis(at.as_millis() as u64);
+            let due =
+                epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
@@ -355,22 +356,19 @@ impl Listener for EventLog {
     fn on_event(&self, event: &Event) {
         let at = Instant::now().saturating_duration_since(self.epoch);
         let debug = format!("{event:?}");
-        // The kind: the layer and the variant, without the fields.
-        let kind = match debug
-            .char_indices()
-            .filter(|&(_, c)| c == '{' || c == '(')
-            .nth(1)
-        {
-            Some((i, _)) => format!("{})", debug[..i].trim()),
-            None => debug.clone(),
-        };
+        let kind = event.kind();
         let text = if &*self.source == "stack" {
             debug
         } else {
             format!("{}: {debug}", self.source)
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *inner.counts.entry(kind).or_default() += 1;
+        match inner.counts.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                inner.counts.insert(kind.to_string(), 1);
+            }
+        }
         if inner.log.len() < MAX_EVENTS {
             inner.log.push((at, text));
         }
@@ -436,7 +434,9 @@ impl Recorder {
     }
 
     fn finish(&self, second: usize, ok: bool, latency: Duration) {
-        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_MICROS);
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.latency.saturating_record(micros);

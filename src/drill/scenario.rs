@@ -507,20 +507,59 @@ impl Scenario {
     /// Parses a scenario from TOML text; see the [type docs](Scenario) for the format.
     /// The error names the line, the column and the field that is wrong.
     pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
-        let file: file::ScenarioFile = toml::from_str(text).map_err(|e| {
-            let (line, column, field) = match e.span() {
-                Some(span) => locate(text, span.start),
-                None => (None, None, String::new()),
-            };
-            ScenarioError {
-                file: None,
-                line,
-                column,
-                field,
-                message: e.message().trim().to_string(),
-            }
+        let parsed = toml::Deserializer::parse(text)
+            .map_err(|e| ScenarioError::from_toml(text, &e, String::new()))?;
+        let file: file::ScenarioFile = serde_path_to_error::deserialize(parsed).map_err(|e| {
+            let field = field_name(e.path(), e.inner().message());
+            ScenarioError::from_toml(text, e.inner(), field)
         })?;
         file.into_scenario(text)
+    }
+}
+
+/// The dotted field name of a serde path (`backend[1].phases[0].at` gives
+/// `backend.phases.at`, the form of [`ConfigError::field`]). An error about a
+/// missing or unknown key is raised by the table that lacks or holds it, so its path
+/// ends at the table; serde's message (`` missing field `name` ``) names the key,
+/// which is added.
+fn field_name(path: &serde_path_to_error::Path, message: &str) -> String {
+    use serde_path_to_error::Segment;
+    let mut keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            // `toml::Spanned` wraps a value in a private one-key table: not a field.
+            Segment::Map { key } if key.starts_with("$__") => None,
+            Segment::Map { key } | Segment::Enum { variant: key } => Some(key.as_str()),
+            Segment::Seq { .. } | Segment::Unknown => None,
+        })
+        .collect();
+    let named = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| message.trim().strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    if let Some(key) = named
+        && keys.last() != Some(&key)
+    {
+        keys.push(key);
+    }
+    keys.join(".")
+}
+
+impl ScenarioError {
+    /// An error of the toml parser or of serde: the line and column come from the
+    /// parser's span.
+    fn from_toml(text: &str, e: &toml::de::Error, field: String) -> Self {
+        let (line, column) = match e.span() {
+            Some(span) => locate(text, span.start),
+            None => (None, None),
+        };
+        Self {
+            file: None,
+            line,
+            column,
+            field,
+            message: e.message().trim().to_string(),
+        }
     }
 }
 
@@ -556,7 +595,9 @@ impl ScenarioError {
         self.column
     }
 
-    /// The dotted name of the field, such as `backend.error_rate` (empty when unknown).
+    /// The dotted name of the field, such as `backend.error_rate` (empty when unknown):
+    /// serde's path to the value without array indices, ending with the key of a
+    /// missing or unknown field.
     pub fn field(&self) -> &str {
         &self.field
     }
@@ -583,88 +624,14 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// Line, column and dotted field name for a byte offset in the source.
-fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, String) {
+/// The 1-based line and column of a byte offset in the source.
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
-    // The table: the last header line before the offset.
-    let table = before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    // The key: the nearest `key =` before the offset on its line (or the key the
-    // offset points at).
-    let line_text = &text[line_start..];
-    let line_text = &line_text[..line_text.find('\n').unwrap_or(line_text.len())];
-    let upto = &line_text[..(offset - line_start).min(line_text.len())];
-    let key = match upto.rfind('=') {
-        Some(eq) => last_ident(&upto[..eq]),
-        None => first_ident(&line_text[upto.len()..]),
-    };
-    let mut field = table.unwrap_or_default();
-    for outer in enclosing_keys(&text[..offset]) {
-        if !field.is_empty() {
-            field.push('.');
-        }
-        field.push_str(&outer);
-    }
-    if let Some(key) = key {
-        if !field.is_empty() {
-            field.push('.');
-        }
-        field.push_str(&key);
-    }
-    (Some(line), Some(column), field)
-}
-
-/// The keys of the arrays and inline tables that enclose the end of `before`,
-/// outermost first (`phases` for an error inside `phases = [{ at = .. }]`).
-fn enclosing_keys(before: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut depth = 0usize;
-    for (i, c) in before.char_indices().rev() {
-        match c {
-            ']' | '}' => depth += 1,
-            '[' | '{' if depth > 0 => depth -= 1,
-            '[' | '{' => {
-                let head = before[..i].trim_end();
-                if let Some(lhs) = head.strip_suffix('=') {
-                    // `key = [` or `key = {`: a value that opens here.
-                    if let Some(key) = last_ident(lhs) {
-                        keys.push(key);
-                    }
-                } else if !head.ends_with([',', '[', '{']) {
-                    // Not inside a value: the start of the text.
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    keys.reverse();
-    keys
-}
-
-fn is_ident(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-fn last_ident(s: &str) -> Option<String> {
-    let s = s.trim_end();
-    let start = s.rfind(|c: char| !is_ident(c)).map_or(0, |i| i + 1);
-    let ident = &s[start..];
-    (!ident.is_empty()).then(|| ident.to_string())
-}
-
-fn first_ident(s: &str) -> Option<String> {
-    let s = s.trim_start();
-    let end = s.find(|c: char| !is_ident(c)).unwrap_or(s.len());
-    (end > 0).then(|| s[..end].to_string())
+    (Some(line), Some(column))
 }
 
 /// A duration in a scenario file: `"250ms"`, `"60s"`, `"2m"`, `"1h"` (also `"us"`,
@@ -736,6 +703,10 @@ fn quote(s: &str) -> String {
 }
 
 mod file {
+    use std::ops::Range;
+
+    use toml::Spanned;
+
     use super::*;
 
     #[derive(Debug, Clone, Copy)]
@@ -804,10 +775,10 @@ mod file {
         name: String,
         #[serde(default)]
         description: String,
-        duration: Dur,
+        duration: Spanned<Dur>,
         drain: Option<Dur>,
-        load: LoadFile,
-        backend: Vec<BackendFile>,
+        load: Spanned<LoadFile>,
+        backend: Vec<Spanned<BackendFile>>,
     }
 
     #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -839,13 +810,13 @@ mod file {
         name: String,
         tier: Option<u32>,
         zone: Option<String>,
-        latency: Option<LatencyFile>,
+        latency: Option<Spanned<LatencyFile>>,
         error_rate: Option<Share>,
         capacity: Option<usize>,
         queue: Option<usize>,
         fail_latency: Option<Dur>,
         #[serde(default)]
-        phases: Vec<PhaseFile>,
+        phases: Vec<Spanned<PhaseFile>>,
     }
 
     #[derive(Deserialize)]
@@ -882,9 +853,13 @@ mod file {
 
     impl ScenarioFile {
         pub(super) fn into_scenario(self, text: &str) -> Result<Scenario, ScenarioError> {
-            // Errors found after parsing point at the n-th `[[backend]]` table.
-            let at = |backend: Option<usize>, key: &str, field: &str, message: String| {
-                let (line, column) = find_key(text, backend, key);
+            // Errors found after parsing point at the value (or table) they are about,
+            // by the span the parser kept for it.
+            let at = |span: Option<Range<usize>>, field: &str, message: String| {
+                let (line, column) = match span {
+                    Some(span) => locate(text, span.start),
+                    None => (None, None),
+                };
                 ScenarioError {
                     file: None,
                     line,
@@ -893,21 +868,27 @@ mod file {
                     message,
                 }
             };
-            let mut load = match self.load.kind.unwrap_or(LoadKind::Constant) {
-                LoadKind::Constant => Load::constant(self.load.rate.0),
-                LoadKind::Poisson => Load::poisson(self.load.rate.0),
+            let from_config = |span: Option<Range<usize>>, e: ConfigError| {
+                at(span, e.field(), e.reason().to_string())
             };
-            for step in &self.load.steps {
+            let (load_span, load_file) = (self.load.span(), self.load.into_inner());
+            let mut load = match load_file.kind.unwrap_or(LoadKind::Constant) {
+                LoadKind::Constant => Load::constant(load_file.rate.0),
+                LoadKind::Poisson => Load::poisson(load_file.rate.0),
+            };
+            for step in &load_file.steps {
                 load = load.step(step.at.0, step.rate.0);
             }
+            let duration_span = self.duration.span();
             let mut scenario = Scenario::new(self.name)
                 .describe(self.description)
-                .duration(self.duration.0)
+                .duration(self.duration.into_inner().0)
                 .load(load);
             if let Some(drain) = self.drain {
                 scenario = scenario.drain(drain.0);
             }
-            for (i, b) in self.backend.into_iter().enumerate() {
+            for b in self.backend {
+                let (span, b) = (b.span(), b.into_inner());
                 let mut spec = BackendSpec::new(b.name);
                 if let Some(t) = b.tier {
                     spec = spec.tier(t);
@@ -916,9 +897,11 @@ mod file {
                     spec = spec.zone(z);
                 }
                 if let Some(l) = b.latency {
+                    let l_span = l.span();
                     let latency = l
+                        .into_inner()
                         .into_latency()
-                        .map_err(|e| at(Some(i), "latency", "backend.latency", e))?;
+                        .map_err(|e| at(Some(l_span), "backend.latency", e))?;
                     spec = spec.latency(latency);
                 }
                 if let Some(r) = b.error_rate {
@@ -934,23 +917,22 @@ mod file {
                     spec = spec.fail_latency(f.0);
                 }
                 for p in b.phases {
-                    let phase = p.to_phase().map_err(|(key, e)| {
-                        at(Some(i), key, &format!("backend.phases.{key}"), e)
+                    let phase = p.get_ref().to_phase().map_err(|(key, e)| {
+                        at(Some(p.span()), &format!("backend.phases.{key}"), e)
                     })?;
-                    spec = spec.phase(p.at.0, phase);
+                    spec = spec.phase(p.get_ref().at.0, phase);
                 }
+                spec.validate()
+                    .map_err(|e| from_config(Some(span.clone()), e))?;
                 scenario = scenario.backend(spec);
             }
             scenario.validate().map_err(|e: ConfigError| {
-                let key = e.field().rsplit('.').next().unwrap_or("");
-                let (line, column) = find_key(text, None, key);
-                ScenarioError {
-                    file: None,
-                    line,
-                    column,
-                    field: e.field().to_string(),
-                    message: e.reason().to_string(),
-                }
+                let span = match e.field() {
+                    "duration" => Some(duration_span.clone()),
+                    f if f.starts_with("load") => Some(load_span.clone()),
+                    _ => None,
+                };
+                from_config(span, e)
             })?;
             Ok(scenario)
         }
@@ -1010,42 +992,6 @@ mod file {
                 },
             })
         }
-    }
-
-    /// The line and column of `key =` in the n-th `[[backend]]` table (or anywhere).
-    fn find_key(text: &str, backend: Option<usize>, key: &str) -> (Option<usize>, Option<usize>) {
-        let mut seen = 0usize;
-        let mut inside = backend.is_none();
-        for (n, line) in text.lines().enumerate() {
-            let trimmed = line.trim();
-            if trimmed.starts_with("[[backend]]") {
-                inside = backend.is_none_or(|b| b == seen);
-                seen += 1;
-                continue;
-            }
-            if !inside || key.is_empty() {
-                continue;
-            }
-            if let Some(pos) = find_word(line, key) {
-                return (Some(n + 1), Some(pos + 1));
-            }
-        }
-        (None, None)
-    }
-
-    fn find_word(line: &str, key: &str) -> Option<usize> {
-        let mut from = 0;
-        while let Some(i) = line[from..].find(key) {
-            let start = from + i;
-            let end = start + key.len();
-            let before_ok = start == 0 || !is_ident(line[..start].chars().last().unwrap_or(' '));
-            let rest = line[end..].trim_start();
-            if before_ok && rest.starts_with('=') {
-                return Some(start);
-            }
-            from = end;
-        }
-        None
     }
 }
 

@@ -335,8 +335,25 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
         self
     }
 
+    /// The longest a server hint (`Retry-After`, gRPC pushback, an open breaker in
+    /// front of the backend) may hold a backend out of rotation; longer hints are
+    /// capped to it. `Duration::ZERO` ignores hints.
+    ///
+    /// Default: the [base ejection time](Self::base_ejection_time) (2 s unless set).
+    /// A backend's own request to pause then takes it out no longer than a first
+    /// ejection for misbehaving would, and one `503 Retry-After: 86400` (a maintenance
+    /// page, a misconfigured proxy) cannot remove a healthy backend for a day. A
+    /// shorter cap would send calls back to a backend that said it is busy; a longer
+    /// one, up to the maximum ejection time, suits backends whose hints are trusted.
+    /// The retry layer's own cap on hints (30 s) is the same order of magnitude.
+    pub fn max_server_delay(mut self, max: Duration) -> Self {
+        self.cfg.max_server_delay = Some(max);
+        self
+    }
+
     /// The largest share of backends (in percent, `0.0..=100.0`) that outlier
-    /// detection may eject at once; more ejections are skipped. Default 50.
+    /// detection and server hints together may hold out of rotation at once; more
+    /// ejections and hold-offs are skipped. Default 50.
     pub fn max_ejection_percent(mut self, percent: f64) -> Self {
         self.cfg.max_ejection_percent = percent;
         self
@@ -378,8 +395,9 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     }
 
     /// Sends [`FailoverEvent`](crate::observe::FailoverEvent)s to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

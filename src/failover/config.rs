@@ -85,6 +85,8 @@ pub(crate) struct Config {
     pub(crate) interval: Duration,
     pub(crate) base_ejection: Duration,
     pub(crate) max_ejection: Duration,
+    /// The longest hold-off a server hint may ask; `None`: the base ejection time.
+    pub(crate) max_server_delay: Option<Duration>,
     pub(crate) max_ejection_percent: f64,
     pub(crate) overprovisioning: f64,
     pub(crate) panic_threshold: f64,
@@ -92,6 +94,12 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The longest hold-off a server hint may ask.
+    #[inline]
+    pub(crate) fn max_server_delay(&self) -> Duration {
+        self.max_server_delay.unwrap_or(self.base_ejection)
+    }
+
     /// Whether calls must be counted against the clock for the interval sweep.
     #[inline]
     pub(crate) fn needs_sweep(&self) -> bool {
@@ -117,6 +125,7 @@ impl Default for Config {
             interval: Duration::from_secs(2),
             base_ejection: Duration::from_secs(2),
             max_ejection: Duration::from_secs(10),
+            max_server_delay: None,
             max_ejection_percent: 50.0,
             overprovisioning: 1.4,
             panic_threshold: 50.0,

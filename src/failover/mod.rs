@@ -34,7 +34,10 @@
 //! * **Server hints**: an outcome of [`Overloaded`] with a
 //!   [`RetryAfter`] delay (a `503` with `Retry-After`, a gRPC pushback, or
 //!   an open circuit breaker in front of the backend, as [`BreakerAware`] reports it)
-//!   holds the backend out of rotation for that delay. It is not counted as an outlier
+//!   holds the backend out of rotation for that delay, capped by
+//!   [`max_server_delay`](FailoverBuilder::max_server_delay) (by default the base
+//!   ejection time) and counted in the maximum ejected share, so that no hint takes a
+//!   backend out for a day nor the whole pool out at once. It is not counted as an outlier
 //!   failure: no ejection, no probation, no growing ejection time. This keeps a
 //!   per-backend breaker and outlier ejection from fighting each other: without it, a
 //!   backend whose breaker is still open when its ejection ends is ejected again for

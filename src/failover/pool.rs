@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::config::{Config, Selection};
 use crate::classify::{Outcome, ServerHint};
+use crate::clock::{Epoch, micros, nanos};
 use crate::observe::{EjectReason, Event, FailoverEvent, Listeners};
 use crate::rng::Rng;
 use crate::shard::Padded;
@@ -148,6 +149,13 @@ impl Node {
         self.cold.held_until.load(Ordering::Acquire) > now
     }
 
+    /// Whether it is out of rotation at `now` by an ejection or a hold-off: what the
+    /// maximum ejected share counts.
+    #[inline]
+    pub(crate) fn is_out(&self, now: u64) -> bool {
+        self.is_ejected(now) || self.is_held(now)
+    }
+
     /// Whether routing may send to it at `now`.
     #[inline]
     pub(crate) fn is_eligible(&self, now: u64) -> bool {
@@ -220,7 +228,7 @@ impl Node {
             return times;
         }
         let healthy = now - until;
-        let steps = healthy / (base.as_nanos().max(1) as u64);
+        let steps = healthy / nanos(base).max(1);
         times.saturating_sub(steps.min(u32::MAX as u64) as u32)
     }
 }
@@ -239,7 +247,8 @@ pub(crate) enum Verdict {
 /// What the router and its response futures share, whatever the backend type.
 pub(crate) struct Pool {
     pub(crate) cfg: Config,
-    pub(crate) origin: Instant,
+    /// The origin of every time in nanoseconds here, read on first use.
+    pub(crate) origin: Epoch,
     pub(crate) nodes: Mutex<Vec<Arc<Node>>>,
     /// Bumped whenever membership changes.
     pub(crate) epoch: AtomicU64,
@@ -255,9 +264,9 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(cfg: Config, listeners: Listeners, rng: Rng) -> Self {
         Self {
-            next_sweep: AtomicU64::new(cfg.interval.as_nanos() as u64),
+            next_sweep: AtomicU64::new(nanos(cfg.interval)),
             cfg,
-            origin: Instant::now(),
+            origin: Epoch::new(),
             nodes: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),
             version: AtomicU64::new(0),
@@ -276,11 +285,11 @@ impl Pool {
 
     #[inline]
     pub(crate) fn ns(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.origin).as_nanos() as u64).max(1)
+        self.origin.since(at).max(1)
     }
 
     pub(crate) fn instant(&self, ns: u64) -> Instant {
-        self.origin + Duration::from_nanos(ns)
+        self.origin.instant(ns)
     }
 
     pub(crate) fn lock_nodes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Node>>> {
@@ -324,8 +333,7 @@ impl Pool {
                 let took = end.saturating_duration_since(start);
                 let now = self.ns(end);
                 if self.cfg.latency_factor.is_some() {
-                    hot.latency_us
-                        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    hot.latency_us.fetch_add(micros(took), Ordering::Relaxed);
                     hot.timed.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Selection::PeakEwma { decay, .. } = self.cfg.selection {
@@ -341,13 +349,50 @@ impl Pool {
         }
     }
 
-    /// Takes `node` out of rotation for `wait`, without counting an ejection.
+    /// Takes `node` out of rotation for `wait` (at most the maximum server delay),
+    /// without counting an ejection. A hold-off counts towards the maximum ejected
+    /// share like an ejection: a hint that would take one backend too many out is
+    /// skipped (one that lengthens a hold-off or an ejection in force is not), so a
+    /// fleet-wide `429` cannot empty the pool and, with fail-fast panic mode, reject
+    /// every call for the hint's duration.
     #[cold]
     fn hold_off(&self, node: &Node, wait: Duration) {
-        let until = self.now().saturating_add(wait.as_nanos() as u64).max(1);
+        let wait = wait.min(self.cfg.max_server_delay());
+        if wait.is_zero() {
+            return;
+        }
+        let now = self.now();
+        let until = now.saturating_add(nanos(wait)).max(1);
+        if node.is_ejected(now) || node.is_held(now) {
+            if node.cold.held_until.fetch_max(until, Ordering::AcqRel) < until {
+                self.bump();
+            }
+            return;
+        }
+        // Counted and stored under the node list's lock, as `eject` does, so that two
+        // hold-offs at once cannot both take the last share.
+        let nodes = self.lock_nodes();
+        if node.cold.removed.load(Ordering::Relaxed) {
+            return;
+        }
+        let out = nodes.iter().filter(|n| n.is_out(now)).count();
+        if out + 1 > self.max_ejected(nodes.len()) {
+            drop(nodes);
+            tracing::debug!(
+                target: "tower_fortify::failover",
+                backend = &*node.id,
+                "server hint ignored: maximum ejected share reached"
+            );
+            return;
+        }
         if node.cold.held_until.fetch_max(until, Ordering::AcqRel) < until {
             self.bump();
         }
+    }
+
+    /// How many of `members` backends may be out of rotation at once.
+    fn max_ejected(&self, members: usize) -> usize {
+        (members as f64 * self.cfg.max_ejection_percent / 100.0).floor() as usize
     }
 
     #[cold]
@@ -397,9 +442,9 @@ impl Pool {
             return Verdict::Nothing;
         }
         let members = nodes.len();
-        let ejected = nodes.iter().filter(|n| n.is_ejected(now)).count();
-        let max = (members as f64 * self.cfg.max_ejection_percent / 100.0).floor() as usize;
-        if ejected + 1 > max {
+        // Held-off backends are out of rotation too: they count towards the share.
+        let ejected = nodes.iter().filter(|n| n.is_out(now)).count();
+        if ejected + 1 > self.max_ejected(members) {
             return Verdict::Skipped;
         }
         let times = node.effective_times(now, self.cfg.base_ejection) + 1;
@@ -414,7 +459,7 @@ impl Pool {
         cold.ejections.fetch_add(1, Ordering::Relaxed);
         cold.probation.store(true, Ordering::Relaxed);
         cold.ejected_until.store(
-            now.saturating_add(duration.as_nanos() as u64).max(1),
+            now.saturating_add(nanos(duration)).max(1),
             Ordering::Release,
         );
         self.bump();
@@ -444,7 +489,7 @@ impl Pool {
                     target: "tower_fortify::failover",
                     backend = &*node.id,
                     reason = reason.as_str(),
-                    duration_ms = duration.as_millis() as u64,
+                    duration_ms = micros(duration) / 1000,
                     "backend ejected"
                 );
                 self.listeners.emit(|| {
@@ -467,8 +512,10 @@ impl Pool {
         if now < self.next_sweep.load(Ordering::Relaxed) {
             return;
         }
-        self.next_sweep
-            .store(now + self.cfg.interval.as_nanos() as u64, Ordering::Relaxed);
+        self.next_sweep.store(
+            now.saturating_add(nanos(self.cfg.interval)),
+            Ordering::Relaxed,
+        );
         let nodes = self.lock_nodes();
         // (node, calls, success rate, mean latency in µs if timed enough)
         let mut stats: Vec<(usize, u64, f64, Option<f64>)> = Vec::with_capacity(nodes.len());

@@ -35,7 +35,11 @@ pub(crate) type Judges<C> = Arc<[Arc<Padded<Judge<C>>>]>;
 ///
 /// # Readiness
 ///
-/// `poll_ready` chooses a backend and polls its `poll_ready`. A backend that is not
+/// `poll_ready` chooses a backend and polls its `poll_ready`. A choice made before
+/// health or membership changed (an ejection by hand or by outlier detection, a
+/// hold-off, a removal) is checked again by the next `poll_ready` or `call`, so an
+/// ejection takes effect on the next call even for a clone that had already readied
+/// the backend. A backend that is not
 /// ready is skipped: the router tries the other candidate, then every other eligible
 /// backend of the tiers that take traffic, polling each at most once, and is ready as
 /// soon as one of them is. It returns `Pending` only when every eligible backend is
@@ -427,6 +431,78 @@ impl<S, C, T> Failover<S, C, T> {
     }
 }
 
+impl<S: Clone, C, T> Failover<S, C, T> {
+    /// Whether health or membership changed since the routing table was built: one
+    /// atomic load, so that an ejection takes effect on the next call even for a
+    /// backend readied before it.
+    #[inline]
+    fn changed(&self) -> bool {
+        self.pool().version.load(Ordering::Acquire) != self.route.version
+    }
+
+    /// Brings the table up to date and says whether the readied choice still stands
+    /// (the backend is still eligible); drops it if not. Returns the readied
+    /// backend's new index.
+    #[cold]
+    fn revalidate(&mut self) -> Option<usize> {
+        let Some(Choice::Backend(j)) = self.ready.take() else {
+            self.refresh();
+            return None;
+        };
+        let serial = self.locals[j].node.serial;
+        self.refresh();
+        // A membership change may have moved it, or removed it with its service.
+        let j = self.locals.iter().position(|l| l.node.serial == serial)?;
+        let eligible = !self.route.reject
+            && self
+                .route
+                .tiers
+                .iter()
+                .any(|t| t.eligible.contains(&(j as u32)));
+        if eligible {
+            self.ready = Some(Choice::Backend(j));
+        }
+        Some(j)
+    }
+
+    /// `poll_ready` found a readied choice made before a change: whether it stands.
+    #[cold]
+    fn still_ready(&mut self) -> bool {
+        self.revalidate();
+        self.ready.is_some()
+    }
+}
+
+impl<S, C, T> Failover<S, C, T>
+where
+    S: Clone,
+{
+    /// `call` was given a backend readied before a change (an ejection, a hold-off,
+    /// a removal): sends to it if it is still eligible, or else to another eligible
+    /// backend that is ready at once (polled with a no-op waker). With none ready, a
+    /// backend still a member takes the call it was readied for (a ready service must
+    /// accept it); a removed one cannot, and the call is rejected.
+    #[cold]
+    fn reroute<Req>(&mut self, j: usize) -> Option<usize>
+    where
+        S: Service<Req>,
+    {
+        self.ready = Some(Choice::Backend(j));
+        let kept = self.revalidate();
+        if let Some(Choice::Backend(j)) = self.ready.take() {
+            return Some(j);
+        }
+        if !self.route.reject && !self.locals.is_empty() {
+            let mut cx = Context::from_waker(Waker::noop());
+            let k = self.pick_tier();
+            if let (Some(alt), _) = self.scan::<Req>(k, [kept, None], &mut cx, None, true) {
+                return Some(alt);
+            }
+        }
+        kept.filter(|&j| self.locals[j].node.is_member())
+    }
+}
+
 /// What polling one backend's readiness gave.
 enum Polled {
     Ready,
@@ -511,7 +587,7 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if self.ready.is_some() {
+        if self.ready.is_some() && (!self.changed() || self.still_ready()) {
             return Poll::Ready(Ok(()));
         }
         self.refresh();
@@ -549,6 +625,12 @@ where
             Some(Choice::Backend(j)) => j,
             Some(Choice::Reject) | None => return ResponseFuture::rejected(self.reject()),
         };
+        if self.changed() {
+            match self.reroute::<Req>(j) {
+                Some(to) => j = to,
+                None => return ResponseFuture::rejected(self.reject()),
+            }
+        }
         if let Some(tried) = self.tried.tried(&req) {
             if tried.contains(self.locals[j].node.serial) {
                 let mut cx = Context::from_waker(Waker::noop());

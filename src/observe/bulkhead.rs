@@ -32,3 +32,17 @@ pub enum BulkheadEvent {
         to: usize,
     },
 }
+
+impl BulkheadEvent {
+    /// The kind of event, `"Bulkhead(Variant)"` (for example `"Bulkhead(Rejected)"`):
+    /// the layer and the variant without the fields, a fixed string for counting
+    /// events by kind. See [`Event::kind`](super::Event::kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "Bulkhead(Rejected)",
+            Self::Queued { .. } => "Bulkhead(Queued)",
+            Self::QueueTimeout { .. } => "Bulkhead(QueueTimeout)",
+            Self::LimitChanged { .. } => "Bulkhead(LimitChanged)",
+        }
+    }
+}

@@ -115,3 +115,18 @@ pub enum CircuitBreakerEvent {
         mode: Mode,
     },
 }
+
+impl CircuitBreakerEvent {
+    /// The kind of event, `"CircuitBreaker(Variant)"` (for example `"CircuitBreaker(Rejected)"`):
+    /// the layer and the variant without the fields, a fixed string for counting
+    /// events by kind. See [`Event::kind`](super::Event::kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "CircuitBreaker(Rejected)",
+            Self::WouldReject { .. } => "CircuitBreaker(WouldReject)",
+            Self::Opened { .. } => "CircuitBreaker(Opened)",
+            Self::StateChanged { .. } => "CircuitBreaker(StateChanged)",
+            Self::ModeChanged { .. } => "CircuitBreaker(ModeChanged)",
+        }
+    }
+}

@@ -47,6 +47,23 @@ pub enum FailoverEvent {
     },
 }
 
+impl FailoverEvent {
+    /// The kind of event, `"Failover(Variant)"` (for example `"Failover(NoHealthyBackend)"`):
+    /// the layer and the variant without the fields, a fixed string for counting
+    /// events by kind. See [`Event::kind`](super::Event::kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoHealthyBackend => "Failover(NoHealthyBackend)",
+            Self::Ejected { .. } => "Failover(Ejected)",
+            Self::EjectionSkipped { .. } => "Failover(EjectionSkipped)",
+            Self::Restored { .. } => "Failover(Restored)",
+            Self::HealthCheck { .. } => "Failover(HealthCheck)",
+            Self::Added { .. } => "Failover(Added)",
+            Self::Removed { .. } => "Failover(Removed)",
+        }
+    }
+}
+
 /// Why a backend was ejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -61,6 +61,25 @@ pub enum Event {
     Failover(FailoverEvent),
 }
 
+impl Event {
+    /// The kind of event: the layer and the variant without the fields, such as
+    /// `"Retry(RetrySkipped)"` or `"CircuitBreaker(Opened)"`. A fixed string, cheap to
+    /// use as a metric label or a map key, where the `Debug` text carries every field.
+    // With no layer feature on, `Event` has no variant.
+    pub fn kind(&self) -> &'static str {
+        match *self {
+            #[cfg(feature = "retry")]
+            Event::Retry(ref e) => e.kind(),
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitBreaker(ref e) => e.kind(),
+            #[cfg(feature = "bulkhead")]
+            Event::Bulkhead(ref e) => e.kind(),
+            #[cfg(feature = "failover")]
+            Event::Failover(ref e) => e.kind(),
+        }
+    }
+}
+
 /// Receives [`Event`]s. Implemented for every `Fn(&Event) + Send + Sync + 'static`.
 ///
 /// A listener runs inline on the request path: keep it short and never block (send to
@@ -79,17 +98,34 @@ where
     }
 }
 
-/// Where a layer sends its events: nowhere (the default), or one listener.
+/// Where a layer sends its events: nowhere (the default), or every listener
+/// registered with the builder, in the order registered.
+///
+/// Each builder's `.listener(..)` adds a listener; it never replaces one given
+/// before, so a metrics exporter and a test's log can both watch one layer. With
+/// one listener, delivery is one indirect call; with several, a loop over a shared
+/// slice. No listener: the event is never built.
 #[derive(Clone, Default)]
 pub struct Listeners {
-    inner: Option<Arc<dyn Listener>>,
+    inner: Option<Arc<[Arc<dyn Listener>]>>,
 }
 
 impl Listeners {
     /// A sink that delivers to `listener`.
     pub fn new(listener: impl Listener) -> Self {
+        Self::default().with(listener)
+    }
+
+    /// These listeners and `listener` after them: every one gets every event.
+    /// Builders call this for each `.listener(..)`.
+    pub fn with(self, listener: impl Listener) -> Self {
+        let added: Arc<dyn Listener> = Arc::new(listener);
+        let all: Vec<Arc<dyn Listener>> = match self.inner {
+            Some(existing) => existing.iter().cloned().chain([added]).collect(),
+            None => vec![added],
+        };
         Self {
-            inner: Some(Arc::new(listener)),
+            inner: Some(all.into()),
         }
     }
 
@@ -99,13 +135,17 @@ impl Listeners {
         self.inner.is_some()
     }
 
-    /// Builds the event with `make` and delivers it, only if a listener is installed.
+    /// Builds the event with `make` and delivers it to every listener, only if one
+    /// is installed. The event is built once.
     #[inline]
     // With no layer feature on, `Event` has no variant and `make` cannot return.
-    #[allow(unreachable_code)]
+    #[allow(unreachable_code, unused_variables)]
     pub fn emit(&self, make: impl FnOnce() -> Event) {
-        if let Some(listener) = &self.inner {
-            listener.on_event(&make());
+        if let Some(listeners) = &self.inner {
+            let event = make();
+            for listener in listeners.iter() {
+                listener.on_event(&event);
+            }
         }
     }
 }
@@ -113,7 +153,7 @@ impl Listeners {
 impl fmt::Debug for Listeners {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listeners")
-            .field("active", &self.is_active())
+            .field("count", &self.inner.as_ref().map_or(0, |l| l.len()))
             .finish()
     }
 }

@@ -34,6 +34,20 @@ pub enum RetryEvent {
     },
 }
 
+impl RetryEvent {
+    /// The kind of event, `"Retry(Variant)"` (for example `"Retry(AttemptSent)"`):
+    /// the layer and the variant without the fields, a fixed string for counting
+    /// events by kind. See [`Event::kind`](super::Event::kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AttemptSent { .. } => "Retry(AttemptSent)",
+            Self::RetryScheduled { .. } => "Retry(RetryScheduled)",
+            Self::RetrySkipped { .. } => "Retry(RetrySkipped)",
+            Self::Finished { .. } => "Retry(Finished)",
+        }
+    }
+}
+
 /// Where a retry delay came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,7 +70,8 @@ pub enum SkipReason {
     MaxAttempts,
     /// The retry budget is spent.
     Budget,
-    /// The next attempt could not start before the deadline.
+    /// The next attempt could not start before the deadline: its backoff would end
+    /// past it, or the inner service was not ready by then.
     Deadline,
     /// The server asked for a longer delay than the layer accepts.
     HintTooLong,

@@ -24,12 +24,28 @@ pin_project! {
     /// Dropping it at any point — during an attempt, a backoff or while readying the
     /// inner service — cancels the request and returns any budget withdrawal not yet
     /// spent on a sent attempt.
+    ///
+    /// With a deadline, readying the inner service for a retry is bounded by it: an
+    /// inner service still not ready at the deadline skips the retry (counted as
+    /// [`SkipReason::Deadline`]) and the future returns the last attempt's result,
+    /// which it keeps through the backoff for that purpose. Bounding by the deadline
+    /// rather than skipping whenever the service is not ready at once (linkerd's
+    /// "overflow"): the inner service here is often a `Buffer`, a failover router
+    /// between two ready backends or a client re-establishing a connection, which
+    /// become ready within milliseconds, and a retry sent a little late but inside
+    /// the caller's deadline is worth more than one dropped. A retry can never make the
+    /// caller wait past the deadline. Without a deadline, readiness is awaited as
+    /// tower's `Retry` does (the caller said no wait is too long; put a timeout
+    /// outside the retry to bound it).
     pub struct ResponseFuture<S, Req, C, P>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S::Future>,
+        // The last attempt's result, kept from the retry decision until the retry is
+        // sent when a deadline may cut readying short.
+        last: Option<Result<S::Response, S::Error>>,
         service: S,
         request: Option<Req>,
         shared: Arc<Padded<Shared<C, P>>>,
@@ -50,7 +66,9 @@ pin_project! {
     enum State<F> {
         Called { #[pin] fut: F },
         Waiting { #[pin] sleep: Sleep },
-        Readying,
+        // The sleep, set once the inner service was not ready at once, ends at the
+        // deadline.
+        Readying { #[pin] deadline: Option<Sleep> },
     }
 }
 
@@ -85,6 +103,7 @@ where
             if disabled { DISABLED } else { 0 } | if not_replayable { NOT_REPLAYABLE } else { 0 };
         Self {
             state: State::Called { fut },
+            last: None,
             service,
             request,
             shared,
@@ -165,9 +184,13 @@ where
                             });
                             *this.withdrawal = withdrawal;
                             *this.previous_delay = delay;
-                            drop(result);
+                            if this.deadline.is_some() {
+                                *this.last = Some(result);
+                            } else {
+                                drop(result);
+                            }
                             if delay.is_zero() {
-                                this.state.set(State::Readying);
+                                this.state.set(State::Readying { deadline: None });
                             } else {
                                 this.state.set(State::Waiting {
                                     sleep: tokio::time::sleep(delay),
@@ -178,10 +201,41 @@ where
                 }
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
+                    this.state.set(State::Readying { deadline: None });
                 }
-                StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                StateProj::Readying { mut deadline } => {
+                    let ready = match this.service.poll_ready(cx) {
+                        Poll::Ready(ready) => ready,
+                        Poll::Pending => {
+                            let Some(at) = *this.deadline else {
+                                return Poll::Pending;
+                            };
+                            if deadline.is_none() {
+                                deadline.set(Some(tokio::time::sleep_until(at)));
+                            }
+                            let sleep = deadline.as_pin_mut().expect("set above");
+                            ready!(sleep.poll(cx));
+                            // Not ready by the deadline: the retry is skipped, and the
+                            // caller gets the last attempt's result.
+                            this.withdrawal.take();
+                            let attempt = *this.attempt;
+                            let reason = SkipReason::Deadline;
+                            tracing::debug!(
+                                target: "tower_fortify::retry",
+                                attempt,
+                                reason = reason.as_str(),
+                                "retry skipped: inner service not ready by the deadline"
+                            );
+                            this.shared.listeners.emit(|| {
+                                Event::Retry(RetryEvent::RetrySkipped { attempt, reason })
+                            });
+                            finish(this.shared, attempt, false);
+                            let last = this.last.take().expect("kept while a deadline is set");
+                            return Poll::Ready(last);
+                        }
+                    };
+                    this.last.take();
+                    if let Err(e) = ready {
                         // The retry was never sent: its withdrawal goes back.
                         this.withdrawal.take();
                         finish(this.shared, *this.attempt, false);

@@ -176,8 +176,9 @@ impl<C, P> RetryBuilder<C, P> {
     }
 
     /// Sends [`RetryEvent`](crate::observe::RetryEvent)s to `listener`.
+    /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = Listeners::new(listener);
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

@@ -10,6 +10,7 @@ use std::cell::Cell;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Forwards to the system allocator and counts.
@@ -20,6 +21,7 @@ pub struct Counting;
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        let _ = BYTES.try_with(|n| n.set(n.get() + layout.size() as u64));
         // SAFETY: the caller upholds `alloc`'s contract, which is passed on.
         unsafe { System.alloc(layout) }
     }
@@ -31,6 +33,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        let _ = BYTES.try_with(|n| n.set(n.get() + new_size as u64));
         // SAFETY: the caller upholds `realloc`'s contract, which is passed on.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -42,6 +45,13 @@ static GLOBAL: Counting = Counting;
 /// Allocations (and reallocations) made by this thread so far.
 pub fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// Bytes requested by this thread's allocations and reallocations so far (a
+/// reallocation counts its new size).
+#[allow(dead_code)] // not every test binary that includes this module asks
+pub fn allocated_bytes() -> u64 {
+    BYTES.with(Cell::get)
 }
 
 #[test]
