@@ -14,6 +14,12 @@
 //! | deadline: [`timeout`](crate::timeout) errors, `tower::timeout` | `504 Gateway Timeout` |
 //! | anything else | `500 Internal Server Error` |
 //!
+//! Every refusal also says which layer refused and why, so a client can tell a full
+//! bulkhead from an open breaker: the header `x-fortify-rejected` (`circuit-open`,
+//! `bulkhead-full`, `queue-timeout`, `no-healthy-backend`, `deadline-exceeded`,
+//! `attempt-timeout`, `load-shed`, ...) and a one-line body such as
+//! `circuit-open: circuit breaker open; retry after 800 ms`.
+//!
 //! `Retry-After` carries the delay the layer knows (a breaker's remaining open time),
 //! rounded up to whole seconds, or [`DEFAULT_RETRY_AFTER`] when it knows none.
 //!
@@ -99,18 +105,21 @@ pub async fn handle_error(err: BoxError) -> Response {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let (status, message) = match self.kind() {
-            RejectionKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service unavailable"),
-            RejectionKind::Throttled => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
-            RejectionKind::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline exceeded"),
+        let status = match self.kind() {
+            RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            RejectionKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         };
-        let mut response = (status, message).into_response();
+        let mut response = (status, self.message()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            crate::http::REJECTED_HEADER,
+            HeaderValue::from_static(self.reason()),
+        );
         if status != StatusCode::GATEWAY_TIMEOUT {
             let delay = self.retry_after_hint().unwrap_or(DEFAULT_RETRY_AFTER);
             let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

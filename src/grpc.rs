@@ -342,12 +342,16 @@ pub fn status_of_box(err: BoxError) -> tonic::Status {
 
 /// The status for a [`Rejection`].
 pub fn rejection_status(rejection: Rejection) -> tonic::Status {
-    let (code, message) = match rejection.kind() {
-        RejectionKind::Unavailable => (Code::Unavailable, "service unavailable"),
-        RejectionKind::Throttled => (Code::ResourceExhausted, "too many requests"),
-        RejectionKind::DeadlineExceeded => (Code::DeadlineExceeded, "deadline exceeded"),
+    let code = match rejection.kind() {
+        RejectionKind::Unavailable => Code::Unavailable,
+        RejectionKind::Throttled => Code::ResourceExhausted,
+        RejectionKind::DeadlineExceeded => Code::DeadlineExceeded,
     };
-    let mut status = tonic::Status::new(code, message);
+    let mut status = tonic::Status::new(code, rejection.message().trim_end().to_string());
+    status.metadata_mut().insert(
+        crate::http::REJECTED_HEADER,
+        tonic::metadata::MetadataValue::from_static(rejection.reason()),
+    );
     if let Some(delay) = rejection.retry_after_hint() {
         let ms = delay
             .min(Duration::from_millis(u64::from(u32::MAX)))

@@ -83,14 +83,28 @@ pub(crate) fn full(shared: &Shared, waited: bool) -> BulkheadFull {
         queued: core.queued(),
         waited,
     };
-    tracing::debug!(
-        target: "tower_fortify::bulkhead",
-        limit = err.limit,
-        in_flight = err.in_flight,
-        queued = err.queued,
-        waited,
-        "call rejected"
-    );
+    if shared
+        .listeners
+        .warn_due(crate::observe::Warn::BulkheadFull)
+    {
+        tracing::warn!(
+            target: "tower_fortify::bulkhead",
+            name = shared.listeners.name(),
+            limit = err.limit,
+            in_flight = err.in_flight,
+            queued = err.queued,
+            waited,
+            "bulkhead full: calls rejected"
+        );
+    } else {
+        tracing::debug!(
+            target: "tower_fortify::bulkhead",
+            name = shared.listeners.name(),
+            limit = err.limit,
+            waited,
+            "call rejected"
+        );
+    }
     shared.listeners.emit(|| {
         Event::Bulkhead(if waited {
             BulkheadEvent::QueueTimeout { limit: err.limit }

@@ -736,18 +736,34 @@ impl Core {
         self.state.store(next, Ordering::Release);
         let from = phase(w);
         if from != to {
-            tracing::debug!(
-                target: "tower_fortify::circuit_breaker",
-                from = from.as_str(),
-                to = to.as_str(),
-                "state changed"
-            );
+            let name = self.listeners.name();
+            match to {
+                // The open transition is logged by `open` with its reason.
+                CircuitState::Open => {}
+                CircuitState::HalfOpen => tracing::info!(
+                    target: "tower_fortify::circuit_breaker",
+                    name,
+                    from = from.as_str(),
+                    "circuit breaker half-open: probing"
+                ),
+                CircuitState::Closed => tracing::info!(
+                    target: "tower_fortify::circuit_breaker",
+                    name,
+                    from = from.as_str(),
+                    "circuit breaker closed"
+                ),
+            }
             if self.listeners.is_active() {
                 inner.post(CircuitBreakerEvent::StateChanged { from, to });
             }
         }
         if mode(w) != m {
-            tracing::debug!(target: "tower_fortify::circuit_breaker", mode = ?m, "mode changed");
+            tracing::info!(
+                target: "tower_fortify::circuit_breaker",
+                name = self.listeners.name(),
+                mode = m.as_str(),
+                "circuit breaker mode changed"
+            );
             if self.listeners.is_active() {
                 inner.post(CircuitBreakerEvent::ModeChanged { mode: m });
             }
@@ -787,11 +803,12 @@ impl Core {
         inner.hint_until = 0;
         self.open_until.store(until, Ordering::Release);
         let open_for = Duration::from_nanos(until - now);
-        tracing::debug!(
+        tracing::warn!(
             target: "tower_fortify::circuit_breaker",
+            name = self.listeners.name(),
             reason = reason.as_str(),
-            open_ms = open_for.as_secs_f64() * 1000.0,
-            "breaker opened"
+            open_ms = open_for.as_millis() as u64,
+            "circuit breaker opened"
         );
         if self.listeners.is_active() {
             inner.post(CircuitBreakerEvent::Opened { reason, open_for });

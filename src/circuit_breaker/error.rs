@@ -36,7 +36,11 @@ impl CircuitOpen {
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.open {
-            Some((_, d)) => write!(f, "circuit breaker is open; retry in {d:?}"),
+            Some((_, d)) => write!(
+                f,
+                "circuit breaker is open; retry in {}",
+                crate::observe::Ms(d)
+            ),
             None => f.pad("circuit breaker is open"),
         }
     }

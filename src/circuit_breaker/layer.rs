@@ -282,6 +282,15 @@ impl<C> CircuitBreakerBuilder<C> {
         self
     }
 
+    /// Names this breaker (`"payments"`, `"eu-1"`): every log line it writes carries
+    /// the name as the field `name`, and listeners get it with each event
+    /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
+    /// Unnamed by default.
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
     /// Sends [`CircuitBreakerEvent`](crate::observe::CircuitBreakerEvent)s to
     /// `listener`. Events are delivered after the breaker's internal lock is
     /// released, so a listener may read the breaker through its handle.

@@ -394,6 +394,15 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
         self
     }
 
+    /// Names this router (`"payments"`, `"eu-1"`): every log line it writes carries
+    /// the name as the field `name`, and listeners get it with each event
+    /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
+    /// Unnamed by default.
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
     /// Sends [`FailoverEvent`](crate::observe::FailoverEvent)s to `listener`.
     /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {

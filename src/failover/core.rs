@@ -146,6 +146,7 @@ impl Pool {
         self.bump();
         tracing::info!(
             target: "tower_fortify::failover",
+            name = self.listeners.name(),
             backend = &*node.id,
             healthy = ok,
             "health check verdict changed"

@@ -39,7 +39,10 @@ impl<S> fmt::Debug for FailoverHandle<S> {
 }
 
 /// Whether a backend takes traffic, and if not, why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its `Debug` shows how long an ejection or hold-off has left (`Ejected { for: 1200
+/// ms }`), not a raw instant.
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendHealth {
     /// In rotation.
@@ -62,6 +65,27 @@ pub enum BackendHealth {
     Unhealthy,
     /// Ejected by hand until restored.
     Disabled,
+}
+
+impl fmt::Debug for BackendHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let left = |until: &Instant| {
+            crate::observe::Ms(until.saturating_duration_since(Instant::now())).to_string()
+        };
+        match self {
+            BackendHealth::Healthy => f.write_str("Healthy"),
+            BackendHealth::Ejected { until } => f
+                .debug_struct("Ejected")
+                .field("for", &format_args!("{}", left(until)))
+                .finish(),
+            BackendHealth::HeldOff { until } => f
+                .debug_struct("HeldOff")
+                .field("for", &format_args!("{}", left(until)))
+                .finish(),
+            BackendHealth::Unhealthy => f.write_str("Unhealthy"),
+            BackendHealth::Disabled => f.write_str("Disabled"),
+        }
+    }
 }
 
 /// A snapshot of one backend.
@@ -166,7 +190,12 @@ impl<S> FailoverHandle<S> {
         };
         if !node.cold.manual.swap(true, Ordering::AcqRel) {
             self.pool().bump();
-            tracing::info!(target: "tower_fortify::failover", backend = id, "backend disabled by hand");
+            tracing::info!(
+                target: "tower_fortify::failover",
+                name = self.pool().listeners.name(),
+                backend = id,
+                "backend disabled by hand"
+            );
             self.pool().listeners.emit(|| {
                 Event::Failover(FailoverEvent::Ejected {
                     backend: node.id.clone(),
@@ -197,7 +226,12 @@ impl<S> FailoverHandle<S> {
         cold.probation.store(false, Ordering::Relaxed);
         node.hot.consecutive.store(0, Ordering::Relaxed);
         self.pool().bump();
-        tracing::info!(target: "tower_fortify::failover", backend = id, "backend restored");
+        tracing::info!(
+            target: "tower_fortify::failover",
+            name = self.pool().listeners.name(),
+            backend = id,
+            "backend restored by hand"
+        );
         self.pool().listeners.emit(|| {
             Event::Failover(FailoverEvent::Restored {
                 backend: node.id.clone(),

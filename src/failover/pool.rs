@@ -320,8 +320,15 @@ impl Pool {
                 hot.consecutive.store(0, Ordering::Relaxed);
                 hot.penalty.store(0, Ordering::Relaxed);
             }
-            if node.cold.probation.load(Ordering::Relaxed) {
-                node.cold.probation.store(false, Ordering::Relaxed);
+            if node.cold.probation.load(Ordering::Relaxed)
+                && node.cold.probation.swap(false, Ordering::Relaxed)
+            {
+                tracing::info!(
+                    target: "tower_fortify::failover",
+                    name = self.listeners.name(),
+                    backend = &*node.id,
+                    "backend back in rotation: first success after its ejection"
+                );
             }
         } else if !node.breaker_in_charge(false) {
             hot.failures.fetch_add(1, Ordering::Relaxed);
@@ -380,6 +387,7 @@ impl Pool {
             drop(nodes);
             tracing::debug!(
                 target: "tower_fortify::failover",
+                name = self.listeners.name(),
                 backend = &*node.id,
                 "server hint ignored: maximum ejected share reached"
             );
@@ -473,6 +481,7 @@ impl Pool {
             Verdict::Skipped => {
                 tracing::debug!(
                     target: "tower_fortify::failover",
+                    name = self.listeners.name(),
                     backend = &*node.id,
                     reason = reason.as_str(),
                     "ejection skipped: maximum ejected share reached"
@@ -485,8 +494,9 @@ impl Pool {
                 });
             }
             Verdict::Ejected(duration) => {
-                tracing::info!(
+                tracing::warn!(
                     target: "tower_fortify::failover",
+                    name = self.listeners.name(),
                     backend = &*node.id,
                     reason = reason.as_str(),
                     duration_ms = micros(duration) / 1000,

@@ -421,7 +421,15 @@ impl<S, C, T> Failover<S, C, T> {
     }
 
     fn reject(&self) -> NoHealthyBackend {
-        tracing::debug!(target: "tower_fortify::failover", "no healthy backend");
+        let listeners = &self.pool().listeners;
+        if listeners.warn_due(crate::observe::Warn::NoHealthyBackend) {
+            tracing::warn!(
+                target: "tower_fortify::failover",
+                name = listeners.name(),
+                backends = self.locals.len(),
+                "no healthy backend: calls fail fast"
+            );
+        }
         self.pool()
             .listeners
             .emit(|| Event::Failover(FailoverEvent::NoHealthyBackend));

@@ -110,6 +110,6 @@ pub use hint::{
     parse_retry_after_seconds, retry_after,
 };
 pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
-pub use rejection::{Rejection, RejectionKind};
+pub use rejection::{REJECTED_HEADER, Rejection, RejectionKind};
 pub use replay_body::{ReplayBody, ReplayBodyLayer, ReplayError, WithReplayBody};
 pub use upstream::Upstream;

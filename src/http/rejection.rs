@@ -40,7 +40,13 @@ pub enum RejectionKind {
 pub struct Rejection {
     kind: RejectionKind,
     retry_after: Option<Duration>,
+    reason: &'static str,
 }
+
+/// The `x-fortify-rejected` header: which layer refused a call and why
+/// ([`Rejection::reason`]), so a client (or an on-call engineer reading an access log)
+/// can tell a full bulkhead from an open breaker.
+pub const REJECTED_HEADER: &str = "x-fortify-rejected";
 
 impl Rejection {
     /// A rejection of `kind` without a delay.
@@ -48,6 +54,49 @@ impl Rejection {
         Self {
             kind,
             retry_after: None,
+            reason: match kind {
+                RejectionKind::Unavailable => "unavailable",
+                RejectionKind::Throttled => "throttled",
+                RejectionKind::DeadlineExceeded => "deadline-exceeded",
+            },
+        }
+    }
+
+    /// This rejection, with `reason` as its short, stable name (kebab-case, such as
+    /// `"circuit-open"`): the value of the [`REJECTED_HEADER`] and the start of the
+    /// response body.
+    pub const fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// Which layer refused and why: `circuit-open`, `bulkhead-full`, `queue-timeout`,
+    /// `no-healthy-backend`, `deadline-exceeded`, `attempt-timeout`, `load-shed`, or
+    /// the kind's name (`unavailable`, `throttled`) for others.
+    pub const fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// A one-line description for a response body: the reason, and when to come back.
+    pub fn message(&self) -> String {
+        let what = match self.reason {
+            "circuit-open" => "circuit breaker open",
+            "bulkhead-full" => "too many requests in flight",
+            "queue-timeout" => "waited too long for a slot",
+            "no-healthy-backend" => "no healthy backend",
+            "deadline-exceeded" => "request deadline exceeded",
+            "attempt-timeout" => "upstream timed out",
+            "load-shed" => "load shed",
+            "throttled" => "too many requests",
+            _ => "service unavailable",
+        };
+        match self.retry_after {
+            Some(d) => format!(
+                "{}: {what}; retry after {}\n",
+                self.reason,
+                crate::observe::Ms(d)
+            ),
+            None => format!("{}: {what}\n", self.reason),
         }
     }
 
@@ -86,27 +135,40 @@ impl Rejection {
                 return Some(Self::new(RejectionKind::DeadlineExceeded));
             }
             #[cfg(feature = "timeout")]
-            if e.is::<crate::timeout::Elapsed>() || e.is::<crate::timeout::DeadlineExceeded>() {
+            if e.is::<crate::timeout::Elapsed>() {
+                return Some(
+                    Self::new(RejectionKind::DeadlineExceeded).with_reason("attempt-timeout"),
+                );
+            }
+            #[cfg(feature = "timeout")]
+            if e.is::<crate::timeout::DeadlineExceeded>() {
                 return Some(Self::new(RejectionKind::DeadlineExceeded));
             }
             if e.is::<tower::load_shed::error::Overloaded>() {
-                return Some(Self::new(RejectionKind::Unavailable));
+                return Some(Self::new(RejectionKind::Unavailable).with_reason("load-shed"));
             }
             #[cfg(feature = "circuit-breaker")]
             if let Some(open) = e.downcast_ref::<crate::circuit_breaker::error::CircuitOpen>() {
-                let r = Self::new(RejectionKind::Unavailable);
+                let r = Self::new(RejectionKind::Unavailable).with_reason("circuit-open");
                 return Some(match open.retry_after() {
                     Some(d) => r.retry_after(d),
                     None => r,
                 });
             }
             #[cfg(feature = "bulkhead")]
-            if e.is::<crate::bulkhead::BulkheadFull>() {
-                return Some(Self::new(RejectionKind::Unavailable));
+            if let Some(full) = e.downcast_ref::<crate::bulkhead::BulkheadFull>() {
+                let reason = if full.waited() {
+                    "queue-timeout"
+                } else {
+                    "bulkhead-full"
+                };
+                return Some(Self::new(RejectionKind::Unavailable).with_reason(reason));
             }
             #[cfg(feature = "failover")]
             if e.is::<crate::failover::NoHealthyBackend>() {
-                return Some(Self::new(RejectionKind::Unavailable));
+                return Some(
+                    Self::new(RejectionKind::Unavailable).with_reason("no-healthy-backend"),
+                );
             }
             current = e.source();
         }

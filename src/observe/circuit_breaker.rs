@@ -51,6 +51,18 @@ pub enum Mode {
     MetricsOnly,
 }
 
+impl Mode {
+    /// A short, stable name, used as the `mode` field of tracing events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Automatic => "automatic",
+            Mode::Disabled => "disabled",
+            Mode::ForcedOpen => "forced_open",
+            Mode::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
 /// Why a circuit breaker opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -43,6 +43,23 @@ pub use failover::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
 
+/// A duration as logs and error messages show it: whole milliseconds below 10 s
+/// (`300 ms`), tenths of a second above (`12.5 s`). Messages that differ only by
+/// sub-millisecond noise then group together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ms(pub std::time::Duration);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 10_000 {
+            write!(f, "{ms} ms")
+        } else {
+            write!(f, "{:.1} s", self.0.as_secs_f64())
+        }
+    }
+}
+
 /// Something a layer decided. Each layer has its own variant.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -87,6 +104,15 @@ impl Event {
 pub trait Listener: Send + Sync + 'static {
     /// Called once per event.
     fn on_event(&self, event: &Event);
+
+    /// Called once per event with the name of the instance that sent it (its
+    /// builder's `.name(..)`, `""` if none). The default calls
+    /// [`on_event`](Self::on_event); override it to tell instances apart (a metrics
+    /// exporter labelling series by name).
+    fn on_named_event(&self, name: &str, event: &Event) {
+        let _ = name;
+        self.on_event(event);
+    }
 }
 
 impl<F> Listener for F
@@ -105,9 +131,35 @@ where
 /// before, so a metrics exporter and a test's log can both watch one layer. With
 /// one listener, delivery is one indirect call; with several, a loop over a shared
 /// slice. No listener: the event is never built.
+///
+/// It also carries the instance's name (`.name(..)` on a builder), which every log
+/// line of the instance and every event delivered to [`Listener::on_named_event`]
+/// carry.
 #[derive(Clone, Default)]
 pub struct Listeners {
     inner: Option<Arc<[Arc<dyn Listener>]>>,
+    name: Option<Arc<str>>,
+    warned: Arc<Warned>,
+}
+
+/// When each kind of repeated warning was last logged, so an instance logs one of a
+/// kind at most once a second.
+#[derive(Default)]
+struct Warned {
+    epoch: crate::clock::Epoch,
+    last: [std::sync::atomic::AtomicU64; 4],
+}
+
+/// Repeated warnings an instance rate-limits (at most one a second each).
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // Each layer uses its own kinds; with some features off, some go unused.
+pub(crate) enum Warn {
+    /// The retry budget refused a retry.
+    BudgetExhausted = 0,
+    /// The bulkhead turned a call away.
+    BulkheadFull = 1,
+    /// The router had no backend to send to.
+    NoHealthyBackend = 2,
 }
 
 impl Listeners {
@@ -126,7 +178,37 @@ impl Listeners {
         };
         Self {
             inner: Some(all.into()),
+            name: self.name,
+            warned: self.warned,
         }
+    }
+
+    /// Whether a repeated warning of `kind` may be logged now: true at most once a
+    /// second per instance. Called on slow paths only (a rejection), it reads the
+    /// clock.
+    pub(crate) fn warn_due(&self, kind: Warn) -> bool {
+        use std::sync::atomic::Ordering;
+        const SECOND: u64 = 1_000_000_000;
+        // Never 0, which means "never warned".
+        let now = self.warned.epoch.now() + 1;
+        let last = &self.warned.last[kind as usize];
+        let seen = last.load(Ordering::Relaxed);
+        (seen == 0 || now.saturating_sub(seen) >= SECOND)
+            && last
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// These listeners, for the instance called `name`.
+    pub fn named(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The instance's name, `""` if it has none.
+    #[inline]
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
     }
 
     /// Whether a listener is installed.
@@ -143,8 +225,9 @@ impl Listeners {
     pub fn emit(&self, make: impl FnOnce() -> Event) {
         if let Some(listeners) = &self.inner {
             let event = make();
+            let name = self.name();
             for listener in listeners.iter() {
-                listener.on_event(&event);
+                listener.on_named_event(name, &event);
             }
         }
     }
@@ -153,6 +236,7 @@ impl Listeners {
 impl fmt::Debug for Listeners {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listeners")
+            .field("name", &self.name())
             .field("count", &self.inner.as_ref().map_or(0, |l| l.len()))
             .finish()
     }

@@ -157,6 +157,7 @@ where
                         Err(reason) => {
                             tracing::debug!(
                                 target: "tower_fortify::retry",
+                                name = shared.listeners.name(),
                                 attempt,
                                 reason = reason.as_str(),
                                 "retry skipped"
@@ -170,8 +171,9 @@ where
                         Ok((delay, cause, withdrawal)) => {
                             tracing::debug!(
                                 target: "tower_fortify::retry",
+                                name = shared.listeners.name(),
                                 attempt,
-                                delay_ms = delay.as_secs_f64() * 1000.0,
+                                delay_ms = delay.as_millis() as u64,
                                 from_server = cause == DelayCause::ServerHint,
                                 "retry scheduled"
                             );
@@ -326,8 +328,29 @@ fn decide<C, P>(
         return Err(SkipReason::Deadline);
     }
     let withdrawal = match &shared.budget {
-        Some(budget) => Some(budget.try_withdraw().ok_or(SkipReason::Budget)?),
+        Some(budget) => match budget.try_withdraw() {
+            Some(w) => Some(w),
+            None => {
+                budget_exhausted(shared);
+                return Err(SkipReason::Budget);
+            }
+        },
         None => None,
     };
     Ok((delay, cause, withdrawal))
+}
+
+/// A retry the budget refused: a warning, at most once a second per retry layer.
+#[cold]
+fn budget_exhausted<C, P>(shared: &Shared<C, P>) {
+    if shared
+        .listeners
+        .warn_due(crate::observe::Warn::BudgetExhausted)
+    {
+        tracing::warn!(
+            target: "tower_fortify::retry",
+            name = shared.listeners.name(),
+            "retry budget exhausted: failed calls are not retried until it refills"
+        );
+    }
 }

@@ -42,6 +42,7 @@ pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     router: FailoverBuilder<()>,
     rng: Option<Rng>,
     listeners: Option<ListenerFn>,
+    name: Arc<str>,
 }
 
 impl<S, C, P> fmt::Debug for StackBuilder<S, C, P> {
@@ -88,6 +89,7 @@ impl<S> Stack<S> {
             router: Failover::builder().consecutive_failures(None),
             rng: None,
             listeners: None,
+            name: Arc::from("stack"),
         }
     }
 }
@@ -161,6 +163,14 @@ impl<S, C, P> StackBuilder<S, C, P> {
         self
     }
 
+    /// Names the stack (default `"stack"`): the bulkhead, the retry layer and the
+    /// router take this name, each backend's breaker `"{name}/{backend id}"`, and
+    /// every log line and event of theirs carries it.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// The random stream of every layer (retry jitter, routing, breakers). Seed it
     /// for reproducible runs, as the drill does.
     pub fn rng(mut self, rng: Rng) -> Self {
@@ -196,6 +206,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             router: self.router,
             rng: self.rng,
             listeners: self.listeners,
+            name: self.name,
         }
     }
 
@@ -214,6 +225,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             router: self.router,
             rng: self.rng,
             listeners: self.listeners,
+            name: self.name,
         }
     }
 
@@ -241,13 +253,17 @@ impl<S, C, P> StackBuilder<S, C, P> {
         let rng = self.rng.take().unwrap_or_default();
         let fork = || Rng::seeded(rng.next_u64());
 
-        let mut bulkhead = std::mem::replace(&mut self.bulkhead, BulkheadLayer::builder());
+        let name = self.name.clone();
+        let mut bulkhead =
+            std::mem::replace(&mut self.bulkhead, BulkheadLayer::builder()).name(name.clone());
         if let Some(l) = self.listener("bulkhead") {
             bulkhead = bulkhead.listener(l);
         }
         let bulkhead = bulkhead.build()?;
 
-        let mut retry = std::mem::replace(&mut self.retry, RetryLayer::builder()).rng(fork());
+        let mut retry = std::mem::replace(&mut self.retry, RetryLayer::builder())
+            .rng(fork())
+            .name(name.clone());
         if let Some(l) = self.listener("retry") {
             retry = retry.listener(l);
         }
@@ -260,7 +276,9 @@ impl<S, C, P> StackBuilder<S, C, P> {
         let mut legs = Vec::with_capacity(self.backends.len());
         let listeners = self.listeners.clone();
         for backend in std::mem::take(&mut self.backends) {
-            let mut b = CircuitBreakerLayer::builder().rng(fork());
+            let mut b = CircuitBreakerLayer::builder()
+                .rng(fork())
+                .name(format!("{name}/{}", backend.id));
             if let Some(f) = &self.breaker {
                 b = f(b);
             }
@@ -282,7 +300,8 @@ impl<S, C, P> StackBuilder<S, C, P> {
 
         let mut router = std::mem::replace(&mut self.router, Failover::builder())
             .retype::<Leg<S, C>>()
-            .rng(fork());
+            .rng(fork())
+            .name(name);
         if let Some(l) = self.listener("router") {
             router = router.listener(l);
         }

@@ -3,15 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Writes a duration the way logs and error messages should show it: whole
-/// milliseconds below 10 s (`300 ms`), tenths of a second above (`12.5 s`).
 pub(crate) fn fmt_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let ms = d.as_millis();
-    if ms < 10_000 {
-        write!(f, "{ms} ms")
-    } else {
-        write!(f, "{:.1} s", d.as_secs_f64())
-    }
+    fmt::Display::fmt(&crate::observe::Ms(d), f)
 }
 
 /// One attempt took longer than its [`TimeoutLayer`](super::TimeoutLayer) allows.
