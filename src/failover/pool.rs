@@ -329,6 +329,11 @@ impl Pool {
                     backend = &*node.id,
                     "backend back in rotation: first success after its ejection"
                 );
+                self.listeners.emit(|| {
+                    Event::Failover(FailoverEvent::Restored {
+                        backend: node.id.clone(),
+                    })
+                });
             }
         } else if !node.breaker_in_charge(false) {
             hot.failures.fetch_add(1, Ordering::Relaxed);

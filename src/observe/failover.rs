@@ -23,7 +23,8 @@ pub enum FailoverEvent {
         /// Which rule wanted to eject it.
         reason: EjectReason,
     },
-    /// A backend was restored by hand before its ejection ended.
+    /// A backend is back in rotation: restored by hand, or its first success after an
+    /// ejection ended.
     Restored {
         /// The backend.
         backend: Arc<str>,

@@ -31,9 +31,14 @@ mod bulkhead;
 mod circuit_breaker;
 #[cfg(feature = "failover")]
 mod failover;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "retry")]
 mod retry;
 
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsListener;
 #[cfg(feature = "bulkhead")]
 pub use bulkhead::*;
 #[cfg(feature = "circuit-breaker")]

@@ -22,6 +22,19 @@ use crate::timeout::Timeout;
 type BreakerFn = Arc<dyn Fn(CircuitBreakerBuilder) -> CircuitBreakerBuilder + Send + Sync>;
 type ListenerFn = Arc<dyn Fn(&str) -> Option<Arc<dyn Listener>> + Send + Sync>;
 
+/// A listener handed over by [`StackBuilder::listeners`], names included.
+struct Forward(Arc<dyn Listener>);
+
+impl Listener for Forward {
+    fn on_event(&self, event: &Event) {
+        self.0.on_event(event);
+    }
+
+    fn on_named_event(&self, name: &str, event: &Event) {
+        self.0.on_named_event(name, event);
+    }
+}
+
 /// The overall deadline of a request, retries included. See [`StackBuilder::deadline`].
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 /// The per-attempt timeout. See [`StackBuilder::attempt_timeout`].
@@ -43,6 +56,7 @@ pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     rng: Option<Rng>,
     listeners: Option<ListenerFn>,
     name: Arc<str>,
+    metrics: bool,
 }
 
 impl<S, C, P> fmt::Debug for StackBuilder<S, C, P> {
@@ -90,6 +104,7 @@ impl<S> Stack<S> {
             rng: None,
             listeners: None,
             name: Arc::from("stack"),
+            metrics: false,
         }
     }
 }
@@ -171,6 +186,18 @@ impl<S, C, P> StackBuilder<S, C, P> {
         self
     }
 
+    /// Records every part's decisions as metrics through the `metrics` facade (an
+    /// [`observe::MetricsListener`](crate::observe::MetricsListener) on the bulkhead,
+    /// the retry layer, the router and each breaker; series labelled with the names
+    /// of [`name`](Self::name)). Off by default: with it on, each request builds its
+    /// retry events. Install the exporter before building the stack.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     /// The random stream of every layer (retry jitter, routing, breakers). Seed it
     /// for reproducible runs, as the drill does.
     pub fn rng(mut self, rng: Rng) -> Self {
@@ -207,6 +234,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             rng: self.rng,
             listeners: self.listeners,
             name: self.name,
+            metrics: self.metrics,
         }
     }
 
@@ -226,12 +254,12 @@ impl<S, C, P> StackBuilder<S, C, P> {
             rng: self.rng,
             listeners: self.listeners,
             name: self.name,
+            metrics: self.metrics,
         }
     }
 
-    fn listener(&self, source: &str) -> Option<impl Listener + use<S, C, P>> {
-        let l = self.listeners.as_ref()?(source)?;
-        Some(move |e: &Event| l.on_event(e))
+    fn listener(&self, source: &str) -> Option<Forward> {
+        self.listeners.as_ref()?(source).map(Forward)
     }
 
     /// Checks every layer's configuration and builds the stack. Errors name the
@@ -259,6 +287,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
         if let Some(l) = self.listener("bulkhead") {
             bulkhead = bulkhead.listener(l);
         }
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            bulkhead = bulkhead.listener(crate::observe::MetricsListener::new());
+        }
         let bulkhead = bulkhead.build()?;
 
         let mut retry = std::mem::replace(&mut self.retry, RetryLayer::builder())
@@ -266,6 +298,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
             .name(name.clone());
         if let Some(l) = self.listener("retry") {
             retry = retry.listener(l);
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            retry = retry.listener(crate::observe::MetricsListener::new());
         }
         let retry = retry
             .classifier(self.classifier.clone())
@@ -283,7 +319,11 @@ impl<S, C, P> StackBuilder<S, C, P> {
                 b = f(b);
             }
             if let Some(l) = listeners.as_ref().and_then(|f| f(&backend.id)) {
-                b = b.listener(move |e: &Event| l.on_event(e));
+                b = b.listener(Forward(l));
+            }
+            #[cfg(feature = "metrics")]
+            if self.metrics {
+                b = b.listener(crate::observe::MetricsListener::new());
             }
             let layer = b.classifier(Health(self.classifier.clone())).build()?;
             breakers.push((Arc::<str>::from(backend.id.as_str()), layer.handle()));
@@ -304,6 +344,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
             .name(name);
         if let Some(l) = self.listener("router") {
             router = router.listener(l);
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            router = router.listener(crate::observe::MetricsListener::new());
         }
         let router = router
             .backends(legs)
