@@ -25,8 +25,9 @@ use tower::retry::{Policy, Retry as TowerRetry};
 use tower::{Service, ServiceExt};
 use tower_fortify::bulkhead::BulkheadLayer;
 use tower_fortify::circuit_breaker::CircuitBreakerLayer;
+use tower_fortify::http::HttpReplay;
 use tower_fortify::http::{HoldToEosLayer, HttpClassifier, ReplayBody, ReplayBodyLayer};
-use tower_fortify::retry::{HttpReplay, RetryLayer};
+use tower_fortify::retry::RetryLayer;
 use tower_layer::Layer;
 
 const PAYLOAD: &[u8] = b"{\"id\":42,\"name\":\"a small json request body, about 64 bytes\"}";

@@ -18,8 +18,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_fortify::ServiceBuilderExt;
+use tower_fortify::http::HttpReplay;
 use tower_fortify::http::{HttpClassifier, ReplayBody};
-use tower_fortify::retry::{HttpReplay, RetryLayer};
+use tower_fortify::retry::RetryLayer;
 
 #[tokio::main]
 async fn main() -> Result<(), tower_fortify::BoxError> {

@@ -263,7 +263,7 @@ impl ClassifyEos for GrpcEos {
 /// [`ReplayBody`](crate::http::ReplayBody) (tonic's client streams included) and
 /// `Clone` bodies.
 ///
-/// Unlike [`HttpReplay`](crate::retry::HttpReplay) it does not look at the method:
+/// Unlike [`HttpReplay`](crate::http::HttpReplay) it does not look at the method:
 /// every gRPC call is a POST, and whether a failed call may be sent again is decided
 /// by its status ([`GrpcClassifier`]'s retryable set, `UNAVAILABLE` by default: the
 /// server did not process it), as gRFC A6 does. A

@@ -23,8 +23,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_fortify::backoff::{Backoff, Jitter};
+use tower_fortify::http::HttpReplay;
 use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer};
-use tower_fortify::retry::{HttpReplay, RetryLayer};
+use tower_fortify::retry::RetryLayer;
 
 async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

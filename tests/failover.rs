@@ -926,7 +926,7 @@ async fn a_backend_failing_poll_ready_is_skipped_and_counted() {
 #[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn http_requests_carry_their_tried_set_in_extensions() {
-    use tower_fortify::failover::HttpTried;
+    use tower_fortify::http::HttpTried;
 
     let make = |name: &'static str| {
         service_fn(move |_: http::Request<()>| async move { Ok::<_, BoxError>(name) })

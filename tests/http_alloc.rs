@@ -13,8 +13,9 @@ use http::{Method, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::Full;
 use tower::Service;
+use tower_fortify::http::HttpReplay;
 use tower_fortify::http::{HttpClassifier, ReplayBodyLayer};
-use tower_fortify::retry::{HttpReplay, RetryLayer};
+use tower_fortify::retry::RetryLayer;
 use tower_layer::Layer;
 
 #[path = "support/counting_alloc.rs"]

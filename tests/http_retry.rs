@@ -15,9 +15,10 @@ use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
+use tower_fortify::http::HttpReplay;
 use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer, RetrySafe};
 use tower_fortify::observe::{Event, RetryEvent, SkipReason};
-use tower_fortify::retry::{HttpReplay, RetryLayer, RetryOverride};
+use tower_fortify::retry::{RetryLayer, RetryOverride};
 
 type Log = Arc<Mutex<Vec<(Instant, Bytes)>>>;
 

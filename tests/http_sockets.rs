@@ -32,9 +32,11 @@ use tokio::task::JoinSet;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
-use tower_fortify::failover::{Backend as Member, Failover, HttpTried, Tried};
+use tower_fortify::failover::{Backend as Member, Failover, Tried};
+use tower_fortify::http::HttpReplay;
+use tower_fortify::http::HttpTried;
 use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer, RetrySafe};
-use tower_fortify::retry::{HttpReplay, RetryLayer};
+use tower_fortify::retry::RetryLayer;
 
 /// One backend: an axum app on its own listener. Aborting `task` closes the
 /// listener and every open connection at once, like a killed process.

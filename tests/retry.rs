@@ -514,7 +514,8 @@ fn invalid_configuration_names_the_field() {
 #[cfg(feature = "http")]
 mod http_overrides {
     use super::*;
-    use tower_fortify::retry::{HttpReplay, RetryOverride};
+    use tower_fortify::http::HttpReplay;
+    use tower_fortify::retry::RetryOverride;
 
     async fn calls_for(over: Option<RetryOverride>) -> usize {
         let seen = Arc::new(AtomicU32::new(0));

@@ -440,6 +440,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// These settings, for backends of another type; the backends added so far are
     /// dropped. The one-call stacks keep router settings this way before they have
     /// built their backends.
+    #[cfg(feature = "stack")]
     pub(crate) fn retype<S2>(self) -> FailoverBuilder<S2, C, T> {
         FailoverBuilder {
             backends: Vec::new(),

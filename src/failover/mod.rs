@@ -130,7 +130,7 @@
 //! The retry layer clones its inner service per request (clone + `mem::replace`), so
 //! the router must be `Clone` (it is, when the backends are). For attempt-aware
 //! routing, give each request a [`Tried`] and tell the router where it is with
-//! [`FailoverBuilder::tried`] ([`tried_fn`] for your types, `HttpTried` for an
+//! [`FailoverBuilder::tried`] ([`tried_fn`] for your types, `http::HttpTried` for an
 //! `http::Request`'s extensions). The retry layer's replay copies the request; the
 //! copy shares the set. The router does not retry by itself: retries (and their
 //! [`Budget`](crate::budget::Budget)) belong to the retry layer.
@@ -259,6 +259,4 @@ pub use error::NoHealthyBackend;
 pub use future::FailoverPermit;
 pub use handle::{BackendHealth, BackendStatus, FailoverHandle};
 pub use service::Failover;
-#[cfg(feature = "http")]
-pub use tried::HttpTried;
 pub use tried::{NoTried, TRIED_CAPACITY, Tried, TriedAccess, TriedFn, tried_fn};

@@ -147,28 +147,6 @@ where
     }
 }
 
-/// Reads a [`Tried`] set from an `http::Request`'s extensions. Pair it with
-/// [`HttpReplay`](crate::retry::HttpReplay), which copies extensions to every attempt.
-///
-/// ```
-/// use tower_fortify::failover::Tried;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(Tried::new());
-/// ```
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpTried;
-
-#[cfg(feature = "http")]
-impl<B> TriedAccess<http::Request<B>> for HttpTried {
-    #[inline]
-    fn tried<'a>(&self, req: &'a http::Request<B>) -> Option<&'a Tried> {
-        req.extensions().get::<Tried>()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //!   layer can send it again — something a hyper `Incoming`, an axum `Body` or a tonic
 //!   client stream cannot do by themselves. Past the cap the request is sent once and
 //!   the skipped retry is reported as not replayable.
-//! * [`HttpReplay`](crate::retry::HttpReplay) copies requests for the retry layer and
+//! * [`HttpReplay`](crate::http::HttpReplay) copies requests for the retry layer and
 //!   only lets idempotent methods (or requests marked [`RetrySafe`]) be retried; a
 //!   [`RetryOverride`](crate::retry::RetryOverride) in a request's extensions changes
 //!   its attempts or deadline.
@@ -59,7 +59,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_fortify::backoff::Backoff;
 //! use tower_fortify::http::{HttpClassifier, ReplayBody, ReplayBodyLayer};
-//! use tower_fortify::retry::{HttpReplay, RetryLayer};
+//! use tower_fortify::http::HttpReplay;
+//! use tower_fortify::retry::RetryLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let calls = Arc::new(AtomicU32::new(0));
@@ -100,7 +101,11 @@ mod eos;
 mod hint;
 mod hold;
 mod rejection;
+#[cfg(feature = "retry")]
+mod replay;
 mod replay_body;
+#[cfg(feature = "failover")]
+mod tried;
 mod upstream;
 
 pub use classify::{HttpClassifier, RetrySafe, StatusSet, is_idempotent, may_retry};
@@ -111,5 +116,11 @@ pub use hint::{
 };
 pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
 pub use rejection::{REJECTED_HEADER, Rejection, RejectionKind};
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use replay::HttpReplay;
 pub use replay_body::{ReplayBody, ReplayBodyLayer, ReplayError, WithReplayBody};
+#[cfg(feature = "failover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
+pub use tried::HttpTried;
 pub use upstream::Upstream;

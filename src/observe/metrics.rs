@@ -35,6 +35,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+#[allow(unused_imports)] // With no layer feature on, some go unused.
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 
 use super::{Event, Listener};
@@ -60,6 +61,7 @@ pub struct MetricsListener {
 
 /// The per-request series of the first instance that reports to this listener.
 #[derive(Debug)]
+#[allow(dead_code)] // Read by the retry layer's series only.
 struct Hot {
     name: Arc<str>,
     ok: Counter,
@@ -73,6 +75,7 @@ impl MetricsListener {
         Self::default()
     }
 
+    #[allow(dead_code)] // Used by the retry layer's series only.
     fn hot(&self, name: &str) -> Option<&Hot> {
         let hot = self.hot.get_or_init(|| Hot {
             name: Arc::from(name),
@@ -84,6 +87,7 @@ impl MetricsListener {
     }
 }
 
+#[allow(dead_code)] // With no layer feature on, unused.
 fn label(name: &str) -> String {
     name.to_string()
 }

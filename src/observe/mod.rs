@@ -150,6 +150,7 @@ pub struct Listeners {
 /// When each kind of repeated warning was last logged, so an instance logs one of a
 /// kind at most once a second.
 #[derive(Default)]
+#[allow(dead_code)] // Read by the layers' features only.
 struct Warned {
     epoch: crate::clock::Epoch,
     last: [std::sync::atomic::AtomicU64; 4],
@@ -191,6 +192,7 @@ impl Listeners {
     /// Whether a repeated warning of `kind` may be logged now: true at most once a
     /// second per instance. Called on slow paths only (a rejection), it reads the
     /// clock.
+    #[allow(dead_code)] // Used by the layers' features only.
     pub(crate) fn warn_due(&self, kind: Warn) -> bool {
         use std::sync::atomic::Ordering;
         const SECOND: u64 = 1_000_000_000;

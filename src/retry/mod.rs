@@ -90,7 +90,5 @@ mod replay;
 mod service;
 
 pub use layer::{RetryBuilder, RetryLayer};
-#[cfg(feature = "http")]
-pub use replay::HttpReplay;
 pub use replay::{CloneReplay, Replay, ReplayFn, RetryOverride, replay_fn};
 pub use service::Retry;

@@ -84,7 +84,7 @@ where
 /// Settings one request can carry to change how it is retried.
 ///
 /// With the `http` feature, put one in an `http::Request`'s extensions and use
-/// [`HttpReplay`](crate::retry::HttpReplay):
+/// [`HttpReplay`](crate::http::HttpReplay):
 ///
 /// ```
 /// # #[cfg(feature = "http")] {
@@ -103,6 +103,12 @@ pub struct RetryOverride {
 }
 
 impl RetryOverride {
+    /// These settings, with retries turned off for this request.
+    pub fn disable(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
     /// Send this request once, never retry it.
     pub fn disabled() -> Self {
         Self {
@@ -133,65 +139,5 @@ impl RetryOverride {
     pub fn with_deadline_at(mut self, at: tokio::time::Instant) -> Self {
         self.deadline_at = Some(at);
         self
-    }
-}
-
-/// Replays `http::Request`s whose body is `Clone` (`String`, `Bytes`,
-/// `http_body_util::Full`, …) or a [`ReplayBody`](crate::http::ReplayBody), and
-/// reads a [`RetryOverride`] from their extensions.
-///
-/// Only requests that may be sent twice are retried: an idempotent method (GET, HEAD,
-/// OPTIONS, TRACE, PUT, DELETE), or a request marked
-/// [`RetrySafe`](crate::http::RetrySafe). Others are sent once, reported as
-/// [`SkipReason::Disabled`](crate::observe::SkipReason::Disabled) — except that with
-/// a [`ReplayBody`](crate::http::ReplayBody) a failed attempt that never reached the
-/// wire (the connection was never established) is retried whatever the method; a
-/// non-idempotent request that did reach it is reported as
-/// [`SkipReason::NotReplayable`](crate::observe::SkipReason::NotReplayable).
-///
-/// Streamed bodies need buffering to be replayed: wrap them in a
-/// [`ReplayBody`](crate::http::ReplayBody) (see
-/// [`ReplayBodyLayer`](crate::http::ReplayBodyLayer)).
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpReplay;
-
-#[cfg(feature = "http")]
-impl<B: Clone> Replay<http::Request<B>> for HttpReplay {
-    fn replay(&self, req: &http::Request<B>) -> Option<http::Request<B>> {
-        let mut copy = http::Request::new(req.body().clone());
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        *copy.extensions_mut() = req.extensions().clone();
-        Some(copy)
-    }
-
-    fn overrides(&self, req: &http::Request<B>) -> RetryOverride {
-        HttpReplay::request_overrides(req)
-    }
-}
-
-#[cfg(feature = "http")]
-impl HttpReplay {
-    /// The overrides of one request: its [`RetryOverride`] extension, with retries
-    /// disabled when the request may not be sent twice
-    /// ([`may_retry`](crate::http::may_retry)).
-    pub fn request_overrides<B>(req: &http::Request<B>) -> RetryOverride {
-        let over = req
-            .extensions()
-            .get::<RetryOverride>()
-            .copied()
-            .unwrap_or_default();
-        if crate::http::may_retry(req) {
-            over
-        } else {
-            RetryOverride {
-                disabled: true,
-                ..over
-            }
-        }
     }
 }

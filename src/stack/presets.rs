@@ -11,15 +11,14 @@ impl<S> Stack<S> {
     /// `Service<http::Request<B>>`): [`HttpClassifier`](crate::http::HttpClassifier)
     /// in every layer (a `5xx` is a failure, `502`/`503`/`504` retryable, `429`
     /// load shedding, `Retry-After` honoured) and
-    /// [`HttpReplay`](crate::retry::HttpReplay) (only idempotent requests, or those
+    /// [`HttpReplay`](crate::http::HttpReplay) (only idempotent requests, or those
     /// marked [`RetrySafe`](crate::http::RetrySafe), are retried). For a streamed
     /// request body, make `B` a [`ReplayBody`](crate::http::ReplayBody). For a list
     /// of URLs, see [`Stack::http`].
-    pub fn http_builder() -> StackBuilder<S, crate::http::HttpClassifier, crate::retry::HttpReplay>
-    {
+    pub fn http_builder() -> StackBuilder<S, crate::http::HttpClassifier, crate::http::HttpReplay> {
         Stack::builder()
             .classifier(crate::http::HttpClassifier::new())
-            .replay(crate::retry::HttpReplay)
+            .replay(crate::http::HttpReplay)
     }
 }
 
@@ -63,7 +62,7 @@ where
         StackBuilder<
             crate::http::Upstream<HttpClient<B>>,
             crate::http::HttpClassifier,
-            crate::retry::HttpReplay,
+            crate::http::HttpReplay,
         >,
         crate::config::ConfigError,
     >

@@ -72,5 +72,7 @@ pub use error::{DeadlineExceeded, Elapsed};
 pub use layer::{DeadlineLayer, TimeoutLayer};
 pub use service::{Deadline, Timeout};
 
+#[allow(unused_imports)] // Used by the one-call stack.
 pub(crate) use layer::check;
+#[allow(unused_imports)] // Used by the one-call stack.
 pub(crate) use service::until;

@@ -124,6 +124,7 @@ where
 
 /// A deadline at an instant the caller computed (the one-call stacks compute it once
 /// and pass it down with the request, so the retry layer sees the same instant).
+#[allow(dead_code)] // Used by the one-call stack.
 pub(crate) fn until<F>(fut: F, at: Instant, deadline: Duration) -> ResponseFuture<F> {
     ResponseFuture::new(fut, tokio::time::sleep_until(at), Kind::Request, deadline)
 }
