@@ -76,7 +76,7 @@ impl fmt::Debug for StatusSet {
 /// * an `Err` (the connection failed, was reset, timed out) is a retryable failure.
 ///
 /// Method idempotency is not the classifier's business (it never sees the request):
-/// [`HttpReplay`](crate::http::HttpReplay) refuses to retry non-idempotent requests.
+/// [`HttpReplay`](super::HttpReplay) refuses to retry non-idempotent requests.
 ///
 /// A `Retry-After` given as an HTTP-date is measured from the response's `Date`
 /// header, or from [`wall_clock`](Self::wall_clock) when the response has none.

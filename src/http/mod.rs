@@ -12,7 +12,7 @@
 //!   layer can send it again — something a hyper `Incoming`, an axum `Body` or a tonic
 //!   client stream cannot do by themselves. Past the cap the request is sent once and
 //!   the skipped retry is reported as not replayable.
-//! * [`HttpReplay`](crate::http::HttpReplay) copies requests for the retry layer and
+//! * [`HttpReplay`] copies requests for the retry layer and
 //!   only lets idempotent methods (or requests marked [`RetrySafe`]) be retried; a
 //!   [`RetryOverride`](crate::retry::RetryOverride) in a request's extensions changes
 //!   its attempts or deadline.
