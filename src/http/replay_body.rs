@@ -220,7 +220,7 @@ impl<B> ReplayBody<B> {
     /// established connection. So after a failed attempt, `false` means the request
     /// never left this process (the connection was refused or never established), and
     /// sending it again is safe whatever its method.
-    /// [`HttpReplay`] relies on this to retry a POST whose
+    /// [`HttpReplay`](super::HttpReplay) relies on this to retry a POST whose
     /// connection failed. The signal errs on the safe side: a layer that inspects the
     /// body before the client connects makes it `true` early, which only forgoes a
     /// retry.
@@ -408,7 +408,7 @@ impl fmt::Display for ReplayError {
 impl std::error::Error for ReplayError {}
 
 /// Wraps each request's body in a [`ReplayBody`] with the given cap, so the retry
-/// layer below (with [`HttpReplay`]) can resend it.
+/// layer below (with [`HttpReplay`](super::HttpReplay)) can resend it.
 ///
 /// Put it directly above the retry layer:
 ///
