@@ -59,6 +59,30 @@
 //! `cargo run --example drill --features drill -- --wrong-order` shows what happens
 //! when the order is wrong.
 //!
+//! # Architecture
+//!
+//! Floors, each using only the ones below it:
+//!
+//! 1. **Ground:** [`classify`] (the outcome model), [`backoff`], [`budget`], [`rng`],
+//!    [`chaos`], then [`observe`] (events, listeners, names, metrics). No layer.
+//! 2. **Layers:** [`retry`], [`circuit_breaker`], [`bulkhead`], [`timeout`] use only
+//!    the ground floor; [`failover`] may also use `circuit_breaker` (its
+//!    [`BreakerAware`](failover::BreakerAware) classifier and
+//!    [`Backend::breaker`](failover::Backend::breaker)). No layer knows HTTP.
+//! 3. **Protocols:** [`http`] implements the ground floor's traits for HTTP and adds
+//!    body wrappers and the protocol impls of layer traits
+//!    ([`HttpReplay`](http::HttpReplay), [`HttpTried`](http::HttpTried)); [`axum`]
+//!    and [`grpc`] sit on it.
+//! 4. **Assembly:** [`stack`] builds the recommended stack from the layers and the
+//!    protocol floor; nothing below knows it. [`drill`] drives any stack and knows
+//!    only `chaos` and `classify`.
+//!
+//! Each layer has the same files, as tower's middleware do: `mod.rs` (docs, the why),
+//! `layer.rs` (configuration, the builder), `service.rs`, `future.rs`, `error.rs`, and
+//! `handle.rs` where state is shared. Still crossing a seam, to be moved behind
+//! ground-floor traits: `http/hold.rs` and `http/rejection.rs` name the concrete
+//! layers' futures and errors.
+//!
 //! # Principles
 //!
 //! * Rejections (open breaker, full bulkhead, spent budget) are returned from `call`
