@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | [`stack`] | `stack` | the recommended stack in one call, over any services, HTTP URLs or gRPC channels |
 //! | [`timeout`] | `timeout` | a timeout per attempt and a deadline per request |
+//! | [`rate_limit`] | `rate-limit` | at most so many calls per second, per service or per key (GCRA) |
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
@@ -112,7 +113,11 @@ pub mod budget;
 pub mod classify;
 mod clock;
 mod config;
-#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
+#[cfg(any(
+    feature = "circuit-breaker",
+    feature = "bulkhead",
+    feature = "rate-limit"
+))]
 mod keyed;
 pub mod observe;
 pub mod rng;
@@ -144,6 +149,9 @@ pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;

@@ -71,6 +71,7 @@ impl Rejection {
     }
 
     /// Which layer refused and why: `circuit-open`, `bulkhead-full`, `queue-timeout`,
+    /// `rate-limited`,
     /// `no-healthy-backend`, `deadline-exceeded`, `attempt-timeout`, `load-shed`, or
     /// the kind's name (`unavailable`, `throttled`) for others.
     pub const fn reason(&self) -> &'static str {
@@ -88,6 +89,7 @@ impl Rejection {
             "attempt-timeout" => "upstream timed out",
             "load-shed" => "load shed",
             "throttled" => "too many requests",
+            "rate-limited" => "rate limit exceeded",
             _ => "service unavailable",
         };
         match self.retry_after {
@@ -163,6 +165,14 @@ impl Rejection {
                     "bulkhead-full"
                 };
                 return Some(Self::new(RejectionKind::Unavailable).with_reason(reason));
+            }
+            #[cfg(feature = "rate-limit")]
+            if let Some(limited) = e.downcast_ref::<crate::rate_limit::RateLimited>() {
+                return Some(
+                    Self::new(RejectionKind::Throttled)
+                        .with_reason("rate-limited")
+                        .retry_after(limited.retry_after()),
+                );
             }
             #[cfg(feature = "failover")]
             if e.is::<crate::failover::NoHealthyBackend>() {

@@ -166,6 +166,8 @@ pub(crate) enum Warn {
     BulkheadFull = 1,
     /// The router had no backend to send to.
     NoHealthyBackend = 2,
+    /// The rate limiter turned a call away.
+    RateLimited = 3,
 }
 
 impl Listeners {

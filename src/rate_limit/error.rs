@@ -1,0 +1,34 @@
+//! The rate limiter's error.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The call was over the rate limit and was not sent.
+///
+/// Returned as a [`BoxError`](crate::BoxError); `downcast_ref::<RateLimited>()` to
+/// recognise it. It says when a call would be admitted again: the `Retry-After` of an
+/// HTTP `429` (the `axum` feature sends exactly that) and the
+/// `grpc-retry-pushback-ms` of a gRPC `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub(super) retry_after: Duration,
+}
+
+impl RateLimited {
+    /// How long until a call would be admitted.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limit exceeded; retry in {}",
+            crate::observe::Ms(self.retry_after)
+        )
+    }
+}
+
+impl std::error::Error for RateLimited {}

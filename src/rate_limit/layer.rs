@@ -1,0 +1,244 @@
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::gcra::{Gcra, Quota};
+use super::service::{KeyedRateLimit, RateLimit};
+use crate::clock::Epoch;
+use crate::config::ConfigError;
+use crate::keyed::KeyedMap;
+use crate::observe::Listeners;
+
+/// What every clone of one limiter shares.
+pub(crate) struct Shared {
+    pub(crate) quota: Quota,
+    pub(crate) epoch: Epoch,
+    pub(crate) cell: Gcra,
+    pub(crate) listeners: Listeners,
+}
+
+/// Limits the rate of calls to a service: the same quota for every clone. Built by
+/// [`RateLimitLayer::builder`]; see the [module docs](super).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("quota", &self.shared.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RateLimitLayer`] or, with [`keyed`](Self::keyed), a
+/// [`KeyedRateLimitLayer`].
+#[derive(Debug)]
+pub struct RateLimitBuilder {
+    rate: u32,
+    per: Duration,
+    burst: Option<u32>,
+    listeners: Listeners,
+}
+
+impl RateLimitLayer {
+    /// A builder: `rate` calls per `per` (default 100 per second), in bursts of up to
+    /// `burst` (default: one second's worth of calls, at least 1).
+    pub fn builder() -> RateLimitBuilder {
+        RateLimitBuilder {
+            rate: 100,
+            per: Duration::from_secs(1),
+            burst: None,
+            listeners: Listeners::default(),
+        }
+    }
+
+    /// `rate` calls per second, bursts of one second's worth.
+    pub fn per_second(rate: u32) -> Result<Self, ConfigError> {
+        Self::builder().rate(rate, Duration::from_secs(1)).build()
+    }
+}
+
+impl RateLimitBuilder {
+    /// `rate` calls (at least 1) per `per` (greater than zero).
+    pub fn rate(mut self, rate: u32, per: Duration) -> Self {
+        self.rate = rate;
+        self.per = per;
+        self
+    }
+
+    /// How many calls may arrive at once after a quiet spell (at least 1). Default:
+    /// the calls of one second at the rate (at least 1).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// Names this limiter: its log lines carry the name.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
+    fn quota(&self) -> Result<Quota, ConfigError> {
+        if self.rate == 0 {
+            return Err(ConfigError::new("rate_limit.rate", "must be at least 1"));
+        }
+        if self.per.is_zero() {
+            return Err(ConfigError::new(
+                "rate_limit.per",
+                "must be greater than zero",
+            ));
+        }
+        if self.burst == Some(0) {
+            return Err(ConfigError::new("rate_limit.burst", "must be at least 1"));
+        }
+        let per_second = f64::from(self.rate) / self.per.as_secs_f64();
+        let burst = self
+            .burst
+            .unwrap_or(per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+        Ok(Quota::new(self.rate, self.per, burst))
+    }
+
+    fn shared(self) -> Result<Shared, ConfigError> {
+        Ok(Shared {
+            quota: self.quota()?,
+            epoch: Epoch::new(),
+            cell: Gcra::default(),
+            listeners: self.listeners,
+        })
+    }
+
+    /// Checks the settings and builds the layer. Errors name the field
+    /// (`rate_limit.rate`, `rate_limit.per`, `rate_limit.burst`).
+    pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
+        Ok(RateLimitLayer {
+            shared: Arc::new(self.shared()?),
+        })
+    }
+
+    /// One quota per key: `key` picks the key of each request (a tenant, a client
+    /// address, a route). At most `max_keys` keys are tracked (default 10,000); see
+    /// [`KeyedRateLimitLayer`] for what happens at the bound.
+    pub fn keyed<F>(self, key: F) -> KeyedRateLimitBuilder<F> {
+        KeyedRateLimitBuilder {
+            inner: self,
+            key,
+            max_keys: 10_000,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builds a [`KeyedRateLimitLayer`]; from [`RateLimitBuilder::keyed`].
+#[derive(Debug)]
+pub struct KeyedRateLimitBuilder<F> {
+    inner: RateLimitBuilder,
+    key: F,
+    max_keys: usize,
+    idle: Duration,
+}
+
+impl<F> KeyedRateLimitBuilder<F> {
+    /// The most keys tracked at once (at least 1). Default 10,000.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// How long a key may go unused before it may be forgotten. Default 60 s.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build<K>(self) -> Result<KeyedRateLimitLayer<K, F>, ConfigError>
+    where
+        K: Hash + Eq,
+    {
+        if self.max_keys == 0 {
+            return Err(ConfigError::new(
+                "rate_limit.max_keys",
+                "must be at least 1",
+            ));
+        }
+        let shared = self.inner.shared()?;
+        Ok(KeyedRateLimitLayer {
+            keyed: Arc::new(Keyed {
+                map: KeyedMap::new(self.max_keys, self.idle),
+                shared,
+            }),
+            key: self.key,
+        })
+    }
+}
+
+pub(crate) struct Keyed<K> {
+    pub(crate) map: KeyedMap<K, Arc<Gcra>>,
+    /// The quota, epoch and listeners (its own cell is unused).
+    pub(crate) shared: Shared,
+}
+
+/// One rate limit per key, in a bounded map shared by every clone.
+///
+/// **The bound.** At most `max_keys` keys are tracked. When a new key arrives at the
+/// bound, a key unused for the idle timeout goes first; then the least recently used
+/// key whose quota is full again (forgetting it loses nothing); only then the least
+/// recently used key of all, which gets a full quota back if it returns. The bound
+/// therefore never refuses a new key.
+pub struct KeyedRateLimitLayer<K, F> {
+    pub(crate) keyed: Arc<Keyed<K>>,
+    pub(crate) key: F,
+}
+
+impl<K, F: Clone> Clone for KeyedRateLimitLayer<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            keyed: self.keyed.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimitLayer")
+            .field("quota", &self.keyed.shared.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
+    /// How many keys are tracked now.
+    pub fn keys(&self) -> usize {
+        self.keyed.map.len()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, K, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
+    type Service = KeyedRateLimit<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedRateLimit {
+            inner,
+            keyed: self.keyed.clone(),
+            key: self.key.clone(),
+        }
+    }
+}

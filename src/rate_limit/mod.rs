@@ -1,0 +1,62 @@
+//! Rate limiting: at most so many calls per second, per service or per key.
+//!
+//! # What it is for
+//!
+//! A bulkhead bounds how many calls run at once; a rate limit bounds how many start
+//! per unit of time: a quota per tenant or client on a server, or a client staying
+//! under a partner API's published limit. [`RateLimitLayer`] admits `rate` calls per
+//! period in bursts of up to `burst`, and turns the rest away at once with
+//! [`RateLimited`], which says when to come back. With the `axum` feature that is a
+//! `429 Too Many Requests` with `Retry-After` (and `x-fortify-rejected:
+//! rate-limited`); with `grpc`, `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`.
+//!
+//! The algorithm is GCRA (the generic cell rate algorithm, as in `governor`): one
+//! word of state per limit, updated with one compare-and-swap, equivalent to a token
+//! bucket of `burst` tokens refilled one every `period / rate`. Keyed limits
+//! ([`RateLimitBuilder::keyed`]) keep one such word per key in a bounded map.
+//!
+//! # Where it goes
+//!
+//! On a server, outermost (above the bulkhead): a caller over its quota costs nothing
+//! further. On a client, above the retry layer, so retries count against the quota.
+//!
+//! # Readiness and cost
+//!
+//! `poll_ready` passes on the inner service's readiness; the decision is made in
+//! `call` (tower's `RateLimit` stalls `poll_ready` instead, which axum turns into
+//! queueing). Per call: one clock read and one compare-and-swap, no allocation, no
+//! lock; keyed, a read lock on the key map and a reference count on the key's cell.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_fortify::rate_limit::{RateLimitLayer, RateLimited};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let limit = RateLimitLayer::builder()
+//!     .rate(10, Duration::from_secs(1))
+//!     .burst(2)
+//!     .build()
+//!     .unwrap();
+//! let mut svc = limit.layer(service_fn(|x: u32| async move { Ok::<_, tower_fortify::BoxError>(x) }));
+//! assert!(svc.ready().await.unwrap().call(1).await.is_ok());
+//! assert!(svc.ready().await.unwrap().call(2).await.is_ok());
+//! let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
+//! let limited = err.downcast_ref::<RateLimited>().unwrap();
+//! assert_eq!(limited.retry_after(), Duration::from_millis(100));
+//! # }
+//! ```
+
+pub mod error;
+pub mod future {
+    //! The rate limiter's response future.
+    pub use super::service::ResponseFuture;
+}
+mod gcra;
+mod layer;
+mod service;
+
+pub use error::RateLimited;
+pub use layer::{KeyedRateLimitBuilder, KeyedRateLimitLayer, RateLimitBuilder, RateLimitLayer};
+pub use service::{KeyedRateLimit, RateLimit};

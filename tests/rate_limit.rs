@@ -1,0 +1,243 @@
+//! The rate limiter: GCRA against a reference token bucket (proptest), quotas in
+//! paused time, keys with their own quotas and a bound that never refuses a key,
+//! refusals as 429 / RESOURCE_EXHAUSTED, named fields, no allocation per call.
+
+#![cfg(feature = "rate-limit")]
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_fortify::BoxError;
+use tower_fortify::rate_limit::{RateLimitLayer, RateLimited};
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+fn echo() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
+    service_fn(|x: u32| async move { Ok::<_, BoxError>(x) })
+}
+
+/// A token bucket written plainly: `burst` tokens, one more every `interval` ns, in
+/// exact integer arithmetic (tokens scaled by `interval`).
+struct Reference {
+    interval: u64,
+    burst: u64,
+    /// Tokens × interval, and when they were counted.
+    level: u64,
+    at: u64,
+}
+
+impl Reference {
+    fn new(interval: u64, burst: u64) -> Self {
+        Self {
+            interval,
+            burst,
+            level: burst * interval,
+            at: 0,
+        }
+    }
+    fn admit(&mut self, now: u64) -> bool {
+        self.level = (self.level + (now - self.at)).min(self.burst * self.interval);
+        self.at = now;
+        if self.level >= self.interval {
+            self.level -= self.interval;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every admission decision matches the reference bucket, for any rate, burst and
+    /// arrival pattern (gaps in milliseconds, including bursts of zero gaps).
+    #[test]
+    fn gcra_agrees_with_a_token_bucket(
+        per_second in 1u32..2000,
+        burst in 1u32..50,
+        gaps in proptest::collection::vec(0u64..50, 1..300),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let layer = RateLimitLayer::builder()
+                .rate(per_second, Duration::from_secs(1))
+                .burst(burst)
+                .build()
+                .unwrap();
+            let mut svc = layer.layer(echo());
+            let interval = 1_000_000_000 / u64::from(per_second);
+            let mut reference = Reference::new(interval, u64::from(burst));
+            // The limiter's clock starts at its first call.
+            let mut now = 0u64;
+            for (i, gap) in gaps.into_iter().enumerate() {
+                if i > 0 {
+                    tokio::time::advance(Duration::from_millis(gap)).await;
+                    now += gap * 1_000_000;
+                }
+                let got = svc.ready().await.unwrap().call(1).await.is_ok();
+                prop_assert_eq!(got, reference.admit(now), "call {} at {} ms", i, now / 1_000_000);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// A burst of `burst`, then one call per interval; the refusal says exactly when.
+#[tokio::test(start_paused = true)]
+async fn a_quota_admits_its_burst_then_its_rate() {
+    let layer = RateLimitLayer::builder()
+        .rate(10, Duration::from_secs(1))
+        .burst(3)
+        .name("api")
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    for i in 0..3 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
+    let limited = err.downcast_ref::<RateLimited>().expect("RateLimited");
+    assert_eq!(limited.retry_after(), Duration::from_millis(100));
+    assert_eq!(err.to_string(), "rate limit exceeded; retry in 100 ms");
+    tokio::time::advance(Duration::from_millis(100)).await;
+    svc.ready().await.unwrap().call(4).await.unwrap();
+    assert!(svc.ready().await.unwrap().call(5).await.is_err());
+}
+
+/// Clones share one quota: two handles on one layer draw from the same bucket.
+#[tokio::test(start_paused = true)]
+async fn clones_share_the_quota() {
+    let layer = RateLimitLayer::builder()
+        .rate(1, Duration::from_secs(1))
+        .burst(2)
+        .build()
+        .unwrap();
+    let mut a = layer.layer(echo());
+    let mut b = a.clone();
+    a.ready().await.unwrap().call(1).await.unwrap();
+    b.ready().await.unwrap().call(2).await.unwrap();
+    assert!(a.ready().await.unwrap().call(3).await.is_err());
+    assert!(b.ready().await.unwrap().call(4).await.is_err());
+}
+
+/// One quota per key: a noisy tenant is limited, a quiet one is not; at the bound a
+/// new key still gets in (a full, idle key is forgotten first).
+#[tokio::test(start_paused = true)]
+async fn each_key_has_its_own_quota_and_the_bound_admits_new_keys() {
+    let layer = RateLimitLayer::builder()
+        .rate(1, Duration::from_secs(1))
+        .burst(2)
+        .keyed(|tenant: &u32| *tenant)
+        .max_keys(3)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    for _ in 0..2 {
+        svc.ready().await.unwrap().call(7).await.unwrap();
+    }
+    assert!(
+        svc.ready().await.unwrap().call(7).await.is_err(),
+        "tenant 7 is over"
+    );
+    svc.ready().await.unwrap().call(8).await.unwrap();
+    for tenant in 100..120 {
+        svc.ready().await.unwrap().call(tenant).await.unwrap();
+    }
+    assert!(layer.keys() <= 3, "{} keys", layer.keys());
+}
+
+#[test]
+fn bad_settings_name_their_field() {
+    let b = RateLimitLayer::builder;
+    assert_eq!(
+        b().rate(0, Duration::from_secs(1))
+            .build()
+            .unwrap_err()
+            .field(),
+        "rate_limit.rate"
+    );
+    assert_eq!(
+        b().rate(1, Duration::ZERO).build().unwrap_err().field(),
+        "rate_limit.per"
+    );
+    assert_eq!(
+        b().burst(0).build().unwrap_err().field(),
+        "rate_limit.burst"
+    );
+    assert_eq!(
+        b().keyed(|x: &u32| *x)
+            .max_keys(0)
+            .build::<u32>()
+            .unwrap_err()
+            .field(),
+        "rate_limit.max_keys"
+    );
+}
+
+/// On the wire: 429 with `Retry-After` and `x-fortify-rejected: rate-limited`.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_a_429_with_retry_after() {
+    use tower_fortify::http::{Rejection, RejectionKind};
+    let layer = RateLimitLayer::builder()
+        .rate(1, Duration::from_secs(2))
+        .burst(1)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
+    let r = Rejection::of(err.as_ref()).unwrap();
+    assert_eq!(r.kind(), RejectionKind::Throttled);
+    assert_eq!(r.reason(), "rate-limited");
+    assert_eq!(r.retry_after_hint(), Some(Duration::from_secs(2)));
+    #[cfg(feature = "axum")]
+    {
+        let response = tower_fortify::axum::error_response(err.as_ref());
+        assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
+        assert_eq!(response.headers()["x-fortify-rejected"], "rate-limited");
+    }
+    #[cfg(feature = "grpc")]
+    {
+        let status = tower_fortify::grpc::status_of(err.as_ref());
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+            "2000"
+        );
+    }
+}
+
+/// No allocation per admitted call, keyed or not (after a key's first call).
+#[tokio::test(start_paused = true)]
+async fn admitted_calls_allocate_nothing() {
+    let layer = RateLimitLayer::builder()
+        .rate(1_000_000, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(tower::service_fn(|x: u32| {
+        std::future::ready(Ok::<_, BoxError>(x))
+    }));
+    let keyed = RateLimitLayer::builder()
+        .rate(1_000_000, Duration::from_secs(1))
+        .keyed(|k: &u32| *k % 4)
+        .build()
+        .unwrap();
+    let mut ksvc = keyed.layer(tower::service_fn(|x: u32| {
+        std::future::ready(Ok::<_, BoxError>(x))
+    }));
+    for i in 0..8 {
+        ksvc.ready().await.unwrap().call(i).await.unwrap();
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    let before = counting_alloc::allocations();
+    for i in 0..1000 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+        ksvc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    assert_eq!(counting_alloc::allocations() - before, 0);
+}
