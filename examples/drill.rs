@@ -36,7 +36,7 @@ use tower_fortify::backoff::{Backoff, Jitter};
 use tower_fortify::budget::Budget;
 use tower_fortify::drill::{
     Drill, DrillEnv, EventLog, Report, Scenario, SimBackend, SimClassifier, SimFuture, SimRequest,
-    SimResponse, comparison_table, svg_chart,
+    SimResponse, comparison_table, svg_chart, verdicts,
 };
 use tower_fortify::failover::Backend;
 use tower_fortify::observe::{CircuitBreakerEvent, Event};
@@ -438,6 +438,8 @@ fn main() {
     }
     println!();
     print!("{}", comparison_table(&reports));
+    println!();
+    print!("{}", verdicts(&reports));
     println!();
     for r in &reports {
         for f in &r.faults {

@@ -313,6 +313,12 @@ fn total_outage_amplification_stays_within_the_budget() {
     let sent: u64 = outage.iter().map(|s| s.sent).sum();
     let attempts: u64 = outage.iter().map(|s| s.attempts.iter().sum::<u64>()).sum();
     let ratio = attempts as f64 / sent as f64;
+    // Retries are counted as the attempts of requests a backend had seen before.
+    assert!(
+        r.retries > 0 && r.retries < r.attempts,
+        "{} retries",
+        r.retries
+    );
     assert!(
         ratio <= 1.25,
         "{ratio} attempts per request during the outage"
@@ -338,6 +344,11 @@ fn without_resilience_an_outage_costs_exactly_its_share() {
         r.availability()
     );
     assert_eq!(r.amplification(), 1.0);
+    assert_eq!(r.retries, 0, "round robin retries nothing");
+    let verdict = tower_fortify::drill::verdicts(std::slice::from_ref(&r));
+    assert!(verdict.contains("sent no retry"), "{verdict}");
+    assert!(verdict.contains("never moved traffic away"), "{verdict}");
+    assert!(!verdict.contains("traffic back"), "{verdict}");
     assert_eq!(r.faults.len(), 1);
     assert_eq!(r.faults[0].backends, vec!["a".to_string()]);
     assert_eq!(r.faults[0].impaired_s, 30);

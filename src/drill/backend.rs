@@ -305,6 +305,30 @@ pub(crate) struct Shared {
     pub(crate) failures: AtomicU64,
     /// Attempts and failures received in each second of the drill.
     pub(crate) per_second: Box<[[AtomicU64; 2]]>,
+    /// Shared by a drill's backends: which requests reached any backend, so that an
+    /// attempt of a request seen before counts as a retry.
+    pub(crate) seen: std::sync::OnceLock<Arc<Seen>>,
+}
+
+/// The requests a drill's backends have received, and how many attempts were
+/// repeats (retries and hedges).
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    ids: std::sync::Mutex<std::collections::HashSet<u64>>,
+    pub(crate) repeats: AtomicU64,
+}
+
+impl Seen {
+    fn record(&self, id: u64) {
+        let new = self
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if !new {
+            self.repeats.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A simulated backend: a [`Service`] that answers [`SimRequest`]s as its
@@ -345,8 +369,14 @@ impl SimBackend {
                 attempts: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 per_second,
+                seen: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts this backend's attempts into `seen`, shared by the drill's backends.
+    pub(crate) fn track(&self, seen: Arc<Seen>) {
+        let _ = self.shared.seen.set(seen);
     }
 
     /// The backend's position in the scenario.
@@ -402,7 +432,10 @@ impl Service<SimRequest> for SimBackend {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _req: SimRequest) -> SimFuture {
+    fn call(&mut self, req: SimRequest) -> SimFuture {
+        if let Some(seen) = self.shared.seen.get() {
+            seen.record(req.id);
+        }
         let shared = self.shared.clone();
         let t = self.elapsed();
         let second = (t.as_secs() as usize).min(shared.per_second.len() - 1);

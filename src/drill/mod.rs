@@ -128,7 +128,7 @@ pub use backend::{
 pub use chart::svg_chart;
 pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
-    StateSpan, Transition, comparison_table,
+    StateSpan, Transition, comparison_table, verdicts,
 };
 pub use runner::{Drill, DrillEnv, EventLog, MAX_EVENTS, StateFn};
 pub use scenario::{Load, Scenario, ScenarioError};

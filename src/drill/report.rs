@@ -40,6 +40,11 @@ pub struct Report {
     pub latency_ms: Quantiles,
     /// Calls the backends received, retries included.
     pub attempts: u64,
+    /// Of those, attempts of a request a backend had received before: the retries
+    /// (and hedges) that reached a backend. Rejections that never left the stack are
+    /// not attempts.
+    #[serde(default)]
+    pub retries: u64,
     /// `attempts / requests`: the load the stack put on the backends per request.
     pub amplification: f64,
     /// Per-backend figures, in scenario order.
@@ -191,6 +196,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) latency: Histogram<u64>,
     pub(crate) seconds: Vec<Second>,
     pub(crate) events: EventsInner,
+    pub(crate) repeats: u64,
 }
 
 fn ms(micros: u64) -> f64 {
@@ -215,6 +221,7 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
         latency,
         seconds,
         events,
+        repeats,
     } = input;
     let timeline: Vec<SecondReport> = seconds
         .iter()
@@ -287,6 +294,7 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
             max: ms(latency.max()),
         },
         attempts,
+        retries: repeats,
         amplification: round3(ratio(attempts, requests.max(1))),
         backends: backend_reports,
         faults,
@@ -463,6 +471,71 @@ fn faults(
         .collect()
 }
 
+/// The slowest detection and the slowest return of traffic over a report's faults
+/// (`None` when some fault never saw one).
+fn worst_times(r: &Report) -> (Option<f64>, Option<f64>) {
+    let worst = |v: Vec<Option<f64>>| {
+        v.into_iter()
+            .max_by(|a, b| {
+                a.unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.unwrap_or(f64::INFINITY))
+            })
+            .flatten()
+    };
+    let detected = worst(r.faults.iter().map(|f| f.detected_after_s).collect());
+    let recovered = worst(
+        r.faults
+            .iter()
+            .filter(|f| f.end_s < r.duration_s)
+            .map(|f| f.recovered_after_s)
+            .collect(),
+    );
+    (detected, recovered)
+}
+
+/// One line per stack that says how it did, for a reader who skips the table:
+/// requests lost, what the retries cost, how soon traffic moved away from a fault
+/// and came back.
+pub fn verdicts(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let width = reports.iter().map(|r| r.stack.len()).max().unwrap_or(0);
+    for r in reports {
+        let (detected, recovered) = worst_times(r);
+        let lost = if r.failed == 0 {
+            "lost no request".to_string()
+        } else {
+            format!(
+                "lost {} of {} requests ({:.3} %)",
+                r.failed,
+                r.requests,
+                100.0 * r.failed as f64 / r.requests.max(1) as f64
+            )
+        };
+        let retries = if r.retries == 0 {
+            "sent no retry".to_string()
+        } else {
+            format!(
+                "sent {} retries ({:.1} % extra load)",
+                r.retries,
+                100.0 * r.retries as f64 / r.requests.max(1) as f64
+            )
+        };
+        let moved = match (r.faults.is_empty(), detected) {
+            (true, _) => String::new(),
+            (false, Some(d)) => format!(", moved traffic away within {d:.0} s"),
+            (false, None) => ", never moved traffic away from a fault".to_string(),
+        };
+        let back = match (r.faults.iter().any(|f| f.end_s < r.duration_s), recovered) {
+            (false, _) => String::new(),
+            (true, _) if detected.is_none() => String::new(),
+            (true, Some(b)) => format!(", traffic back {b:.0} s after recovery"),
+            (true, None) => ", traffic never came back".to_string(),
+        };
+        let _ = writeln!(out, "{:<width$}  {lost}, {retries}{moved}{back}", r.stack);
+    }
+    out
+}
+
 /// A report did not meet an expectation. Its message says what was expected, what
 /// was measured, and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -617,37 +690,20 @@ pub fn comparison_table(reports: &[Report]) -> String {
     let head = [
         "stack",
         "availability",
-        "failed",
+        "lost",
         "p50",
         "p99",
         "p99.9",
-        "amplification",
-        "detected",
-        "recovered",
-        "impaired",
+        "retries sent",
+        "attempts/request",
+        "moved away after",
+        "traffic back after",
+        "seconds impaired",
     ];
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
-            let detected = r
-                .faults
-                .iter()
-                .map(|f| f.detected_after_s)
-                .max_by(|a, b| {
-                    a.unwrap_or(f64::INFINITY)
-                        .total_cmp(&b.unwrap_or(f64::INFINITY))
-                })
-                .flatten();
-            let recovered = r
-                .faults
-                .iter()
-                .filter(|f| f.end_s < r.duration_s)
-                .map(|f| f.recovered_after_s)
-                .max_by(|a, b| {
-                    a.unwrap_or(f64::INFINITY)
-                        .total_cmp(&b.unwrap_or(f64::INFINITY))
-                })
-                .flatten();
+            let (detected, recovered) = worst_times(r);
             let impaired: u64 = r.faults.iter().map(|f| f.impaired_s).sum();
             vec![
                 r.stack.clone(),
@@ -656,6 +712,7 @@ pub fn comparison_table(reports: &[Report]) -> String {
                 format!("{:.1} ms", r.latency_ms.p50),
                 format!("{:.1} ms", r.latency_ms.p99),
                 format!("{:.1} ms", r.latency_ms.p999),
+                r.retries.to_string(),
                 format!("{:.3}", r.amplification),
                 if r.faults.is_empty() {
                     "n/a".into()
@@ -664,6 +721,9 @@ pub fn comparison_table(reports: &[Report]) -> String {
                 },
                 if r.faults.is_empty() {
                     "n/a".into()
+                } else if detected.is_none() {
+                    // Traffic that never moved away cannot come back.
+                    "-".into()
                 } else {
                     opt_s(recovered)
                 },

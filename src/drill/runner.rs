@@ -209,6 +209,10 @@ impl<C> Drill<C> {
                 )
             })
             .collect();
+        let seen = Arc::new(super::backend::Seen::default());
+        for b in &backends {
+            b.track(seen.clone());
+        }
         let events = EventLog::new(epoch, self.states.clone());
         let env = DrillEnv {
             backends,
@@ -264,6 +268,7 @@ impl<C> Drill<C> {
             latency: inner.latency,
             seconds: inner.seconds,
             events: events.take(),
+            repeats: seen.repeats.load(Ordering::Relaxed),
         }))
     }
 }
