@@ -480,6 +480,42 @@ fn the_chart_is_an_svg_with_every_stack_and_backend() {
     }
 }
 
+/// The states lane: a labelled row per source, half-open bands wide enough to see
+/// (a half-open spell lasts milliseconds), and no colour meaning two things.
+#[test]
+fn the_chart_labels_state_rows_and_shows_half_open_bands() {
+    let r = recommended(&builtin("backend-outage").seed(1));
+    assert!(
+        r.states.iter().any(|s| s.state == "half_open"),
+        "the drill saw a half-open breaker"
+    );
+    let svg = svg_chart(std::slice::from_ref(&r));
+    let text: String = svg.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains("> a breaker </text>"),
+        "the row is labelled with its source"
+    );
+    assert!(
+        text.contains("> half_open </text>"),
+        "the legend names half-open"
+    );
+    // Every half-open band is at least a pixel wide.
+    let widths: Vec<f64> = svg
+        .split("<rect")
+        .filter(|r| r.contains("fill=\"#F0C800\""))
+        .filter_map(|r| r.split("width=\"").nth(1)?.split('"').next()?.parse().ok())
+        .collect();
+    assert!(!widths.is_empty(), "half-open bands are drawn");
+    assert!(widths.iter().all(|&w| w >= 1.0), "{widths:?}");
+    // The stacks' green is not a backend's colour.
+    let lines: Vec<&str> = svg.split("<polyline").skip(1).collect();
+    assert!(!lines.is_empty());
+    let green = "#2CA02C";
+    let green_lines = lines.iter().filter(|l| l.contains(green)).count();
+    // Two panels, each with the line and its legend sample; no backend is green.
+    assert_eq!(green_lines, 4, "green is the recommended stack's only");
+}
+
 #[test]
 fn assertion_messages_say_what_and_where() {
     let r = Drill::new(Scenario::builtin("total-outage").unwrap().scaled(0.2, 0.2))

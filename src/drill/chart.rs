@@ -20,17 +20,25 @@ const STACKS: [RGBColor; 5] = [
     RGBColor(148, 103, 189),
 ];
 
-/// Colours for the backends.
+/// Colours for the backends: none of them is a stack's colour, so a colour means one
+/// thing in the whole chart.
 const BACKENDS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 128),
+    RGBColor(127, 127, 127),
+    RGBColor(0, 128, 128),
+    RGBColor(128, 64, 0),
 ];
+
+/// The narrowest a state band is drawn, in seconds: a half-open spell lasts a few
+/// milliseconds, which at a second per few pixels would not show at all.
+pub(crate) const MIN_BAND_S: f64 = 0.5;
+
+/// The height of one row of the states lane, in pixels.
+const LANE_ROW: u32 = 22;
 
 /// The last stack is drawn in the third colour whatever the number of stacks, so the
 /// recommended stack of the demo is always green.
@@ -47,8 +55,10 @@ const PANEL: u32 = 300;
 /// the success rate of each stack, the p99 latency of each stack, and the calls each
 /// backend received under the last stack (usually the recommended one). The
 /// scenario's faults are shaded red; the states the last stack reported (see
-/// [`Drill::states`](super::Drill::states)) are drawn as bands along the top of the
-/// traffic panel, one row per source, with a tick at each transition.
+/// [`Drill::states`](super::Drill::states)) are drawn in a lane of their own below,
+/// one labelled row per source, each band at least half a second wide so that a
+/// brief half-open spell shows. Each backend keeps one colour, distinct from the
+/// stacks' colours.
 ///
 /// Drawn with [plotters](https://docs.rs/plotters)' SVG backend, with no font files:
 /// text is left to the SVG viewer.
@@ -72,9 +82,21 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
     let duration = last.duration_s.max(1.0);
     let faults: Vec<(f64, f64)> = last.faults.iter().map(|f| (f.start_s, f.end_s)).collect();
     let band = RGBColor(250, 215, 215).filled();
-    let root = SVGBackend::with_string(svg, (WIDTH, PANEL * 3 + 40)).into_drawing_area();
+    let mut sources: Vec<&str> = Vec::new();
+    for span in last.states.iter().filter(|s| !is_normal(&s.state)) {
+        if !sources.contains(&span.source.as_str()) {
+            sources.push(&span.source);
+        }
+    }
+    let lane = if sources.is_empty() {
+        0
+    } else {
+        LANE_ROW * sources.len() as u32 + 60
+    };
+    let root = SVGBackend::with_string(svg, (WIDTH, PANEL * 3 + 40 + lane)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(40);
+    let (title, rest) = root.split_vertically(40);
+    let (body, states) = rest.split_vertically(PANEL * 3);
     title.draw(&Text::new(
         format!(
             "drill `{}` (seed {}): shaded = fault injected",
@@ -167,24 +189,59 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    // States other than the normal ones, as bands along the top: one row per source.
-    let mut sources: Vec<&str> = Vec::new();
-    for span in last.states.iter().filter(|s| !is_normal(&s.state)) {
-        if !sources.contains(&span.source.as_str()) {
-            sources.push(&span.source);
-        }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    if !sources.is_empty() {
+        states_lane(&states, last, &sources, duration)?;
     }
-    let row = top * 0.04;
+    root.present()?;
+    Ok(())
+}
+
+/// The states lane: one labelled row per source, a band per state that is not the
+/// normal one, a tick at every transition.
+fn states_lane(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    last: &Report,
+    sources: &[&str],
+    duration: f64,
+) -> DrawResult {
+    let rows = sources.len();
+    let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption("states reported by the stack", ("sans-serif", 14))
+        .margin(8)
+        .margin_right(24)
+        .x_label_area_size(20)
+        .y_label_area_size(150)
+        .build_cartesian_2d(0f64..duration, 0f64..rows as f64)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_labels(rows * 2 + 1)
+        .y_label_formatter(&|y| {
+            // Label each row at its middle.
+            let i = y.floor() as usize;
+            if (y - y.floor() - 0.5).abs() < 1e-6 && i < names.len() {
+                names[rows - 1 - i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
     let mut labelled: Vec<&str> = Vec::new();
     for span in last.states.iter().filter(|s| !is_normal(&s.state)) {
-        let i = sources.iter().position(|s| *s == span.source).unwrap_or(0) as f64;
-        let (y1, y0) = (
-            top * 0.96 - row * i,
-            top * 0.96 - row * (i + 1.0) + row * 0.15,
-        );
+        let i = sources.iter().position(|s| *s == span.source).unwrap_or(0);
+        let y = (rows - 1 - i) as f64;
+        let end = span.end_s.max(span.start_s + MIN_BAND_S).min(duration);
         let color = state_color(&span.state);
         let series = chart.draw_series(std::iter::once(Rectangle::new(
-            [(span.start_s, y0), (span.end_s, y1)],
+            [(span.start_s, y + 0.15), (end, y + 0.85)],
             color.filled(),
         )))?;
         if !labelled.contains(&span.state.as_str()) {
@@ -194,12 +251,13 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
             });
         }
     }
-    // Transitions as ticks along the top.
-    chart.draw_series(last.transitions.iter().map(|t| {
-        PathElement::new(
-            vec![(t.at_s, top * 0.97), (t.at_s, top)],
+    chart.draw_series(last.transitions.iter().filter_map(|t| {
+        let i = sources.iter().position(|s| *s == t.source)?;
+        let y = (rows - 1 - i) as f64;
+        Some(PathElement::new(
+            vec![(t.at_s, y + 0.05), (t.at_s, y + 0.15)],
             BLACK.stroke_width(1),
-        )
+        ))
     }))?;
     chart
         .configure_series_labels()
@@ -207,9 +265,13 @@ fn draw(svg: &mut String, reports: &[Report]) -> DrawResult {
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
+
+/// A half-open breaker's band (amber), and an open one's (dark grey): neither is a
+/// stack's or a backend's colour.
+pub(crate) const HALF_OPEN: RGBColor = RGBColor(240, 200, 0);
+pub(crate) const OPEN: RGBColor = RGBColor(70, 70, 70);
 
 fn is_normal(state: &str) -> bool {
     matches!(
@@ -221,9 +283,9 @@ fn is_normal(state: &str) -> bool {
 fn state_color(state: &str) -> RGBColor {
     let s = state.to_ascii_lowercase();
     if s.contains("half") {
-        RGBColor(255, 160, 40)
+        HALF_OPEN
     } else if s.contains("open") || s.contains("down") {
-        RGBColor(200, 30, 30)
+        OPEN
     } else if s.contains("eject") {
         RGBColor(120, 60, 170)
     } else {
