@@ -44,22 +44,27 @@ async fn main() -> Result<(), tower_fortify::BoxError> {
     // 1. The exporter, installed before any layer is built.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
 
-    // 2. The app's `/metrics` endpoint.
-    let handle = prometheus.clone();
+    // 2. The client stack, with metrics on.
+    let ((a, a_task), (b, b_task)) = (backend().await, backend().await);
+    let mut stack = Stack::http([&a, &b])?.name("payments").metrics().build()?;
+
+    // 3. The app's `/metrics` endpoint: the stack's gauges (bulkhead, budget, backend
+    //    states, breakers) are read from its handles at each scrape.
+    let (handle, gauges) = (prometheus.clone(), stack.gauges());
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
+            let (handle, gauges) = (handle.clone(), gauges.clone());
+            async move {
+                gauges.sample();
+                handle.render()
+            }
         }),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let metrics_addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // 3. The client stack, with metrics on.
-    let ((a, a_task), (b, b_task)) = (backend().await, backend().await);
-    let mut stack = Stack::http([&a, &b])?.name("payments").metrics().build()?;
     for i in 0..400 {
         if i == 100 {
             a_task.abort();

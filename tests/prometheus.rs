@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
+use tower_fortify::observe::CircuitState;
 use tower_fortify::observe::metrics::METRIC_NAMES;
 use tower_fortify::stack::Stack;
 
@@ -81,20 +82,6 @@ async fn scrape(url: &str) -> String {
 async fn a_scrape_during_a_kill_shows_the_breaker_open_and_requests_served() {
     let handle = PrometheusBuilder::new().install_recorder().unwrap();
 
-    // The app's /metrics endpoint.
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
-        }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_url = format!("http://{}", listener.local_addr().unwrap());
-    let metrics_server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-
     let (a, b) = (serve().await, serve().await);
     let mut stack = Stack::http([&a.url, &b.url])
         .unwrap()
@@ -102,16 +89,39 @@ async fn a_scrape_during_a_kill_shows_the_breaker_open_and_requests_served() {
         .metrics()
         .build()
         .unwrap();
+
+    // The app's /metrics endpoint: the stack's gauges are read at each scrape.
+    let gauges = stack.gauges();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (handle, gauges) = (handle.clone(), gauges.clone());
+            async move {
+                gauges.sample();
+                handle.render()
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_url = format!("http://{}", listener.local_addr().unwrap());
+    let metrics_server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let breaker = stack.breaker(&a.url).unwrap().clone();
     let served = Arc::new(AtomicU32::new(0));
-    let mut send = async |n: u32| {
+    // Sends up to `n` requests, stopping early once `done` says so.
+    let mut send = async |n: u32, done: &dyn Fn() -> bool| {
         for _ in 0..n {
+            if done() {
+                break;
+            }
             let req = Request::get("/pay").body(Full::<Bytes>::default()).unwrap();
             let response = stack.ready().await.unwrap().call(req).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             served.fetch_add(1, Ordering::SeqCst);
         }
     };
-    send(40).await;
+    send(40, &|| false).await;
     let before = scrape(&metrics_url).await;
     let breaker_a = format!("payments/{}", a.url);
     assert_eq!(
@@ -125,7 +135,13 @@ async fn a_scrape_during_a_kill_shows_the_breaker_open_and_requests_served() {
     );
 
     a.task.abort(); // killed: listener and connections gone
-    send(60).await;
+    // The latency-aware selection steers away from the dead backend after its first
+    // failures; it is probed again as its cost decays (about a second), and its
+    // breaker opens on the fifth failure in a row. Bounded: a dead backend's breaker
+    // opens long before this many requests.
+    send(100_000, &|| breaker.state() == CircuitState::Open).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let sent = served.load(Ordering::SeqCst);
     let after = scrape(&metrics_url).await;
     println!("{after}");
     assert_eq!(
@@ -134,7 +150,7 @@ async fn a_scrape_during_a_kill_shows_the_breaker_open_and_requests_served() {
             "fortify_requests_total",
             &[("name", "payments"), ("outcome", "success")]
         ),
-        Some(100.0),
+        Some(f64::from(sent)),
         "no request lost"
     );
     assert_eq!(
@@ -157,8 +173,75 @@ async fn a_scrape_during_a_kill_shows_the_breaker_open_and_requests_served() {
     );
     assert!(after.contains("fortify_attempts_per_request"), "{after}");
 
+    // Per backend: traffic share and attempt latency, and the state read at scrape.
+    let attempts = |scrape: &str, url: &str, outcome: &str| {
+        value(
+            scrape,
+            "fortify_backend_attempts_total",
+            &[("name", "payments"), ("backend", url), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(attempts(&before, &a.url, "failure"), 0.0, "{before}");
+    assert!(attempts(&before, &a.url, "success") > 0.0, "{before}");
+    assert!(attempts(&after, &a.url, "failure") >= 1.0, "{after}");
+    assert!(
+        attempts(&after, &b.url, "success") > attempts(&before, &b.url, "success"),
+        "traffic moved to the live backend"
+    );
+    assert!(
+        value(
+            &after,
+            "fortify_attempt_duration_seconds_count",
+            &[("name", "payments"), ("backend", &b.url)]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&before, "fortify_backend_state", &[("backend", &a.url)]),
+        Some(0.0),
+        "in rotation before the kill"
+    );
+    assert_eq!(
+        value(&after, "fortify_backend_state", &[("backend", &b.url)]),
+        Some(0.0),
+        "the live backend stays in rotation"
+    );
+    let out = value(
+        &after,
+        "fortify_router_out_of_rotation_ratio",
+        &[("name", "payments")],
+    );
+    assert!(
+        matches!(out, Some(r) if (0.0..=0.5).contains(&r)),
+        "{out:?}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "fortify_bulkhead_in_flight",
+            &[("name", "payments")]
+        ),
+        Some(0.0),
+        "nothing in flight between requests"
+    );
+    assert!(
+        value(&after, "fortify_budget_remaining", &[("name", "payments")]).is_some(),
+        "{after}"
+    );
+
     // Bounded labels: only the names, backends and fixed reasons of the docs.
     for line in after.lines().filter(|l| l.starts_with("fortify_")) {
+        let series = line.split(['{', ' ']).next().unwrap();
+        let metric = ["_bucket", "_count", "_sum"]
+            .iter()
+            .fold(series, |m, suffix| m.strip_suffix(suffix).unwrap_or(m));
+        assert!(
+            METRIC_NAMES.contains(&metric),
+            "`{metric}` is missing from METRIC_NAMES (and the module docs' table)"
+        );
         if let Some(name) = line
             .split("name=\"")
             .nth(1)

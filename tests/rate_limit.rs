@@ -101,7 +101,8 @@ async fn a_quota_admits_its_burst_then_its_rate() {
     let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
     let limited = err.downcast_ref::<RateLimited>().expect("RateLimited");
     assert_eq!(limited.retry_after(), Duration::from_millis(100));
-    assert_eq!(err.to_string(), "rate limit exceeded; retry in 100 ms");
+    assert_eq!(limited.name(), Some("api"), "the error names the limiter");
+    assert_eq!(err.to_string(), "api: rate limit exceeded; retry in 100 ms");
     tokio::time::advance(Duration::from_millis(100)).await;
     svc.ready().await.unwrap().call(4).await.unwrap();
     assert!(svc.ready().await.unwrap().call(5).await.is_err());

@@ -14,9 +14,16 @@ pub struct BulkheadFull {
     pub(super) in_flight: usize,
     pub(super) queued: usize,
     pub(super) waited: bool,
+    pub(super) name: Option<std::sync::Arc<str>>,
 }
 
 impl BulkheadFull {
+    /// The name of the bulkhead that refused (its builder's `.name(..)`), if it has
+    /// one. The error's message starts with it.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// The limit in force.
     pub fn limit(&self) -> usize {
         self.limit
@@ -43,7 +50,8 @@ impl fmt::Display for BulkheadFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bulkhead full ({} in flight, limit {}, {} queued){}",
+            "{}bulkhead full ({} in flight, limit {}, {} queued){}",
+            crate::observe::Prefix(&self.name),
             self.in_flight,
             self.limit,
             self.queued,

@@ -17,6 +17,7 @@ use super::limiter::WaitState;
 use super::service::full;
 use crate::BoxError;
 use crate::classify::Classify;
+use crate::observe::{BulkheadEvent, Event};
 use crate::shard::{self, Padded};
 
 /// A place in a bulkhead's queue; leaves the queue when dropped.
@@ -235,6 +236,15 @@ where
                         if core.poll_wait(waiter.id, cx.waker()) == WaitState::Granted {
                             let waiter = q.waiter.take().expect("checked");
                             *this.permit = waiter.into_permit();
+                            let shared = &q.slot.shared;
+                            let deadline = q.sleep.deadline();
+                            shared.listeners.emit(|| {
+                                let since = deadline.checked_sub(shared.max_wait);
+                                let waited = since.map_or(shared.max_wait, |since| {
+                                    Instant::now().saturating_duration_since(since)
+                                });
+                                Event::Bulkhead(BulkheadEvent::Dequeued { waited })
+                            });
                             continue;
                         }
                         ready!(q.sleep.poll(cx));

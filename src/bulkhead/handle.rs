@@ -107,6 +107,7 @@ impl BulkheadHandle {
                 in_flight: core.in_flight(),
                 queued: core.queued(),
                 waited: false,
+                name: slot.shared.listeners.name_arc(),
             })
         }
     }

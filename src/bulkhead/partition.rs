@@ -440,6 +440,7 @@ where
             in_flight: pool.parts[part].in_flight.load(Acquire),
             queued: 0,
             waited: false,
+            name: pool.listeners.name_arc(),
         };
         tracing::debug!(
             target: "tower_fortify::bulkhead",

@@ -82,6 +82,7 @@ pub(crate) fn full(shared: &Shared, waited: bool) -> BulkheadFull {
         in_flight: core.in_flight(),
         queued: core.queued(),
         waited,
+        name: shared.listeners.name_arc(),
     };
     if shared
         .listeners

@@ -7,12 +7,14 @@ use super::handle::{ChaosHandle, Control};
 use super::rule::Rule;
 use super::service::Chaos;
 use crate::config::ConfigError;
+use crate::observe::{Listener, Listeners};
 use crate::rng::Rng;
 
 pub(super) struct Shared<Req, Res, E> {
     pub(super) rules: Box<[Rule<Req, Res, E>]>,
     pub(super) rng: Rng,
     pub(super) control: Arc<Control>,
+    pub(super) listeners: Listeners,
 }
 
 /// Wraps services in [`Chaos`]. Built by [`ChaosLayer::builder`].
@@ -48,6 +50,7 @@ impl<Req, Res, E> ChaosLayer<Req, Res, E> {
             rules: Vec::new(),
             rng: None,
             enabled: true,
+            listeners: Listeners::default(),
         }
     }
 
@@ -75,6 +78,7 @@ pub struct ChaosBuilder<Req, Res, E> {
     rules: Vec<Rule<Req, Res, E>>,
     rng: Option<Rng>,
     enabled: bool,
+    listeners: Listeners,
 }
 
 impl<Req, Res, E> fmt::Debug for ChaosBuilder<Req, Res, E> {
@@ -82,6 +86,7 @@ impl<Req, Res, E> fmt::Debug for ChaosBuilder<Req, Res, E> {
         f.debug_struct("ChaosBuilder")
             .field("rules", &self.rules)
             .field("enabled", &self.enabled)
+            .field("name", &self.listeners.name())
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +114,22 @@ impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
         self
     }
 
+    /// The instance's name, carried by its events (an
+    /// [`ChaosEvent::Injected`](crate::observe::ChaosEvent::Injected) per fault) and
+    /// by the `fortify_chaos_injections_total` metric, so a dashboard shows when a
+    /// drill's faults ran.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
+    /// Adds a listener for the layer's events (one per injected fault); it never
+    /// replaces one given before.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self
+    }
+
     /// Checks every rule and builds the layer. Schedules are measured from this moment
     /// (`tokio::time::Instant::now()`) until
     /// [`ChaosHandle::restart_schedule`] is called.
@@ -121,6 +142,7 @@ impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
                 rules: self.rules.into_boxed_slice(),
                 rng: self.rng.unwrap_or_default(),
                 control: Arc::new(Control::new(self.enabled)),
+                listeners: self.listeners,
             }),
         })
     }

@@ -7,6 +7,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use super::rule::FaultKind;
+use crate::observe::{ChaosEvent, Event};
 
 /// Injects faults into calls to the inner service. Made by a
 /// [`ChaosLayer`](super::ChaosLayer).
@@ -99,19 +100,23 @@ where
         match &rule.fault.kind {
             FaultKind::Error(make) => {
                 tracing::trace!(target: "tower_fortify::chaos", fault = "error", "fault injected");
+                injected(shared, "error", None);
                 ResponseFuture::ready(Err(make()))
             }
             FaultKind::Respond(make) => {
                 tracing::trace!(target: "tower_fortify::chaos", fault = "response", "fault injected");
+                injected(shared, "response", None);
                 ResponseFuture::ready(Ok(make()))
             }
             FaultKind::Hang => {
                 tracing::trace!(target: "tower_fortify::chaos", fault = "hang", "fault injected");
+                injected(shared, "hang", None);
                 ResponseFuture::hang()
             }
             FaultKind::Latency(latency) => {
                 let delay = latency.sample(&shared.rng);
                 tracing::trace!(target: "tower_fortify::chaos", fault = "latency", ?delay, "fault injected");
+                injected(shared, "latency", Some(delay));
                 // Move the readied service into the future; it is readied again when
                 // the delay ends, so nothing is reserved while it waits.
                 let clone = self.inner.clone();
@@ -120,4 +125,15 @@ where
             }
         }
     }
+}
+
+/// Tells the listeners of an injected fault.
+fn injected<Req, Res, E>(
+    shared: &Shared<Req, Res, E>,
+    fault: &'static str,
+    delay: Option<std::time::Duration>,
+) {
+    shared
+        .listeners
+        .emit(|| Event::Chaos(ChaosEvent::Injected { fault, delay }));
 }

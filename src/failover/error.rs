@@ -12,9 +12,16 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoHealthyBackend {
     pub(super) backends: usize,
+    pub(super) name: Option<std::sync::Arc<str>>,
 }
 
 impl NoHealthyBackend {
+    /// The name of the router that refused (its builder's `.name(..)`), if it has
+    /// one. The error's message starts with it.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// How many backends the router had when it gave up (healthy or not).
     pub fn backends(&self) -> usize {
         self.backends
@@ -25,7 +32,8 @@ impl fmt::Display for NoHealthyBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "no healthy backend can take the call ({} configured)",
+            "{}no healthy backend can take the call ({} configured)",
+            crate::observe::Prefix(&self.name),
             self.backends
         )
     }

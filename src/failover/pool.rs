@@ -309,6 +309,13 @@ impl Pool {
         elapsed: Option<(Instant, Instant)>,
     ) {
         let hot = &node.hot;
+        self.listeners.emit_per_call(|| {
+            Event::Failover(FailoverEvent::Attempt {
+                backend: node.id.clone(),
+                success: outcome.is_success(),
+                latency: elapsed.map(|(start, end)| end.saturating_duration_since(start)),
+            })
+        });
         if let Outcome::Overloaded(ServerHint::RetryAfter(wait)) = outcome {
             // "Come back after `wait`": a backend shedding load or a breaker in front of
             // it that is open. Hold it out of rotation that long; it is not an outlier,

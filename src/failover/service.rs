@@ -435,6 +435,7 @@ impl<S, C, T> Failover<S, C, T> {
             .emit(|| Event::Failover(FailoverEvent::NoHealthyBackend));
         NoHealthyBackend {
             backends: self.locals.len(),
+            name: listeners.name_arc(),
         }
     }
 }

@@ -17,6 +17,11 @@ pub enum BulkheadEvent {
         /// Callers in the queue, this one included.
         queued: usize,
     },
+    /// A queued call got its permit after waiting `waited`.
+    Dequeued {
+        /// How long it waited in the queue.
+        waited: std::time::Duration,
+    },
     /// A queued call waited the maximum time and was turned away.
     QueueTimeout {
         /// The limit in force.
@@ -41,6 +46,7 @@ impl BulkheadEvent {
         match self {
             Self::Rejected { .. } => "Bulkhead(Rejected)",
             Self::Queued { .. } => "Bulkhead(Queued)",
+            Self::Dequeued { .. } => "Bulkhead(Dequeued)",
             Self::QueueTimeout { .. } => "Bulkhead(QueueTimeout)",
             Self::LimitChanged { .. } => "Bulkhead(LimitChanged)",
         }

@@ -46,6 +46,18 @@ pub enum FailoverEvent {
         /// The backend.
         backend: Arc<str>,
     },
+    /// A call sent to a backend finished (per call: delivered only to listeners
+    /// whose [`per_call`](super::Listener::per_call) is true). A cancelled call
+    /// reports nothing.
+    Attempt {
+        /// The backend.
+        backend: Arc<str>,
+        /// Whether the router's classifier counted it a success.
+        success: bool,
+        /// How long it took, when the router measures latency (peak-EWMA selection
+        /// or a latency ejection rule; the default selection does).
+        latency: Option<Duration>,
+    },
 }
 
 impl FailoverEvent {
@@ -58,6 +70,7 @@ impl FailoverEvent {
             Self::Ejected { .. } => "Failover(Ejected)",
             Self::EjectionSkipped { .. } => "Failover(EjectionSkipped)",
             Self::Restored { .. } => "Failover(Restored)",
+            Self::Attempt { .. } => "Failover(Attempt)",
             Self::HealthCheck { .. } => "Failover(HealthCheck)",
             Self::Added { .. } => "Failover(Added)",
             Self::Removed { .. } => "Failover(Removed)",

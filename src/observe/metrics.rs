@@ -22,6 +22,15 @@
 //! | `fortify_backend_ejections_total` | counter | `name`, `backend`, `reason` | ejections by the router's outlier detection |
 //! | `fortify_backend_ejected` | gauge | `name`, `backend` | 1 while the backend is ejected, 0 once it is back in rotation |
 //! | `fortify_backend_healthy` | gauge | `name`, `backend` | the active health check's verdict (1 healthy) |
+//! | `fortify_backend_attempts_total` | counter | `name`, `backend`, `outcome` (`success`, `failure`) | calls the router sent to each backend: the traffic share |
+//! | `fortify_attempt_duration_seconds` | histogram | `name`, `backend` | each attempt's latency (when the router measures it; its default selection does) |
+//! | `fortify_bulkhead_queue_wait_seconds` | histogram | `name` | how long a queued call waited for its permit |
+//! | `fortify_chaos_injections_total` | counter | `name`, `fault` (`error`, `response`, `hang`, `latency`) | faults a chaos layer injected |
+//!
+//! Gauges read from the handles at scrape time (bulkhead in flight and queue depth,
+//! budget balance, each backend's state and load, the share of backends out of
+//! rotation) come from [`Gauges`]; its docs have their table, and
+//! [`Stack::gauges`](crate::stack::Stack::gauges) gives one for a whole stack.
 //!
 //! **Label bounds.** `name` takes the values you give your instances; `backend` the
 //! router's backend ids (bounded by its membership); every other label a fixed set
@@ -30,10 +39,21 @@
 //! **Cost.** Nothing unless a `MetricsListener` is installed: events are only built
 //! for a layer with a listener. With one installed, the per-request series (requests,
 //! attempts) use handles registered on the instance's first event, so each request
-//! costs the event, a call through the listener and two handle updates; every other
-//! series is written on a state change or a rejection.
+//! costs the event, a call through the listener and two handle updates; a router's
+//! per-attempt series add, per attempt, an event, a read lock on the listener's map
+//! of per-backend handles and two handle updates (this per-call event goes only to
+//! listeners whose [`Listener::per_call`] is true). Every
+//! other series is written on a state change, a queued call or a rejection; gauges
+//! only when sampled.
+//!
+//! **OpenTelemetry.** There is no OpenTelemetry example: the OpenTelemetry crates
+//! (`opentelemetry`, its SDK, a bridge from the `metrics` facade) are outside this
+//! project's dependency list. Because the layers only talk to the facade, an
+//! OpenTelemetry meter provider is a recorder swap: install a `metrics` recorder that
+//! forwards to it (such as the `metrics-exporter-opentelemetry` crate) where this
+//! module's examples install the Prometheus one; the series and labels stay the same.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 #[allow(unused_imports)] // With no layer feature on, some go unused.
 use metrics::{Counter, Histogram, counter, gauge, histogram};
@@ -57,6 +77,30 @@ use super::{Event, Listener};
 #[derive(Debug, Default, Clone)]
 pub struct MetricsListener {
     hot: Arc<OnceLock<Hot>>,
+    /// Per-backend series: registered on a backend's first attempt, then found
+    /// under a read lock by a scan that compares the backend id's address (the
+    /// router's id is one shared string per backend), so no hashing per call.
+    #[allow(dead_code)] // Used by the router's series only.
+    backends: Arc<RwLock<Vec<BackendEntry>>>,
+}
+
+/// One backend's series, with the instance name and id they were registered for
+/// (kept alive, so their addresses are never reused while the entry lives).
+#[derive(Debug)]
+#[allow(dead_code)] // Used by the router's series only.
+struct BackendEntry {
+    name: Arc<str>,
+    backend: Arc<str>,
+    series: BackendSeries,
+}
+
+/// The series a router writes per attempt, for one backend.
+#[derive(Debug)]
+#[allow(dead_code)] // Used by the router's series only.
+struct BackendSeries {
+    ok: Counter,
+    failed: Counter,
+    latency: Histogram,
 }
 
 /// The per-request series of the first instance that reports to this listener.
@@ -84,6 +128,61 @@ impl MetricsListener {
             attempts: histogram!("fortify_attempts_per_request", "name" => name.to_string()),
         });
         (*hot.name == *name).then_some(hot)
+    }
+}
+
+impl MetricsListener {
+    /// Records one attempt on `backend` (per call: handles registered once).
+    #[allow(dead_code)] // Used by the router's series only.
+    fn attempt(
+        &self,
+        name: &str,
+        backend: &Arc<str>,
+        success: bool,
+        latency: Option<std::time::Duration>,
+    ) {
+        let write = |series: &BackendSeries| {
+            if success {
+                series.ok.increment(1);
+            } else {
+                series.failed.increment(1);
+            }
+            if let Some(latency) = latency {
+                series.latency.record(latency.as_secs_f64());
+            }
+        };
+        let find = |entries: &[BackendEntry]| {
+            entries.iter().position(|e| {
+                std::ptr::eq(e.backend.as_ptr(), backend.as_ptr()) && *e.name == *name
+            })
+        };
+        {
+            let entries = self.backends.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(i) = find(&entries) {
+                return write(&entries[i].series);
+            }
+        }
+        let mut entries = self
+            .backends
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let i = match find(&entries) {
+            Some(i) => i,
+            None => {
+                let counter = |outcome: &'static str| counter!("fortify_backend_attempts_total", "name" => label(name), "backend" => backend.to_string(), "outcome" => outcome);
+                entries.push(BackendEntry {
+                    name: Arc::from(name),
+                    backend: backend.clone(),
+                    series: BackendSeries {
+                        ok: counter("success"),
+                        failed: counter("failure"),
+                        latency: histogram!("fortify_attempt_duration_seconds", "name" => label(name), "backend" => backend.to_string()),
+                    },
+                });
+                entries.len() - 1
+            }
+        };
+        write(&entries[i].series);
     }
 }
 
@@ -178,6 +277,10 @@ impl Listener for MetricsListener {
                         counter!("fortify_bulkhead_queued_total", "name" => label(name))
                             .increment(1);
                     }
+                    BulkheadEvent::Dequeued { waited } => {
+                        histogram!("fortify_bulkhead_queue_wait_seconds", "name" => label(name))
+                            .record(waited.as_secs_f64());
+                    }
                     BulkheadEvent::LimitChanged { to, .. } => {
                         gauge!("fortify_bulkhead_limit", "name" => label(name)).set(*to as f64);
                     }
@@ -204,6 +307,11 @@ impl Listener for MetricsListener {
                         gauge!("fortify_backend_ejected", "name" => label(name), "backend" => backend.to_string())
                             .set(0.0);
                     }
+                    FailoverEvent::Attempt {
+                        backend,
+                        success,
+                        latency,
+                    } => self.attempt(name, backend, *success, *latency),
                     FailoverEvent::HealthCheck { backend, healthy } => {
                         gauge!("fortify_backend_healthy", "name" => label(name), "backend" => backend.to_string())
                             .set(if *healthy { 1.0 } else { 0.0 });
@@ -211,8 +319,18 @@ impl Listener for MetricsListener {
                     _ => {}
                 }
             }
+            #[cfg(feature = "chaos")]
+            Event::Chaos(super::ChaosEvent::Injected { fault, .. }) => {
+                counter!("fortify_chaos_injections_total", "name" => label(name), "fault" => *fault)
+                    .increment(1);
+            }
             _ => {}
         }
+    }
+
+    /// Per-call events: a router's attempts, for traffic share and latency.
+    fn per_call(&self) -> bool {
+        true
     }
 }
 
@@ -228,7 +346,164 @@ pub const METRIC_NAMES: &[&str] = &[
     "fortify_rejections_total",
     "fortify_bulkhead_limit",
     "fortify_bulkhead_queued_total",
+    "fortify_bulkhead_queue_wait_seconds",
     "fortify_backend_ejections_total",
     "fortify_backend_ejected",
     "fortify_backend_healthy",
+    "fortify_backend_attempts_total",
+    "fortify_attempt_duration_seconds",
+    "fortify_chaos_injections_total",
+    "fortify_bulkhead_in_flight",
+    "fortify_bulkhead_queue_depth",
+    "fortify_budget_remaining",
+    "fortify_backend_in_flight",
+    "fortify_backend_state",
+    "fortify_router_out_of_rotation_ratio",
 ];
+
+/// Gauges read from the layers' handles when you ask: calls in flight and queued in a
+/// bulkhead, a retry budget's balance, each backend's state and load in a router, a
+/// breaker's state. Nothing is written on the request path: call
+/// [`sample`](Self::sample) just before each scrape (in the `/metrics` handler), or
+/// spawn [`run`](Self::run) to sample on a period.
+///
+/// | metric | type | labels | meaning |
+/// |---|---|---|---|
+/// | `fortify_bulkhead_in_flight` | gauge | `name` | calls holding a permit |
+/// | `fortify_bulkhead_queue_depth` | gauge | `name` | callers waiting in the queue |
+/// | `fortify_bulkhead_limit` | gauge | `name` | the limit in force |
+/// | `fortify_budget_remaining` | gauge | `name` | retries the budget would allow now |
+/// | `fortify_backend_in_flight` | gauge | `name`, `backend` | calls in flight on the backend |
+/// | `fortify_backend_state` | gauge | `name`, `backend` | 0 in rotation, 1 held off (server hint or open breaker), 2 ejected, 3 failing health checks, 4 disabled by hand |
+/// | `fortify_router_out_of_rotation_ratio` | gauge | `name` | share of the router's backends out of rotation (alert on it) |
+/// | `fortify_breaker_state` | gauge | `name` | 0 closed, 1 half-open, 2 open (also set on each transition) |
+///
+/// [`Stack::gauges`](crate::stack::Stack::gauges) gives one with every part of a
+/// one-call stack registered. Install the recorder first: a bulkhead's, a budget's
+/// and a breaker's gauges are registered when added, a router's looked up at each
+/// sample (its backends can change).
+///
+/// ```
+/// use tower_fortify::bulkhead::BulkheadLayer;
+/// use tower_fortify::observe::metrics::Gauges;
+///
+/// let bulkhead = BulkheadLayer::builder().max_concurrent(64).build().unwrap();
+/// let gauges = Gauges::new().bulkhead("api", bulkhead.handle());
+/// // In the `/metrics` handler, before rendering:
+/// gauges.sample();
+/// ```
+#[derive(Clone, Default)]
+pub struct Gauges {
+    samplers: Vec<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauges")
+            .field("sources", &self.samplers.len())
+            .finish()
+    }
+}
+
+impl Gauges {
+    /// No source yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with(mut self, sampler: impl Fn() + Send + Sync + 'static) -> Self {
+        self.samplers.push(Arc::new(sampler));
+        self
+    }
+
+    /// Adds a bulkhead's in-flight, queue depth and limit, labelled `name`.
+    #[cfg(feature = "bulkhead")]
+    pub fn bulkhead(self, name: &str, handle: crate::bulkhead::BulkheadHandle) -> Self {
+        let in_flight = gauge!("fortify_bulkhead_in_flight", "name" => label(name));
+        let queued = gauge!("fortify_bulkhead_queue_depth", "name" => label(name));
+        let limit = gauge!("fortify_bulkhead_limit", "name" => label(name));
+        self.with(move || {
+            in_flight.set(handle.in_flight() as f64);
+            queued.set(handle.queued() as f64);
+            limit.set(handle.limit() as f64);
+        })
+    }
+
+    /// Adds a retry budget's balance, labelled `name`.
+    pub fn budget(self, name: &str, budget: crate::budget::Budget) -> Self {
+        let remaining = gauge!("fortify_budget_remaining", "name" => label(name));
+        self.with(move || remaining.set(budget.remaining()))
+    }
+
+    /// Adds a breaker's state, labelled `name`.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breaker(self, name: &str, handle: crate::circuit_breaker::CircuitBreakerHandle) -> Self {
+        use super::CircuitState;
+        let state = gauge!("fortify_breaker_state", "name" => label(name));
+        self.with(move || {
+            state.set(match handle.state() {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
+            })
+        })
+    }
+
+    /// Adds a router's backends (state and load per backend, and the share out of
+    /// rotation), labelled `name` and `backend`. Backends added later are picked up
+    /// at the next sample.
+    #[cfg(feature = "failover")]
+    pub fn router<S: 'static>(self, name: &str, handle: crate::failover::FailoverHandle<S>) -> Self
+    where
+        crate::failover::FailoverHandle<S>: Send + Sync,
+    {
+        use crate::failover::BackendHealth;
+        let name: Arc<str> = Arc::from(name);
+        let out = gauge!("fortify_router_out_of_rotation_ratio", "name" => label(&name));
+        self.with(move || {
+            let backends = handle.backends();
+            let mut down = 0usize;
+            for b in &backends {
+                let state = match b.health {
+                    BackendHealth::Healthy => 0.0,
+                    BackendHealth::HeldOff { .. } => 1.0,
+                    BackendHealth::Ejected { .. } => 2.0,
+                    BackendHealth::Unhealthy => 3.0,
+                    _ => 4.0,
+                };
+                if state > 0.0 {
+                    down += 1;
+                }
+                let backend = b.id.to_string();
+                gauge!("fortify_backend_state", "name" => label(&name), "backend" => backend.clone())
+                    .set(state);
+                gauge!("fortify_backend_in_flight", "name" => label(&name), "backend" => backend)
+                    .set(f64::from(b.in_flight));
+            }
+            out.set(if backends.is_empty() {
+                0.0
+            } else {
+                down as f64 / backends.len() as f64
+            });
+        })
+    }
+
+    /// Sets every gauge from its source now.
+    pub fn sample(&self) {
+        for sampler in &self.samplers {
+            sampler();
+        }
+    }
+
+    /// Samples every `every` (the first at once), forever: spawn it
+    /// (`tokio::spawn(gauges.run(Duration::from_secs(5)))`) when the exporter pushes
+    /// rather than being scraped.
+    pub async fn run(self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sample();
+        }
+    }
+}

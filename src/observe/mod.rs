@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "bulkhead")]
 mod bulkhead;
+#[cfg(feature = "chaos")]
+mod chaos;
 #[cfg(feature = "circuit-breaker")]
 mod circuit_breaker;
 #[cfg(feature = "failover")]
@@ -41,6 +43,8 @@ mod retry;
 pub use self::metrics::MetricsListener;
 #[cfg(feature = "bulkhead")]
 pub use bulkhead::*;
+#[cfg(feature = "chaos")]
+pub use chaos::*;
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::*;
 #[cfg(feature = "failover")]
@@ -65,6 +69,20 @@ impl fmt::Display for Ms {
     }
 }
 
+/// Writes `"name: "` before an error's message when the instance has a name, so
+/// logs and error chains say which instance refused.
+#[allow(dead_code)] // Used by the layers' features only.
+pub(crate) struct Prefix<'a>(pub(crate) &'a Option<Arc<str>>);
+
+impl fmt::Display for Prefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) if !name.is_empty() => write!(f, "{name}: "),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Something a layer decided. Each layer has its own variant.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -81,6 +99,9 @@ pub enum Event {
     /// From a failover router.
     #[cfg(feature = "failover")]
     Failover(FailoverEvent),
+    /// From a chaos (fault injection) layer.
+    #[cfg(feature = "chaos")]
+    Chaos(ChaosEvent),
 }
 
 impl Event {
@@ -98,6 +119,8 @@ impl Event {
             Event::Bulkhead(ref e) => e.kind(),
             #[cfg(feature = "failover")]
             Event::Failover(ref e) => e.kind(),
+            #[cfg(feature = "chaos")]
+            Event::Chaos(ref e) => e.kind(),
         }
     }
 }
@@ -117,6 +140,14 @@ pub trait Listener: Send + Sync + 'static {
     fn on_named_event(&self, name: &str, event: &Event) {
         let _ = name;
         self.on_event(event);
+    }
+
+    /// Whether this listener wants the per-call events too (a router's
+    /// [`FailoverEvent::Attempt`]): one per call sent, so they cost an indirect call
+    /// on the success path and are off unless a listener asks (`false` by default;
+    /// [`MetricsListener`] says `true`, for traffic share and attempt latency).
+    fn per_call(&self) -> bool {
+        false
     }
 }
 
@@ -143,6 +174,8 @@ where
 #[derive(Clone, Default)]
 pub struct Listeners {
     inner: Option<Arc<[Arc<dyn Listener>]>>,
+    /// The listeners that want per-call events, if any does.
+    per_call: Option<Arc<[Arc<dyn Listener>]>>,
     name: Option<Arc<str>>,
     warned: Arc<Warned>,
 }
@@ -184,8 +217,11 @@ impl Listeners {
             Some(existing) => existing.iter().cloned().chain([added]).collect(),
             None => vec![added],
         };
+        let per_call: Vec<Arc<dyn Listener>> =
+            all.iter().filter(|l| l.per_call()).cloned().collect();
         Self {
             inner: Some(all.into()),
+            per_call: (!per_call.is_empty()).then(|| per_call.into()),
             name: self.name,
             warned: self.warned,
         }
@@ -214,6 +250,13 @@ impl Listeners {
         self
     }
 
+    /// The instance's name as set, for an error to carry (a reference count, no
+    /// allocation).
+    #[allow(dead_code)] // Used by the layers' features only.
+    pub(crate) fn name_arc(&self) -> Option<Arc<str>> {
+        self.name.clone()
+    }
+
     /// The instance's name, `""` if it has none.
     #[inline]
     pub fn name(&self) -> &str {
@@ -233,6 +276,20 @@ impl Listeners {
     #[allow(unreachable_code, unused_variables)]
     pub fn emit(&self, make: impl FnOnce() -> Event) {
         if let Some(listeners) = &self.inner {
+            let event = make();
+            let name = self.name();
+            for listener in listeners.iter() {
+                listener.on_named_event(name, &event);
+            }
+        }
+    }
+
+    /// Like [`emit`](Self::emit), for a per-call event: delivered only to the
+    /// listeners whose [`Listener::per_call`] is true, built only if there is one.
+    #[inline]
+    #[allow(unreachable_code, unused_variables, dead_code)]
+    pub fn emit_per_call(&self, make: impl FnOnce() -> Event) {
+        if let Some(listeners) = &self.per_call {
             let event = make();
             let name = self.name();
             for listener in listeners.iter() {

@@ -9,12 +9,19 @@ use std::time::Duration;
 /// recognise it. It says when a call would be admitted again: the `Retry-After` of an
 /// HTTP `429` (the `axum` feature sends exactly that) and the
 /// `grpc-retry-pushback-ms` of a gRPC `RESOURCE_EXHAUSTED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimited {
     pub(super) retry_after: Duration,
+    pub(super) name: Option<std::sync::Arc<str>>,
 }
 
 impl RateLimited {
+    /// The name of the limiter that refused (its builder's `.name(..)`), if it has
+    /// one. The error's message starts with it.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// How long until a call would be admitted.
     pub fn retry_after(&self) -> Duration {
         self.retry_after
@@ -25,7 +32,8 @@ impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rate limit exceeded; retry in {}",
+            "{}rate limit exceeded; retry in {}",
+            crate::observe::Prefix(&self.name),
             crate::observe::Ms(self.retry_after)
         )
     }

@@ -129,7 +129,10 @@ fn limited<F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<F> {
     }
     ResponseFuture {
         state: State::Limited {
-            error: Some(RateLimited { retry_after }),
+            error: Some(RateLimited {
+                retry_after,
+                name: shared.listeners.name_arc(),
+            }),
         },
     }
 }

@@ -356,6 +356,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             .build()?;
 
         let parts = Arc::new(Parts {
+            name: self.name.clone(),
             deadline: self.deadline,
             router: router.handle(),
             breakers,

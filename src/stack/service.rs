@@ -53,6 +53,7 @@ pub struct Stack<S, C = DefaultClassifier, P = CloneReplay> {
 
 /// The handles of a built stack, shared by its clones.
 pub(crate) struct Parts<S, C> {
+    pub(crate) name: Arc<str>,
     pub(crate) deadline: Duration,
     pub(crate) router: FailoverHandle<Leg<S, C>>,
     pub(crate) breakers: Vec<(Arc<str>, CircuitBreakerHandle)>,
@@ -89,6 +90,33 @@ impl<S, C, P> Stack<S, C, P> {
     /// The retry budget, if the stack has one (it does unless turned off).
     pub fn budget(&self) -> Option<&Budget> {
         self.parts.budget.as_ref()
+    }
+
+    /// The stack's gauges for a metrics exporter, read from its handles when sampled
+    /// (see [`Gauges`](crate::observe::metrics::Gauges)): the bulkhead (labelled with
+    /// the stack's name), the budget, the router's backends and each backend's
+    /// breaker (labelled `name/backend`, as the breakers' own events are). Call
+    /// `sample()` before each scrape.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn gauges(&self) -> crate::observe::metrics::Gauges
+    where
+        S: 'static,
+        C: 'static,
+        FailoverHandle<Leg<S, C>>: Send + Sync,
+    {
+        let parts = &*self.parts;
+        let name = &*parts.name;
+        let mut gauges = crate::observe::metrics::Gauges::new()
+            .bulkhead(name, parts.bulkhead.clone())
+            .router(name, parts.router.clone());
+        if let Some(budget) = &parts.budget {
+            gauges = gauges.budget(name, budget.clone());
+        }
+        for (id, breaker) in &parts.breakers {
+            gauges = gauges.breaker(&format!("{name}/{id}"), breaker.clone());
+        }
+        gauges
     }
 
     /// The overall deadline each request gets.
