@@ -99,7 +99,10 @@
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link every module; with some features off, some links have no target.
-#![cfg_attr(not(feature = "full"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(
+    not(all(feature = "full", feature = "drill")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

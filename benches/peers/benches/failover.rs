@@ -2,7 +2,7 @@
 //! (health tracking on) beside tower's p2c balancer and tower-resilience's weighted
 //! router, and a contention run of the router on 1 and 2 worker threads.
 //!
-//! `cargo bench --bench failover -- --quick`
+//! `cargo bench -p tower-fortify-benches --bench failover -- --quick`
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};

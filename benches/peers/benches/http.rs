@@ -5,7 +5,7 @@
 //! it cannot wrap an HTTP client); the replay body's cost per streamed byte against
 //! the raw body; and contention with 64 tasks on 1 and 2 workers.
 //!
-//! Run: `cargo bench --bench http --features http`.
+//! Run: `cargo bench -p tower-fortify-benches --bench http`.
 
 // Benchmarks measure wall time: the ban on std::time::Instant is for library code.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -1,7 +1,7 @@
 //! Retry: success-path cost per call, failure path, and contention, side by side with
 //! tower's `Retry` and tower-resilience's retry.
 //!
-//! Run: `cargo bench --bench retry`.
+//! Run: `cargo bench -p tower-fortify-benches --bench retry`.
 
 use std::future::Ready;
 use std::hint::black_box;

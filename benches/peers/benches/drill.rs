@@ -12,7 +12,7 @@
 //!   folded away; the future is not, so that no benchmark measures a store-forwarding
 //!   stall instead of the layer.
 //!
-//! Run: `cargo bench --bench drill`.
+//! Run: `cargo bench -p tower-fortify-benches --bench drill`.
 
 use std::hint::black_box;
 use std::task::{Context, Poll};
@@ -26,7 +26,7 @@ use tower_fortify::drill::{Drill, Scenario};
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
 
-#[path = "../tests/support/recommended.rs"]
+#[path = "../../../tests/support/recommended.rs"]
 mod recommended;
 use recommended::recommended_stack;
 

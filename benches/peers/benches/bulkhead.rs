@@ -12,7 +12,7 @@
 //! Contention rows run each configuration three times, alternating 1 and 2 workers,
 //! and keep the best of each. The `bare` rows show how much parallelism the host gave.
 //!
-//! Run: `cargo bench --bench bulkhead -- --quick`.
+//! Run: `cargo bench -p tower-fortify-benches --bench bulkhead -- --quick`.
 
 use std::convert::Infallible;
 use std::hint::black_box;

@@ -1,7 +1,7 @@
 //! Circuit breakers side by side: the Closed-state success path, the Open-state
 //! rejection path, and 64 tasks sharing one breaker on 1 then 2 worker threads.
 //!
-//! `cargo bench --bench circuit_breaker` (add `-- --quick` for a fast pass).
+//! `cargo bench -p tower-fortify-benches --bench circuit_breaker` (add `-- --quick` for a fast pass).
 
 use std::hint::black_box;
 use std::sync::Arc;
