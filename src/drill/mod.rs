@@ -117,6 +117,8 @@
 
 mod backend;
 mod chart;
+#[cfg(feature = "drill-process")]
+mod process;
 mod report;
 mod runner;
 mod scenario;
@@ -126,6 +128,9 @@ pub use backend::{
     SimResponse,
 };
 pub use chart::svg_chart;
+#[cfg(feature = "drill-process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
+pub use process::{ProcessBody, ProcessDrill, ProcessDrillError, ProcessEnv, ProcessListener};
 pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
     StateSpan, Transition, comparison_table, verdicts,

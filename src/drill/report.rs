@@ -192,11 +192,50 @@ pub(crate) struct Inputs<'a> {
     pub(crate) label: &'a str,
     pub(crate) seed: u64,
     pub(crate) threshold: f64,
-    pub(crate) backends: &'a [SimBackend],
+    pub(crate) backends: &'a [BackendCounts],
     pub(crate) latency: Histogram<u64>,
     pub(crate) seconds: Vec<Second>,
     pub(crate) events: EventsInner,
     pub(crate) repeats: u64,
+}
+
+/// What a report needs of one backend: who it is and the calls it got, per second.
+/// Read from a simulated backend, or counted by the client for a real one.
+pub(crate) struct BackendCounts {
+    pub(crate) name: String,
+    pub(crate) tier: u32,
+    pub(crate) zone: String,
+    /// Calls received and calls failed, per second of the drill.
+    pub(crate) per_second: Vec<[u64; 2]>,
+}
+
+impl BackendCounts {
+    pub(crate) fn of(b: &SimBackend) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            name: b.name().to_string(),
+            tier: b.tier(),
+            zone: b.zone().to_string(),
+            per_second: b
+                .shared
+                .per_second
+                .iter()
+                .map(|c| [c[0].load(Relaxed), c[1].load(Relaxed)])
+                .collect(),
+        }
+    }
+
+    fn attempts(&self) -> u64 {
+        self.per_second.iter().map(|c| c[0]).sum()
+    }
+
+    fn failures(&self) -> u64 {
+        self.per_second.iter().map(|c| c[1]).sum()
+    }
+
+    fn at(&self, t: usize, which: usize) -> u64 {
+        self.per_second.get(t).map_or(0, |c| c[which])
+    }
 }
 
 fn ms(micros: u64) -> f64 {
@@ -237,24 +276,8 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
                 availability: ratio(s.ok, s.sent),
                 p50_ms: p50,
                 p99_ms: p99,
-                attempts: backends
-                    .iter()
-                    .map(|b| {
-                        b.shared
-                            .per_second
-                            .get(t)
-                            .map_or(0, |c| c[0].load(std::sync::atomic::Ordering::Relaxed))
-                    })
-                    .collect(),
-                backend_failures: backends
-                    .iter()
-                    .map(|b| {
-                        b.shared
-                            .per_second
-                            .get(t)
-                            .map_or(0, |c| c[1].load(std::sync::atomic::Ordering::Relaxed))
-                    })
-                    .collect(),
+                attempts: backends.iter().map(|b| b.at(t, 0)).collect(),
+                backend_failures: backends.iter().map(|b| b.at(t, 1)).collect(),
             }
         })
         .collect();
@@ -262,13 +285,13 @@ pub(crate) fn build(input: Inputs<'_>) -> Report {
     let succeeded: u64 = seconds.iter().map(|s| s.ok).sum();
     let finished_failed: u64 = seconds.iter().map(|s| s.failed).sum();
     let unfinished = requests - succeeded - finished_failed;
-    let attempts: u64 = backends.iter().map(SimBackend::attempts).sum();
+    let attempts: u64 = backends.iter().map(BackendCounts::attempts).sum();
     let backend_reports = backends
         .iter()
         .map(|b| BackendReport {
-            name: b.name().to_string(),
-            tier: b.tier(),
-            zone: b.zone().to_string(),
+            name: b.name.clone(),
+            tier: b.tier,
+            zone: b.zone.clone(),
             attempts: b.attempts(),
             failures: b.failures(),
             share: round3(ratio(b.attempts(), attempts.max(1))),

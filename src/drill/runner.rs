@@ -264,7 +264,11 @@ impl<C> Drill<C> {
             label: &self.label,
             seed: self.seed,
             threshold: self.threshold,
-            backends: &env.backends,
+            backends: &env
+                .backends
+                .iter()
+                .map(report::BackendCounts::of)
+                .collect::<Vec<_>>(),
             latency: inner.latency,
             seconds: inner.seconds,
             events: events.take(),
@@ -343,7 +347,7 @@ impl fmt::Debug for EventLog {
 }
 
 impl EventLog {
-    fn new(epoch: Instant, states: Option<StateFn>) -> Self {
+    pub(crate) fn new(epoch: Instant, states: Option<StateFn>) -> Self {
         Self {
             inner: Arc::default(),
             epoch,
@@ -352,7 +356,16 @@ impl EventLog {
         }
     }
 
-    fn take(&self) -> EventsInner {
+    /// This log, for events from `source`.
+    #[allow(dead_code)] // Used by the process drill only.
+    pub(crate) fn with_source(&self, source: &str) -> EventLog {
+        EventLog {
+            source: Arc::from(source),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn take(&self) -> EventsInner {
         std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -404,7 +417,7 @@ pub(crate) struct RecorderInner {
     pub(crate) seconds: Vec<Second>,
 }
 
-struct Recorder {
+pub(crate) struct Recorder {
     inner: Mutex<RecorderInner>,
     in_flight: AtomicU64,
     idle: Notify,
@@ -414,7 +427,7 @@ struct Recorder {
 pub(crate) const MAX_MICROS: u64 = 3_600_000_000;
 
 impl Recorder {
-    fn new(seconds: usize) -> Self {
+    pub(crate) fn new(seconds: usize) -> Self {
         Self {
             inner: Mutex::new(RecorderInner {
                 latency: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds"),
@@ -432,13 +445,13 @@ impl Recorder {
         }
     }
 
-    fn sent(&self, second: usize) {
+    pub(crate) fn sent(&self, second: usize) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.seconds[second].sent += 1;
     }
 
-    fn finish(&self, second: usize, ok: bool, latency: Duration) {
+    pub(crate) fn finish(&self, second: usize, ok: bool, latency: Duration) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MICROS);
@@ -462,13 +475,13 @@ impl Recorder {
         }
     }
 
-    async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         while self.in_flight.load(Ordering::Relaxed) > 0 {
             self.idle.notified().await;
         }
     }
 
-    fn take(&self) -> RecorderInner {
+    pub(crate) fn take(&self) -> RecorderInner {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         RecorderInner {
             latency: inner.latency.clone(),

@@ -33,6 +33,10 @@ impl Listener for Forward {
     fn on_named_event(&self, name: &str, event: &Event) {
         self.0.on_named_event(name, event);
     }
+
+    fn per_call(&self) -> bool {
+        self.0.per_call()
+    }
 }
 
 /// The overall deadline of a request, retries included. See [`StackBuilder::deadline`].

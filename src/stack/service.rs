@@ -53,6 +53,7 @@ pub struct Stack<S, C = DefaultClassifier, P = CloneReplay> {
 
 /// The handles of a built stack, shared by its clones.
 pub(crate) struct Parts<S, C> {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // Read by `gauges` only.
     pub(crate) name: Arc<str>,
     pub(crate) deadline: Duration,
     pub(crate) router: FailoverHandle<Leg<S, C>>,

@@ -63,7 +63,12 @@ fn bench(c: &mut Criterion) {
             .install_recorder()
             .unwrap()
     });
-    run(c, &rt, "metrics/stack .metrics(), Prometheus recorder", true);
+    run(
+        c,
+        &rt,
+        "metrics/stack .metrics(), Prometheus recorder",
+        true,
+    );
 }
 
 criterion_group! {

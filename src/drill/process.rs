@@ -1,0 +1,649 @@
+//! Drills on real processes: the scenario's backends run as child processes on
+//! 127.0.0.1, faults are signals and control calls, the load goes through the
+//! user's real client stack, in real time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::backend::Phase;
+use super::report::{self, BackendCounts, Report};
+use super::runner::{EventLog, Recorder, StateFn};
+use super::scenario::Scenario;
+use crate::config::{ConfigError, check_range};
+use crate::observe::{Event, FailoverEvent, Listener, RetryEvent};
+use crate::rng::Rng;
+
+/// The request body a process drill sends.
+pub type ProcessBody = Full<Bytes>;
+
+/// Runs a [`Scenario`] against real backend processes that it starts itself on
+/// 127.0.0.1, through the stack you build over their URLs (a
+/// [`Stack::http`](crate::stack::Stack::http), say), in real time.
+///
+/// Each backend is one process of `program` (the crate ships one:
+/// `fortify-drill-backend`, the binary of the `drill-process` feature), started with
+/// `--port P --latency-ms L --error-rate E`. Faults are applied as they would be in
+/// production:
+///
+/// * `down` — the process is killed with SIGKILL (connections reset, port closed) and
+///   started again on the same port when the phase ends;
+/// * `flapping` — killed and restarted on every down and up spell;
+/// * `brownout` and `slow` — set through the backend's control endpoint
+///   (`POST /_control?error_rate=E&factor=F`), reset when the phase ends.
+///
+/// The report is the paused-time drill's ([`Report`]), with the same assertions.
+/// Calls per backend are counted by the client, from the router's per-call events:
+/// give [`ProcessEnv::listener_for`] to the stack (`.listeners(..)`), as the example
+/// below does. Every process is killed and reaped when the drill ends, fails or is
+/// dropped.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tower_fortify::BoxError> {
+/// use tower_fortify::drill::{ProcessBody, ProcessDrill, Scenario};
+/// use tower_fortify::stack::Stack;
+///
+/// let scenario = Scenario::builtin("backend-outage").unwrap().scaled(0.25, 0.1);
+/// let drill = ProcessDrill::new(scenario, "target/debug/fortify-drill-backend");
+/// let report = drill
+///     .run(|env| {
+///         let log = env.clone();
+///         Stack::http::<_>(env.urls())
+///             .unwrap()
+///             .listeners(move |source| Some(log.listener_for(source)))
+///             .build()
+///             .unwrap()
+///     })
+///     .await?;
+/// report.assert_availability_at_least(0.999)?;
+/// # let _: Option<ProcessBody> = None;
+/// # Ok(()) }
+/// ```
+pub struct ProcessDrill {
+    scenario: Scenario,
+    program: PathBuf,
+    label: String,
+    threshold: f64,
+    progress: bool,
+    states: Option<StateFn>,
+}
+
+impl fmt::Debug for ProcessDrill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessDrill")
+            .field("scenario", &self.scenario.name)
+            .field("program", &self.program)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the stack builder of a [`ProcessDrill`] gets: the backends' URLs and the
+/// listeners that count calls per backend and record events for the report.
+#[derive(Clone)]
+pub struct ProcessEnv {
+    urls: Vec<String>,
+    events: EventLog,
+    counts: Arc<Counts>,
+}
+
+impl fmt::Debug for ProcessEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessEnv")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessEnv {
+    /// The backends' URLs (`http://127.0.0.1:PORT`), in the scenario's order.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// A listener for one part of the stack (`StackBuilder::listeners` calls with
+    /// `"router"`, `"retry"`, a backend's id, ...): the router's per-call events count
+    /// the calls each backend got, the retry layer's count the retries, and every
+    /// event goes to the report under `source`.
+    pub fn listener_for(&self, source: &str) -> ProcessListener {
+        ProcessListener {
+            log: self.events.with_source(source),
+            counts: self.counts.clone(),
+        }
+    }
+}
+
+/// Calls per backend per second, and retries, counted from the stack's events.
+struct Counts {
+    epoch: Instant,
+    index: HashMap<String, usize>,
+    per_second: Mutex<Vec<Vec<[u64; 2]>>>,
+    retries: std::sync::atomic::AtomicU64,
+}
+
+/// The listener [`ProcessEnv::listener_for`] returns.
+#[derive(Clone)]
+pub struct ProcessListener {
+    log: EventLog,
+    counts: Arc<Counts>,
+}
+
+impl fmt::Debug for ProcessListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessListener").finish_non_exhaustive()
+    }
+}
+
+impl Listener for ProcessListener {
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::Failover(FailoverEvent::Attempt {
+                backend, success, ..
+            }) => {
+                let Some(&i) = self.counts.index.get(&**backend) else {
+                    return;
+                };
+                let t = self.counts.epoch.elapsed().as_secs() as usize;
+                let mut per_second = self
+                    .counts
+                    .per_second
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let seconds = &mut per_second[i];
+                let t = t.min(seconds.len() - 1);
+                seconds[t][0] += 1;
+                if !success {
+                    seconds[t][1] += 1;
+                }
+            }
+            Event::Retry(RetryEvent::Finished { attempts, .. }) => {
+                self.counts.retries.fetch_add(
+                    u64::from(attempts.saturating_sub(1)),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                self.log.on_event(event);
+            }
+            _ => self.log.on_event(event),
+        }
+    }
+
+    /// The router's per-call events count the calls each backend got.
+    fn per_call(&self) -> bool {
+        true
+    }
+}
+
+/// What went wrong starting a process drill.
+#[derive(Debug)]
+pub struct ProcessDrillError(String);
+
+impl fmt::Display for ProcessDrillError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProcessDrillError {}
+
+impl From<ConfigError> for ProcessDrillError {
+    fn from(e: ConfigError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// The backend processes; every one is killed and reaped when this is dropped.
+struct Fleet {
+    program: PathBuf,
+    ports: Vec<u16>,
+    args: Vec<Vec<String>>,
+    children: Vec<Option<Child>>,
+}
+
+impl Fleet {
+    fn spawn(&mut self, i: usize) -> Result<(), ProcessDrillError> {
+        let child = Command::new(&self.program)
+            .arg("--port")
+            .arg(self.ports[i].to_string())
+            .args(&self.args[i])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                ProcessDrillError(format!(
+                    "cannot start the backend program {}: {e}",
+                    self.program.display()
+                ))
+            })?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// One thing to do to a backend at a time since the start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    Kill,
+    Start,
+    Control { error_rate: f64, factor: f64 },
+}
+
+/// The scenario's phases as actions on processes, in time order.
+fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
+    let end = scenario.duration;
+    let mut out = Vec::new();
+    for (i, spec) in scenario.backends.iter().enumerate() {
+        let mut down = false;
+        let mut controlled = false;
+        for (k, (at, phase)) in spec.phases.iter().enumerate() {
+            let until = spec.phases.get(k + 1).map_or(end, |p| p.0).min(end);
+            let heal = |out: &mut Vec<_>, at: Duration, down: &mut bool| {
+                if *down {
+                    out.push((at, i, Action::Start));
+                    *down = false;
+                }
+            };
+            match *phase {
+                Phase::Healthy => {
+                    heal(&mut out, *at, &mut down);
+                    if controlled {
+                        out.push((
+                            *at,
+                            i,
+                            Action::Control {
+                                error_rate: spec.error_rate,
+                                factor: 1.0,
+                            },
+                        ));
+                        controlled = false;
+                    }
+                }
+                Phase::Down => {
+                    if !down {
+                        out.push((*at, i, Action::Kill));
+                        down = true;
+                    }
+                }
+                Phase::Brownout { error_rate } => {
+                    heal(&mut out, *at, &mut down);
+                    out.push((
+                        *at,
+                        i,
+                        Action::Control {
+                            error_rate,
+                            factor: 1.0,
+                        },
+                    ));
+                    controlled = true;
+                }
+                Phase::Slow { factor } => {
+                    heal(&mut out, *at, &mut down);
+                    out.push((
+                        *at,
+                        i,
+                        Action::Control {
+                            error_rate: spec.error_rate,
+                            factor,
+                        },
+                    ));
+                    controlled = true;
+                }
+                Phase::Flapping { down: d, up } => {
+                    heal(&mut out, *at, &mut down);
+                    let mut t = *at;
+                    while t < until {
+                        out.push((t, i, Action::Kill));
+                        let back = (t + d).min(until);
+                        out.push((back, i, Action::Start));
+                        t = back + up;
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|&(at, i, _)| (at, i));
+    out
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the child to take).
+fn free_port() -> Result<u16, ProcessDrillError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ProcessDrillError(format!("cannot bind 127.0.0.1: {e}")))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| ProcessDrillError(e.to_string()))?
+        .port())
+}
+
+/// Waits until something accepts connections on `port`: at most 5 s.
+async fn listening(port: u16) -> bool {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// `POST /_control` on one backend.
+async fn control(port: u16, error_rate: f64, factor: f64) {
+    use hyper_util::client::legacy::Client;
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri = format!("http://127.0.0.1:{port}/_control?error_rate={error_rate}&factor={factor}");
+    if let Ok(req) = http::Request::post(uri).body(Full::default()) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.request(req)).await;
+    }
+}
+
+impl ProcessDrill {
+    /// A drill of `scenario` with backends run by `program`. Labelled `"stack"`,
+    /// threshold 99 % (as [`Drill`](super::Drill)), no progress bar.
+    pub fn new(scenario: Scenario, program: impl AsRef<Path>) -> Self {
+        Self {
+            scenario,
+            program: program.as_ref().to_path_buf(),
+            label: "stack".into(),
+            threshold: 0.99,
+            progress: false,
+            states: None,
+        }
+    }
+
+    /// The stack's name in the report.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// The availability a second needs to count as served (default 0.99).
+    pub fn threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Reads state transitions from the stack's events for the report and the chart,
+    /// as [`Drill::states`](super::Drill::states) does.
+    pub fn states(
+        mut self,
+        f: impl Fn(&str, &crate::observe::Event) -> Option<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.states = Some(Arc::new(f));
+        self
+    }
+
+    /// Draws a progress bar (indicatif) on standard error while the drill runs.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Starts the backends, builds the stack with `build`, sends the scenario's load
+    /// through it in real time while applying the faults, and reports. Takes the
+    /// scenario's run time (its duration, then at most its drain time).
+    pub async fn run<F, S, RB>(&self, build: F) -> Result<Report, ProcessDrillError>
+    where
+        F: FnOnce(&ProcessEnv) -> S,
+        S: Service<http::Request<ProcessBody>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+        S::Error: Send + 'static,
+        RB: Send + 'static,
+    {
+        let scenario = &self.scenario;
+        scenario.validate()?;
+        check_range("drill.threshold", self.threshold, 0.0, 1.0)?;
+        let n = scenario.backends.len();
+        let mut fleet = Fleet {
+            program: self.program.clone(),
+            ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
+            args: scenario
+                .backends
+                .iter()
+                .map(|b| {
+                    vec![
+                        "--latency-ms".into(),
+                        format!("{}", b.latency.median().as_secs_f64() * 1000.0),
+                        "--error-rate".into(),
+                        b.error_rate.to_string(),
+                    ]
+                })
+                .collect(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            fleet.spawn(i)?;
+        }
+        for i in 0..n {
+            if !listening(fleet.ports[i]).await {
+                return Err(ProcessDrillError(format!(
+                    "backend {} did not listen on 127.0.0.1:{} within 5 s",
+                    scenario.backends[i].name, fleet.ports[i]
+                )));
+            }
+        }
+        let urls: Vec<String> = fleet
+            .ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+
+        let seconds = scenario.duration.as_secs_f64().ceil() as usize;
+        let counted = seconds + scenario.drain.as_secs_f64().ceil() as usize + 1;
+        let epoch = Instant::now();
+        let counts = Arc::new(Counts {
+            epoch,
+            index: urls.iter().cloned().zip(0..).collect(),
+            per_second: Mutex::new(vec![vec![[0, 0]; counted]; n]),
+            retries: Default::default(),
+        });
+        let events = EventLog::new(epoch, self.states.clone());
+        let env = ProcessEnv {
+            urls: urls.clone(),
+            events: events.clone(),
+            counts: counts.clone(),
+        };
+        let service = build(&env);
+
+        // The faults, on their own task; it owns the processes while it runs.
+        let fleet = Arc::new(Mutex::new(fleet));
+        let faults = {
+            let fleet = fleet.clone();
+            let plan = schedule(scenario);
+            tokio::spawn(async move {
+                for (at, i, action) in plan {
+                    tokio::time::sleep_until(epoch + at).await;
+                    let port = fleet.lock().unwrap_or_else(PoisonError::into_inner).ports[i];
+                    match action {
+                        Action::Kill => {
+                            fleet.lock().unwrap_or_else(PoisonError::into_inner).kill(i)
+                        }
+                        Action::Start => {
+                            let started = fleet
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .spawn(i);
+                            if started.is_ok() {
+                                listening(port).await;
+                            }
+                        }
+                        Action::Control { error_rate, factor } => {
+                            control(port, error_rate, factor).await
+                        }
+                    }
+                }
+            })
+        };
+        let progress = self.progress.then(|| {
+            let bar = indicatif::ProgressBar::new(scenario.duration.as_secs());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} s")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{} on processes", scenario.name));
+            let ticker = bar.clone();
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tick.tick().await;
+                    ticker.set_position(epoch.elapsed().as_secs());
+                }
+            });
+            (bar, task)
+        });
+
+        let recorder = Arc::new(Recorder::new(seconds));
+        for (id, at) in scenario
+            .load
+            .arrivals(scenario.duration, Rng::seeded(0x5eed))
+            .enumerate()
+        {
+            let due =
+                epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            let second = (at.as_secs() as usize).min(seconds.saturating_sub(1));
+            recorder.sent(second);
+            let mut svc = service.clone();
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let req = http::Request::get(format!("/drill?id={id}"))
+                    .body(ProcessBody::default())
+                    .expect("a valid request");
+                let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
+                    Ok(()) => svc.call(req).await,
+                    Err(e) => Err(e),
+                };
+                let ok = matches!(&result, Ok(r) if r.status().is_success());
+                drop(result);
+                recorder.finish(second, ok, start.elapsed());
+            });
+        }
+        drop(service);
+        let _ = tokio::time::timeout(scenario.drain, recorder.drained()).await;
+        faults.abort();
+        let _ = faults.await;
+        if let Some((bar, task)) = progress {
+            task.abort();
+            bar.finish();
+        }
+        // Every process killed and reaped (the fault task has ended, so this is the
+        // last reference).
+        drop(fleet);
+
+        let per_second = std::mem::take(
+            &mut *counts
+                .per_second
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let backends: Vec<BackendCounts> = scenario
+            .backends
+            .iter()
+            .zip(per_second)
+            .map(|(spec, per_second)| BackendCounts {
+                name: spec.name.clone(),
+                tier: spec.tier,
+                zone: spec.zone.clone(),
+                per_second,
+            })
+            .collect();
+        let inner = recorder.take();
+        Ok(report::build(report::Inputs {
+            scenario,
+            label: &self.label,
+            seed: 0,
+            threshold: self.threshold,
+            backends: &backends,
+            latency: inner.latency,
+            seconds: inner.seconds,
+            events: events.take(),
+            repeats: counts.retries.load(std::sync::atomic::Ordering::Relaxed),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drill::BackendSpec;
+
+    #[test]
+    fn phases_become_kills_restarts_and_controls() {
+        let s = Scenario::new("x")
+            .duration(Duration::from_secs(30))
+            .backend(
+                BackendSpec::new("a")
+                    .phase(Duration::from_secs(5), Phase::Down)
+                    .phase(Duration::from_secs(10), Phase::Healthy),
+            )
+            .backend(
+                BackendSpec::new("b")
+                    .phase(Duration::from_secs(2), Phase::Brownout { error_rate: 0.3 })
+                    .phase(Duration::from_secs(4), Phase::Healthy)
+                    .phase(
+                        Duration::from_secs(20),
+                        Phase::Flapping {
+                            down: Duration::from_secs(2),
+                            up: Duration::from_secs(3),
+                        },
+                    ),
+            );
+        let plan = schedule(&s);
+        let at = |s: u64| Duration::from_secs(s);
+        let control = |error_rate| Action::Control {
+            error_rate,
+            factor: 1.0,
+        };
+        assert_eq!(
+            plan,
+            vec![
+                (at(2), 1, control(0.3)),
+                (at(4), 1, control(0.0)),
+                (at(5), 0, Action::Kill),
+                (at(10), 0, Action::Start),
+                (at(20), 1, Action::Kill),
+                (at(22), 1, Action::Start),
+                (at(25), 1, Action::Kill),
+                (at(27), 1, Action::Start),
+            ]
+        );
+    }
+}
