@@ -25,6 +25,11 @@
 //! * [`Drill`] — the runner. Open-loop load: each request is sent at its arrival
 //!   time, whatever happened to the others. The stack is anything that implements
 //!   `Service<SimRequest>` and `Clone`; the drill knows no concrete layer.
+//! * `ProcessDrill` (feature `drill-process`) — the same scenarios on real backend
+//!   processes on 127.0.0.1 that it starts itself (`fortify-drill-backend`): `down` is
+//!   SIGKILL and a restart on the same port, `brownout` and `slow` go through the
+//!   backend's control endpoint, the load goes through your real HTTP client stack in
+//!   real time, and the report is the same.
 //! * [`Report`] — the figures below, a per-second timeline, as a table (`{}` and
 //!   [`comparison_table`]), JSON ([`Report::to_json`]) and an SVG chart
 //!   ([`svg_chart`]); with assertion helpers that return a descriptive error.
