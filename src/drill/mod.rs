@@ -124,6 +124,8 @@ mod backend;
 mod chart;
 #[cfg(feature = "drill-process")]
 mod process;
+#[cfg(feature = "drill-process")]
+mod proxy;
 mod report;
 mod runner;
 mod scenario;
@@ -136,6 +138,9 @@ pub use chart::svg_chart;
 #[cfg(feature = "drill-process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
 pub use process::{ProcessBody, ProcessDrill, ProcessDrillError, ProcessEnv, ProcessListener};
+#[cfg(feature = "drill-process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
+pub use proxy::{ChaosProxy, NetFault};
 pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
     StateSpan, Transition, comparison_table, verdicts,

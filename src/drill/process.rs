@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::backend::Phase;
+use super::proxy::{ChaosProxy, NetFault};
 use super::report::{self, BackendCounts, Report};
 use super::runner::{EventLog, Recorder, StateFn};
 use super::scenario::Scenario;
@@ -69,7 +71,7 @@ pub type ProcessBody = Full<Bytes>;
 /// ```
 pub struct ProcessDrill {
     scenario: Scenario,
-    program: PathBuf,
+    target: Target,
     label: String,
     threshold: f64,
     progress: bool,
@@ -80,7 +82,7 @@ impl fmt::Debug for ProcessDrill {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessDrill")
             .field("scenario", &self.scenario.name)
-            .field("program", &self.program)
+            .field("target", &self.target)
             .field("label", &self.label)
             .finish_non_exhaustive()
     }
@@ -196,6 +198,31 @@ impl std::error::Error for ProcessDrillError {}
 impl From<ConfigError> for ProcessDrillError {
     fn from(e: ConfigError) -> Self {
         Self(e.to_string())
+    }
+}
+
+/// What the drill runs against.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Processes of this program, started by the drill.
+    Program(PathBuf),
+    /// Services already running, behind a chaos proxy each.
+    Services(Vec<SocketAddr>),
+}
+
+/// The backends under drill: processes it owns, or proxies in front of services.
+enum Backends {
+    Processes(Fleet),
+    Proxies(Vec<ChaosProxy>),
+}
+
+impl Backends {
+    /// Where a backend listens (the process's port or the proxy's).
+    fn port(&self, i: usize) -> u16 {
+        match self {
+            Backends::Processes(f) => f.ports[i],
+            Backends::Proxies(p) => p[i].addr().port(),
+        }
     }
 }
 
@@ -364,13 +391,150 @@ async fn control(port: u16, error_rate: f64, factor: f64) {
     }
 }
 
+/// Starts one process per backend and waits until each listens.
+async fn start_processes(scenario: &Scenario, program: &Path) -> Result<Fleet, ProcessDrillError> {
+    let n = scenario.backends.len();
+    let mut fleet = Fleet {
+        program: program.to_path_buf(),
+        ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
+        args: scenario
+            .backends
+            .iter()
+            .map(|b| {
+                vec![
+                    "--latency-ms".into(),
+                    format!("{}", b.latency.median().as_secs_f64() * 1000.0),
+                    "--error-rate".into(),
+                    b.error_rate.to_string(),
+                ]
+            })
+            .collect(),
+        children: (0..n).map(|_| None).collect(),
+    };
+    for i in 0..n {
+        fleet.spawn(i)?;
+    }
+    for i in 0..n {
+        if !listening(fleet.ports[i]).await {
+            return Err(ProcessDrillError(format!(
+                "backend {} did not listen on 127.0.0.1:{} within 5 s",
+                scenario.backends[i].name, fleet.ports[i]
+            )));
+        }
+    }
+    Ok(fleet)
+}
+
+/// Starts one chaos proxy per service, after checking the scenario fits them.
+async fn start_proxies(
+    scenario: &Scenario,
+    services: &[SocketAddr],
+) -> Result<Vec<ChaosProxy>, ProcessDrillError> {
+    if services.len() != scenario.backends.len() {
+        return Err(ProcessDrillError(format!(
+            "the scenario has {} backends but {} services were given",
+            scenario.backends.len(),
+            services.len()
+        )));
+    }
+    for spec in &scenario.backends {
+        if let Some((_, phase)) = spec
+            .phases
+            .iter()
+            .find(|(_, p)| matches!(p, Phase::Brownout { .. }))
+        {
+            return Err(ProcessDrillError(format!(
+                "backend {}: phase `{}` needs the service's cooperation; a proxy can only \
+                 refuse, reset, hold or slow connections (use down, flapping or slow)",
+                spec.name,
+                phase.name()
+            )));
+        }
+    }
+    let mut proxies = Vec::with_capacity(services.len());
+    for &service in services {
+        proxies.push(
+            ChaosProxy::start(service).await.map_err(|e| {
+                ProcessDrillError(format!("cannot start a proxy to {service}: {e}"))
+            })?,
+        );
+    }
+    Ok(proxies)
+}
+
+/// Applies one scheduled action to backend `i`.
+async fn apply(backends: &Mutex<Backends>, i: usize, action: Action, median: Duration) {
+    // What is left to await once the lock is released.
+    enum Then {
+        Nothing,
+        Listen(u16),
+        Control(u16, f64, f64),
+    }
+    let then = {
+        let mut guard = backends.lock().unwrap_or_else(PoisonError::into_inner);
+        let port = guard.port(i);
+        match (&mut *guard, action) {
+            (Backends::Processes(fleet), Action::Kill) => {
+                fleet.kill(i);
+                Then::Nothing
+            }
+            (Backends::Processes(fleet), Action::Start) => match fleet.spawn(i) {
+                Ok(()) => Then::Listen(port),
+                Err(_) => Then::Nothing,
+            },
+            (Backends::Processes(_), Action::Control { error_rate, factor }) => {
+                Then::Control(port, error_rate, factor)
+            }
+            (Backends::Proxies(p), Action::Kill) => {
+                p[i].set(NetFault::Refuse);
+                Then::Nothing
+            }
+            (Backends::Proxies(p), Action::Start) => {
+                p[i].set(NetFault::None);
+                Then::Nothing
+            }
+            (Backends::Proxies(p), Action::Control { factor, .. }) => {
+                p[i].set(if factor > 1.0 {
+                    NetFault::Latency(median.mul_f64(factor - 1.0))
+                } else {
+                    NetFault::None
+                });
+                Then::Nothing
+            }
+        }
+    };
+    match then {
+        Then::Nothing => {}
+        Then::Listen(port) => {
+            listening(port).await;
+        }
+        Then::Control(port, error_rate, factor) => control(port, error_rate, factor).await,
+    }
+}
+
 impl ProcessDrill {
     /// A drill of `scenario` with backends run by `program`. Labelled `"stack"`,
     /// threshold 99 % (as [`Drill`](super::Drill)), no progress bar.
     pub fn new(scenario: Scenario, program: impl AsRef<Path>) -> Self {
+        Self::with_target(scenario, Target::Program(program.as_ref().to_path_buf()))
+    }
+
+    /// A drill of `scenario` against services that are already running, written in
+    /// any language: the scenario's backends are `services`, in order, each behind a
+    /// [`ChaosProxy`] on 127.0.0.1 that the drill starts. The stack is built over the
+    /// proxies' URLs. `down` and `flapping` close the proxy's port (connections
+    /// refused, open ones reset), `slow` delays the service's answers by its median
+    /// latency × (factor − 1). `brownout` needs the service's cooperation (a TCP proxy
+    /// cannot fail a share of requests on a kept-alive connection): [`run`](Self::run)
+    /// rejects it, naming the backend.
+    pub fn against(scenario: Scenario, services: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self::with_target(scenario, Target::Services(services.into_iter().collect()))
+    }
+
+    fn with_target(scenario: Scenario, target: Target) -> Self {
         Self {
             scenario,
-            program: program.as_ref().to_path_buf(),
+            target,
             label: "stack".into(),
             threshold: 0.99,
             progress: false,
@@ -429,38 +593,16 @@ impl ProcessDrill {
         scenario.validate()?;
         check_range("drill.threshold", self.threshold, 0.0, 1.0)?;
         let n = scenario.backends.len();
-        let mut fleet = Fleet {
-            program: self.program.clone(),
-            ports: (0..n).map(|_| free_port()).collect::<Result<_, _>>()?,
-            args: scenario
-                .backends
-                .iter()
-                .map(|b| {
-                    vec![
-                        "--latency-ms".into(),
-                        format!("{}", b.latency.median().as_secs_f64() * 1000.0),
-                        "--error-rate".into(),
-                        b.error_rate.to_string(),
-                    ]
-                })
-                .collect(),
-            children: (0..n).map(|_| None).collect(),
-        };
-        for i in 0..n {
-            fleet.spawn(i)?;
-        }
-        for i in 0..n {
-            if !listening(fleet.ports[i]).await {
-                return Err(ProcessDrillError(format!(
-                    "backend {} did not listen on 127.0.0.1:{} within 5 s",
-                    scenario.backends[i].name, fleet.ports[i]
-                )));
+        let backends = match &self.target {
+            Target::Program(program) => {
+                Backends::Processes(start_processes(scenario, program).await?)
             }
-        }
-        let urls: Vec<String> = fleet
-            .ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            Target::Services(services) => {
+                Backends::Proxies(start_proxies(scenario, services).await?)
+            }
+        };
+        let urls: Vec<String> = (0..n)
+            .map(|i| format!("http://127.0.0.1:{}", backends.port(i)))
             .collect();
 
         let seconds = scenario.duration.as_secs_f64().ceil() as usize;
@@ -481,31 +623,19 @@ impl ProcessDrill {
         let service = build(&env);
 
         // The faults, on their own task; it owns the processes while it runs.
-        let fleet = Arc::new(Mutex::new(fleet));
+        let backends = Arc::new(Mutex::new(backends));
+        let medians: Vec<Duration> = scenario
+            .backends
+            .iter()
+            .map(|b| b.latency.median())
+            .collect();
         let faults = {
-            let fleet = fleet.clone();
+            let backends = backends.clone();
             let plan = schedule(scenario);
             tokio::spawn(async move {
                 for (at, i, action) in plan {
                     tokio::time::sleep_until(epoch + at).await;
-                    let port = fleet.lock().unwrap_or_else(PoisonError::into_inner).ports[i];
-                    match action {
-                        Action::Kill => {
-                            fleet.lock().unwrap_or_else(PoisonError::into_inner).kill(i)
-                        }
-                        Action::Start => {
-                            let started = fleet
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .spawn(i);
-                            if started.is_ok() {
-                                listening(port).await;
-                            }
-                        }
-                        Action::Control { error_rate, factor } => {
-                            control(port, error_rate, factor).await
-                        }
-                    }
+                    apply(&backends, i, action, medians[i]).await;
                 }
             })
         };
@@ -564,9 +694,9 @@ impl ProcessDrill {
             task.abort();
             bar.finish();
         }
-        // Every process killed and reaped (the fault task has ended, so this is the
-        // last reference).
-        drop(fleet);
+        // Every process killed and reaped, every proxy stopped (the fault task has
+        // ended, so this is the last reference).
+        drop(backends);
 
         let per_second = std::mem::take(
             &mut *counts
