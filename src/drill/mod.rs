@@ -30,6 +30,9 @@
 //!   SIGKILL and a restart on the same port, `brownout` and `slow` go through the
 //!   backend's control endpoint, the load goes through your real HTTP client stack in
 //!   real time, and the report is the same.
+//! * `FlightRecorder` (with the `failover` and `retry` features) — keeps what each
+//!   backend did per second for the last minutes, from a production stack's events,
+//!   and writes it as a [`Scenario`]: an incident becomes a regression drill.
 //! * [`Report`] — the figures below, a per-second timeline, as a table (`{}` and
 //!   [`comparison_table`]), JSON ([`Report::to_json`]) and an SVG chart
 //!   ([`svg_chart`]); with assertion helpers that return a descriptive error.
@@ -126,6 +129,8 @@ mod chart;
 mod process;
 #[cfg(feature = "drill-process")]
 mod proxy;
+#[cfg(all(feature = "failover", feature = "retry"))]
+mod recorder;
 mod report;
 mod runner;
 mod scenario;
@@ -141,6 +146,8 @@ pub use process::{ProcessBody, ProcessDrill, ProcessDrillError, ProcessEnv, Proc
 #[cfg(feature = "drill-process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
 pub use proxy::{ChaosProxy, NetFault};
+#[cfg(all(feature = "failover", feature = "retry"))]
+pub use recorder::FlightRecorder;
 pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
     StateSpan, Transition, comparison_table, verdicts,
