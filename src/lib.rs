@@ -24,6 +24,7 @@
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
+//! | [`hedge`] | `hedge` | when a call is slower than usual, send a budgeted copy to another backend and take the first answer |
 //! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
 //! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
@@ -121,6 +122,8 @@ mod config;
 mod keyed;
 pub mod observe;
 pub mod rng;
+#[allow(dead_code)] // With no deadline-aware layer on, unused.
+mod scope;
 mod shard;
 #[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 mod sync;
@@ -146,6 +149,9 @@ pub mod failover;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -31,6 +31,8 @@ mod bulkhead;
 mod circuit_breaker;
 #[cfg(feature = "failover")]
 mod failover;
+#[cfg(feature = "hedge")]
+mod hedge;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -45,6 +47,8 @@ pub use bulkhead::*;
 pub use circuit_breaker::*;
 #[cfg(feature = "failover")]
 pub use failover::*;
+#[cfg(feature = "hedge")]
+pub use hedge::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
 
@@ -81,6 +85,9 @@ pub enum Event {
     /// From a failover router.
     #[cfg(feature = "failover")]
     Failover(FailoverEvent),
+    /// From a hedging layer.
+    #[cfg(feature = "hedge")]
+    Hedge(HedgeEvent),
 }
 
 impl Event {
@@ -98,6 +105,8 @@ impl Event {
             Event::Bulkhead(ref e) => e.kind(),
             #[cfg(feature = "failover")]
             Event::Failover(ref e) => e.kind(),
+            #[cfg(feature = "hedge")]
+            Event::Hedge(ref e) => e.kind(),
         }
     }
 }

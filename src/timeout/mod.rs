@@ -72,6 +72,16 @@ pub use error::{DeadlineExceeded, Elapsed};
 pub use layer::{DeadlineLayer, TimeoutLayer};
 pub use service::{Deadline, Timeout};
 
+/// The deadline of the request being served on this thread, if one is in scope: set
+/// by a server layer that read the caller's deadline
+/// ([`http::InheritDeadlineLayer`](crate::http::InheritDeadlineLayer)), or by a
+/// [`Deadline`] or one-call [`Stack`](crate::stack::Stack) while it polls the calls
+/// below it. Every deadline-aware layer keeps the earlier of its own deadline and
+/// this one.
+pub fn current_deadline() -> Option<tokio::time::Instant> {
+    crate::scope::current()
+}
+
 #[allow(unused_imports)] // Used by the one-call stack.
 pub(crate) use layer::check;
 #[allow(unused_imports)] // Used by the one-call stack.
