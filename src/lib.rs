@@ -26,6 +26,7 @@
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
 //! | [`hedge`] | `hedge` | when a call is slower than usual, send a budgeted copy to another backend and take the first answer |
 //! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
+//! | [`fallback`] | `fallback` | answer a failed call with a value, a function of the request and failure, or another service |
 //! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
 //! | [`drill`] | `drill` | run an outage scenario against your stack in paused time and assert on the report |
@@ -146,6 +147,9 @@ pub mod drill;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub mod fallback;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;

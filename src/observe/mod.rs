@@ -31,6 +31,8 @@ mod bulkhead;
 mod circuit_breaker;
 #[cfg(feature = "failover")]
 mod failover;
+#[cfg(feature = "fallback")]
+mod fallback;
 #[cfg(feature = "hedge")]
 mod hedge;
 #[cfg(feature = "metrics")]
@@ -47,6 +49,8 @@ pub use bulkhead::*;
 pub use circuit_breaker::*;
 #[cfg(feature = "failover")]
 pub use failover::*;
+#[cfg(feature = "fallback")]
+pub use fallback::*;
 #[cfg(feature = "hedge")]
 pub use hedge::*;
 #[cfg(feature = "retry")]
@@ -88,6 +92,9 @@ pub enum Event {
     /// From a hedging layer.
     #[cfg(feature = "hedge")]
     Hedge(HedgeEvent),
+    /// From a fallback layer.
+    #[cfg(feature = "fallback")]
+    Fallback(FallbackEvent),
 }
 
 impl Event {
@@ -107,6 +114,8 @@ impl Event {
             Event::Failover(ref e) => e.kind(),
             #[cfg(feature = "hedge")]
             Event::Hedge(ref e) => e.kind(),
+            #[cfg(feature = "fallback")]
+            Event::Fallback(ref e) => e.kind(),
         }
     }
 }
