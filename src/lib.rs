@@ -40,17 +40,22 @@
 //! deadline (overall)                  the caller's patience, for all attempts
 //!   -> bulkhead                       protect this process before doing any work
 //!     -> retry                        budgeted, deadline-aware, replays the body
-//!       -> failover router            priority tiers, outlier ejection, health checks
-//!         -> per-backend breaker      fail fast while that backend is down
-//!           -> per-attempt timeout
-//!             -> backend client       hyper, a tonic Channel
+//!       -> hedge (optional)           a budgeted copy of a slow request to another backend
+//!         -> failover router          priority tiers, outlier ejection, health checks
+//!           -> per-backend breaker    fail fast while that backend is down
+//!             -> per-attempt timeout
+//!               -> backend client     hyper, a tonic Channel
 //! ```
+//!
+//! A [`fallback`] goes outside all of it, and answers once everything below gave up.
 //!
 //! * The **bulkhead** sits outside retry so that one request holds one permit for all
 //!   its attempts, and a full process sheds load before spending anything.
 //! * **Retry** sits outside the router so that each attempt is routed afresh: with a
 //!   [`Tried`](failover::Tried) set the next attempt goes to a backend the request has
 //!   not tried, and the budget bounds the extra load across all backends.
+//! * **Hedge** sits between them: a request that failed is retried, each attempt may
+//!   be hedged, and each copy is routed afresh (the hedge shares the `Tried` set).
 //! * The **router** sits above one **breaker per backend**: an open breaker's fast
 //!   rejection is a retryable failure the retry layer routes around, and
 //!   [`BreakerAware`](failover::BreakerAware) tells the router to hold that backend

@@ -112,19 +112,46 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = self.inner.call(req);
-        ResponseFuture::new(
-            fut,
-            tokio::time::sleep(self.deadline),
-            Kind::Request,
-            self.deadline,
-        )
+        let now = Instant::now();
+        // Saturating: a deadline too far to represent is no deadline of ours.
+        let own = now.checked_add(self.deadline).unwrap_or(now + FAR);
+        scoped_call(&mut self.inner, req, own, now)
     }
 }
 
-/// A deadline at an instant the caller computed (the one-call stacks compute it once
-/// and pass it down with the request, so the retry layer sees the same instant).
+/// About 30 years: what a deadline that does not fit an `Instant` becomes.
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// Calls `inner` with the earlier of `own` and the deadline in scope, inside that
+/// scope; past it, does not call at all.
+#[inline]
+pub(crate) fn scoped_call<S, Req>(
+    inner: &mut S,
+    req: Req,
+    own: Instant,
+    now: Instant,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Req>,
+{
+    let at = match crate::scope::current() {
+        Some(inherited) if inherited < own => inherited,
+        _ => own,
+    };
+    let after = at.saturating_duration_since(now);
+    if at <= now {
+        return ResponseFuture::scoped(None, at, after);
+    }
+    let fut = crate::scope::enter(Some(at), || inner.call(req));
+    ResponseFuture::scoped(Some(fut), at, after)
+}
+
+/// The effective deadline of a request entering with its own deadline `own`: the
+/// earlier of it and the deadline in scope.
 #[allow(dead_code)] // Used by the one-call stack.
-pub(crate) fn until<F>(fut: F, at: Instant, deadline: Duration) -> ResponseFuture<F> {
-    ResponseFuture::new(fut, tokio::time::sleep_until(at), Kind::Request, deadline)
+pub(crate) fn effective(own: Instant) -> Instant {
+    match crate::scope::current() {
+        Some(inherited) if inherited < own => inherited,
+        _ => own,
+    }
 }
