@@ -37,7 +37,7 @@ fn req() -> Req {
 struct Log(Arc<Mutex<Vec<HedgeEvent>>>);
 
 impl Log {
-    fn listener(&self) -> impl Fn(&Event) + Send + Sync + 'static {
+    fn listener(&self) -> impl Fn(&Event) + Send + Sync + 'static + use<> {
         let log = self.0.clone();
         move |e: &Event| {
             if let Event::Hedge(h) = e {
@@ -424,4 +424,48 @@ fn bad_configuration_names_the_field() {
         "hedge.decay_every"
     );
     assert!(HedgeLayer::builder().name("payments").build().is_ok());
+}
+
+#[cfg(feature = "stack")]
+#[tokio::test(start_paused = true)]
+async fn the_stack_hedges_only_when_asked_and_to_the_other_backend() {
+    use tower_fortify::stack::Stack;
+    let slow_first = |n| if n == 0 { 1000 * MS } else { 10 * MS };
+
+    let sim = Sim::new(slow_first);
+    let mut plain = Stack::builder()
+        .backend("a", sim.backend::<u32>("a"))
+        .backend("b", sim.backend::<u32>("b"))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    plain.ready().await.unwrap().call(1).await.unwrap();
+    assert_eq!(start.elapsed(), 1000 * MS, "no hedge by default");
+    assert_eq!(sim.calls(), 1);
+
+    let sim = Sim::new(slow_first);
+    let log = Log::default();
+    let l = log.clone();
+    let mut hedged = Stack::builder()
+        .backend("a", sim.backend::<u32>("a"))
+        .backend("b", sim.backend::<u32>("b"))
+        .hedge(|h| h.delay(50 * MS))
+        .listeners(move |source| (source == "hedge").then(|| l.listener()))
+        .build()
+        .unwrap();
+    let budget = hedged.budget().unwrap().clone();
+    let before = budget.remaining();
+    let start = Instant::now();
+    let answer = hedged.ready().await.unwrap().call(1).await.unwrap();
+    assert_eq!(start.elapsed(), 60 * MS);
+    assert_ne!(
+        answer,
+        sim.first.lock().unwrap().unwrap(),
+        "won by the other backend"
+    );
+    assert_eq!(log.sent(), 1);
+    assert!(
+        budget.remaining() < before,
+        "the hedge was paid from the retry layer's budget"
+    );
 }
