@@ -148,12 +148,12 @@ fn bench_success<S>(
     S::Error: std::fmt::Debug,
 {
     // tower's `Hedge` is not `Clone`: one service, borrowed by each measurement.
-    let svc = std::rc::Rc::new(std::cell::RefCell::new(svc));
+    let svc = std::rc::Rc::new(tokio::sync::Mutex::new(svc));
     c.bench_function(name, |b| {
         b.to_async(rt).iter_custom(|iters| {
             let svc = svc.clone();
             async move {
-                let mut svc = svc.borrow_mut();
+                let mut svc = svc.lock().await;
                 let start = Instant::now();
                 for i in 0..iters {
                     black_box(svc.ready().await.unwrap().call(black_box(i)).await.unwrap());

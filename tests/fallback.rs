@@ -14,7 +14,7 @@ use tower_fortify::observe::{Event, FallbackEvent};
 /// Fails odd requests with "down", answers even ones with `req * 10`.
 fn flaky() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone {
     service_fn(|req: u32| async move {
-        if req % 2 == 1 {
+        if !req.is_multiple_of(2) {
             Err::<u32, BoxError>("down".into())
         } else {
             Ok(req * 10)

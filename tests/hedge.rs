@@ -316,7 +316,7 @@ async fn requests_that_cannot_be_copied_are_not_hedged() {
         .delay(50 * MS)
         .no_budget()
         // Odd ids are not idempotent.
-        .replay(replay_fn(|r: &u32| (r % 2 == 0).then_some(*r)))
+        .replay(replay_fn(|r: &u32| r.is_multiple_of(2).then_some(*r)))
         .build()
         .unwrap();
     let mut svc = ServiceBuilder::new()

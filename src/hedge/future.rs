@@ -130,6 +130,9 @@ impl<S, Req, C, P> Hedging<S, Req, C, P> {
     }
 }
 
+/// One copy's result.
+type CopyResult<S, Req> = Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>;
+
 enum Verdict {
     /// Return this result.
     Final,
@@ -155,7 +158,7 @@ where
         loop {
             // The copies in flight, the original first.
             let in_flight = usize::from(this.primary.is_some()) + this.hedges.len();
-            let mut done: Option<(u32, Result<S::Response, S::Error>)> = None;
+            let mut done: Option<(u32, CopyResult<S, Req>)> = None;
             if let Some(fut) = this.primary.as_mut().as_pin_mut()
                 && let Poll::Ready(r) = fut.poll(cx)
             {

@@ -93,14 +93,14 @@ impl Histogram {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.buckets[index(us)].fetch_add(1, Ordering::Relaxed);
         let n = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % RECOMPUTE_EVERY == 0 {
+        if n.is_multiple_of(RECOMPUTE_EVERY) {
             self.slow_path(n);
         }
     }
 
     #[cold]
     fn slow_path(&self, n: u64) {
-        if n % self.decay_every == 0 {
+        if n.is_multiple_of(self.decay_every) {
             for b in self.buckets.iter() {
                 let _ = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v - v / 2));
             }

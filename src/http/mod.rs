@@ -23,7 +23,7 @@
 //!   verdict until a streamed response ends (gRPC: judged from its trailers);
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
-//! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry
+//! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry ([`deadline`])
 //!   the caller's deadline across the wire in `grpc-timeout` or
 //!   [`DEADLINE_HEADER`], so a server's own outgoing calls stop when its caller
 //!   gave up.
@@ -101,7 +101,7 @@
 //! ```
 
 mod classify;
-mod deadline;
+pub mod deadline;
 mod eos;
 mod hint;
 mod hold;
