@@ -369,3 +369,19 @@ proptest! {
         prop_assert!(d - parsed <= d / 1_000_000 + Duration::from_nanos(1));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_is_what_a_backend_is_told_when_it_is_shorter() {
+    let b = Backends::new();
+    let mut stack = Stack::http_builder()
+        .backend("x", b.backend())
+        .deadline(Duration::from_secs(5))
+        .attempt_timeout(300 * MS)
+        .retry(|r| r.max_attempts(1))
+        .build()
+        .unwrap();
+    let mut req = get(&[]);
+    req.headers_mut().insert("x-id", "short".parse().unwrap());
+    stack.ready().await.unwrap().call(req).await.unwrap_err();
+    assert_eq!(b.seen("short")[0].header.as_deref(), Some("300"));
+}

@@ -132,7 +132,7 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
 /// use tower_fortify::http::format_grpc_timeout;
 ///
 /// assert_eq!(format_grpc_timeout(Duration::from_millis(250)), "250000u");
-/// assert_eq!(format_grpc_timeout(Duration::from_secs(3600 * 24 * 365)), "8760000S");
+/// assert_eq!(format_grpc_timeout(Duration::from_secs(3600 * 24 * 365)), "31536000S");
 /// ```
 pub fn format_grpc_timeout(d: Duration) -> HeaderValue {
     const MAX: u128 = 99_999_999;

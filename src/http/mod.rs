@@ -23,10 +23,9 @@
 //!   verdict until a streamed response ends (gRPC: judged from its trailers);
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
-//! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry ([`deadline`])
-//!   the caller's deadline across the wire in `grpc-timeout` or
-//!   [`DEADLINE_HEADER`], so a server's own outgoing calls stop when its caller
-//!   gave up.
+//! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry
+//!   the caller's deadline across the wire in `grpc-timeout` or [`DEADLINE_HEADER`],
+//!   so a server's own outgoing calls stop when its caller gave up ([`deadline`]).
 //! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
 //!   429, 504); the `axum` and `grpc` features turn it into responses and statuses.
 //!

@@ -24,8 +24,9 @@ pin_project! {
     /// first. The inner future is polled first, so a response that is ready when the
     /// timer fires is kept.
     ///
-    /// A request deadline is in scope while the inner future is polled
-    /// ([`current_deadline`](super::current_deadline)), so the calls below see it. A
+    /// The deadline (or the attempt's end, if earlier) is in scope while the inner
+    /// future is polled ([`current_deadline`](super::current_deadline)), so the calls
+    /// below see it. A
     /// request whose inherited deadline had already passed was never sent: the future
     /// fails with [`DeadlineExceeded`] at its first poll.
     pub struct ResponseFuture<F> {
@@ -47,6 +48,17 @@ impl<F> ResponseFuture<F> {
             kind,
             after,
             scope: None,
+        }
+    }
+
+    /// An attempt timeout ending at `at`, in scope while `fut` is polled.
+    pub(crate) fn attempt(fut: F, at: Instant, after: Duration) -> Self {
+        Self {
+            fut: Some(fut),
+            sleep: tokio::time::sleep_until(at),
+            kind: Kind::Attempt,
+            after,
+            scope: Some(at),
         }
     }
 

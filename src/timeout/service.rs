@@ -55,13 +55,17 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = self.inner.call(req);
-        ResponseFuture::new(
-            fut,
-            tokio::time::sleep(self.timeout),
-            Kind::Attempt,
-            self.timeout,
-        )
+        let now = Instant::now();
+        let Some(at) = now.checked_add(self.timeout) else {
+            let fut = self.inner.call(req);
+            let sleep = tokio::time::sleep(self.timeout);
+            return ResponseFuture::new(fut, sleep, Kind::Attempt, self.timeout);
+        };
+        // The attempt's end is the deadline in scope below it, if earlier than the
+        // request's: a client below writes what is left of the attempt, as Envoy's
+        // per-try timeout does.
+        let fut = crate::scope::enter(Some(at), || self.inner.call(req));
+        ResponseFuture::attempt(fut, at, self.timeout)
     }
 }
 
