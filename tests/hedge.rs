@@ -469,3 +469,36 @@ async fn the_stack_hedges_only_when_asked_and_to_the_other_backend() {
         "the hedge was paid from the retry layer's budget"
     );
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn a_streamed_body_is_replayed_to_the_hedge() {
+    use http_body_util::BodyExt;
+    use tower_fortify::http::{HttpReplay, ReplayBody};
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    // Each copy reads the whole body; the first then hangs for a second.
+    let backend = service_fn(move |req: http::Request<ReplayBody<String>>| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            let ms = if n == 0 { 1000 } else { 10 };
+            tokio::time::sleep(ms * MS).await;
+            Ok::<_, BoxError>(format!("{n}:{}", String::from_utf8_lossy(&body)))
+        }
+    });
+    let hedge = HedgeLayer::builder()
+        .delay(50 * MS)
+        .no_budget()
+        .replay(HttpReplay)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(hedge).service(backend);
+    let req = http::Request::put("/item")
+        .body(ReplayBody::new(String::from("payload"), 1024))
+        .unwrap();
+    let answer = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(answer, "1:payload", "the hedge got the same bytes");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
