@@ -22,6 +22,9 @@
 //! | `fortify_backend_ejections_total` | counter | `name`, `backend`, `reason` | ejections by the router's outlier detection |
 //! | `fortify_backend_ejected` | gauge | `name`, `backend` | 1 while the backend is ejected, 0 once it is back in rotation |
 //! | `fortify_backend_healthy` | gauge | `name`, `backend` | the active health check's verdict (1 healthy) |
+//! | `fortify_hedges_total` | counter | `name` | hedges sent |
+//! | `fortify_hedges_skipped_total` | counter | `name`, `reason` (`budget`, `deadline`, `not_replayable`, `not_ready`) | hedges due but not sent, and why |
+//! | `fortify_fallbacks_total` | counter | `name` | failures answered by a fallback |
 //!
 //! **Label bounds.** `name` takes the values you give your instances; `backend` the
 //! router's backend ids (bounded by its membership); every other label a fixed set
@@ -211,6 +214,24 @@ impl Listener for MetricsListener {
                     _ => {}
                 }
             }
+            #[cfg(feature = "hedge")]
+            Event::Hedge(e) => {
+                use super::HedgeEvent;
+                match e {
+                    HedgeEvent::HedgeSent { .. } => {
+                        counter!("fortify_hedges_total", "name" => label(name)).increment(1);
+                    }
+                    HedgeEvent::HedgeSkipped { reason, .. } => {
+                        counter!("fortify_hedges_skipped_total", "name" => label(name), "reason" => reason.as_str())
+                            .increment(1);
+                    }
+                    _ => {}
+                }
+            }
+            #[cfg(feature = "fallback")]
+            Event::Fallback(_) => {
+                counter!("fortify_fallbacks_total", "name" => label(name)).increment(1);
+            }
             _ => {}
         }
     }
@@ -231,4 +252,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "fortify_backend_ejections_total",
     "fortify_backend_ejected",
     "fortify_backend_healthy",
+    "fortify_hedges_total",
+    "fortify_hedges_skipped_total",
+    "fortify_fallbacks_total",
 ];

@@ -218,8 +218,8 @@ impl<S, C, P> StackBuilder<S, C, P> {
 
     /// Records every part's decisions as metrics through the `metrics` facade (an
     /// [`observe::MetricsListener`](crate::observe::MetricsListener) on the bulkhead,
-    /// the retry layer, the router and each breaker; series labelled with the names
-    /// of [`name`](Self::name)). Off by default: with it on, each request builds its
+    /// the retry layer, the hedge (when on), the router and each breaker; series
+    /// labelled with the names of [`name`](Self::name)). Off by default: with it on, each request builds its
     /// retry events. Install the exporter before building the stack.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -351,6 +351,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
             }
             if let Some(l) = self.listener("hedge") {
                 h = h.listener(l);
+            }
+            #[cfg(feature = "metrics")]
+            if self.metrics && on {
+                h = h.listener(crate::observe::MetricsListener::new());
             }
             let h = h
                 .classifier(self.classifier.clone())
