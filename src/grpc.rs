@@ -23,6 +23,16 @@
 //! `DEADLINE_EXCEEDED`) instead of `UNKNOWN`: map the errors with
 //! `tower::ServiceBuilder::map_err(tower_fortify::grpc::status_of_box)` above them.
 //!
+//! Deadlines travel in `grpc-timeout` (tonic's format, [`http::deadline`]): a server
+//! built with `Server::builder().layer(InheritDeadlineLayer::new())` runs each handler
+//! with its caller's deadline in scope, so the handler's own calls through a
+//! [`Stack`](crate::stack::Stack) stop when the caller gave up; a `Channel` wrapped
+//! in [`PropagateDeadlineLayer::grpc`](crate::http::PropagateDeadlineLayer::grpc)
+//! sends what is left of it.
+//!
+//! [`http::deadline`]: crate::http::deadline
+//! [`InheritDeadlineLayer`]: crate::http::InheritDeadlineLayer
+//!
 //! # Where it goes
 //!
 //! Client (a tonic `Channel`), outermost first:

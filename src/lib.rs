@@ -24,7 +24,9 @@
 //! | [`retry`] | `retry` | retry failed calls with jittered backoff, a budget, a deadline and server hints |
 //! | [`circuit_breaker`] | `circuit-breaker` | stop calling a backend that is down, probe it, come back |
 //! | [`bulkhead`] | `bulkhead` | bound concurrent calls (fixed or adaptive, queued or rejected, partitioned) so one slow dependency or tenant cannot take the process |
+//! | [`hedge`] | `hedge` | when a call is slower than usual, send a budgeted copy to another backend and take the first answer |
 //! | [`failover`] | `failover` | route across backends by priority tier; eject outliers, health-check, fail over and back |
+//! | [`fallback`] | `fallback` | answer a failed call with a value, a function of the request and failure, or another service |
 //! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
 //! | [`drill`] | `drill` | run an outage scenario against your stack in paused time and assert on the report |
@@ -38,17 +40,22 @@
 //! deadline (overall)                  the caller's patience, for all attempts
 //!   -> bulkhead                       protect this process before doing any work
 //!     -> retry                        budgeted, deadline-aware, replays the body
-//!       -> failover router            priority tiers, outlier ejection, health checks
-//!         -> per-backend breaker      fail fast while that backend is down
-//!           -> per-attempt timeout
-//!             -> backend client       hyper, a tonic Channel
+//!       -> hedge (optional)           a budgeted copy of a slow request to another backend
+//!         -> failover router          priority tiers, outlier ejection, health checks
+//!           -> per-backend breaker    fail fast while that backend is down
+//!             -> per-attempt timeout
+//!               -> backend client     hyper, a tonic Channel
 //! ```
+//!
+//! A [`fallback`] goes outside all of it, and answers once everything below gave up.
 //!
 //! * The **bulkhead** sits outside retry so that one request holds one permit for all
 //!   its attempts, and a full process sheds load before spending anything.
 //! * **Retry** sits outside the router so that each attempt is routed afresh: with a
 //!   [`Tried`](failover::Tried) set the next attempt goes to a backend the request has
 //!   not tried, and the budget bounds the extra load across all backends.
+//! * **Hedge** sits between them: a request that failed is retried, each attempt may
+//!   be hedged, and each copy is routed afresh (the hedge shares the `Tried` set).
 //! * The **router** sits above one **breaker per backend**: an open breaker's fast
 //!   rejection is a retryable failure the retry layer routes around, and
 //!   [`BreakerAware`](failover::BreakerAware) tells the router to hold that backend
@@ -124,6 +131,8 @@ mod config;
 mod keyed;
 pub mod observe;
 pub mod rng;
+#[allow(dead_code)] // With no deadline-aware layer on, unused.
+mod scope;
 mod shard;
 #[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 mod sync;
@@ -146,9 +155,15 @@ pub mod drill;
 #[cfg(feature = "failover")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub mod failover;
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub mod fallback;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -1,7 +1,8 @@
 //! `fortify-drill-backend`: one backend of a process drill (`drill::ProcessDrill`,
 //! feature `drill-process`). An HTTP/1 server on 127.0.0.1 that answers `200 ok`
 //! after its latency, or `503` for a share of calls, and takes its faults from
-//! `POST /_control?error_rate=E&factor=F` (brownout, slow). The drill kills it with
+//! `POST /_control?error_rate=E&factor=F&tail_share=S&tail_factor=T` (brownout,
+//! slow, a latency tail). The drill kills it with
 //! SIGKILL for `down` and starts it again on the same port.
 //!
 //! ```text
@@ -23,6 +24,8 @@ struct State {
     latency_ms: f64,
     error_rate: AtomicU64,
     factor: AtomicU64,
+    tail_share: AtomicU64,
+    tail_factor: AtomicU64,
 }
 
 fn usage(error: &str) -> ! {
@@ -65,6 +68,8 @@ fn main() {
         latency_ms,
         error_rate: AtomicU64::new(f64::to_bits(error_rate)),
         factor: AtomicU64::new(f64::to_bits(1.0)),
+        tail_share: AtomicU64::new(f64::to_bits(0.0)),
+        tail_factor: AtomicU64::new(f64::to_bits(1.0)),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,6 +117,12 @@ async fn handle(
                 "factor" if value.is_finite() && value >= 0.0 => {
                     state.factor.store(value.to_bits(), Ordering::Relaxed)
                 }
+                "tail_share" if (0.0..=1.0).contains(&value) => {
+                    state.tail_share.store(value.to_bits(), Ordering::Relaxed)
+                }
+                "tail_factor" if value.is_finite() && value >= 0.0 => {
+                    state.tail_factor.store(value.to_bits(), Ordering::Relaxed)
+                }
                 _ => {}
             }
         }
@@ -121,7 +132,11 @@ async fn handle(
     if error_rate > 0.0 && rand::random::<f64>() < error_rate {
         return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, "brownout\n"));
     }
-    let factor = f64::from_bits(state.factor.load(Ordering::Relaxed));
+    let mut factor = f64::from_bits(state.factor.load(Ordering::Relaxed));
+    let tail_share = f64::from_bits(state.tail_share.load(Ordering::Relaxed));
+    if tail_share > 0.0 && rand::random::<f64>() < tail_share {
+        factor *= f64::from_bits(state.tail_factor.load(Ordering::Relaxed));
+    }
     // ±10 % around the latency, so calls do not arrive in lockstep.
     let jitter = 0.9 + 0.2 * rand::random::<f64>();
     let ms = state.latency_ms * factor * jitter;

@@ -36,6 +36,14 @@ pub enum Phase {
         /// The latency multiplier (at least 1 to slow down).
         factor: f64,
     },
+    /// A latency tail: this share of calls (`0.0..=1.0`) is `factor` times slower,
+    /// the others served normally (a garbage-collection pause, a cold cache).
+    Tail {
+        /// The share of calls slowed down.
+        share: f64,
+        /// Their latency multiplier.
+        factor: f64,
+    },
     /// Down for `down`, then healthy for `up`, again and again from the phase's start.
     Flapping {
         /// How long each down spell lasts.
@@ -53,6 +61,7 @@ impl Phase {
             Phase::Down => "down",
             Phase::Brownout { .. } => "brownout",
             Phase::Slow { .. } => "slow",
+            Phase::Tail { .. } => "tail",
             Phase::Flapping { .. } => "flapping",
         }
     }
@@ -63,6 +72,7 @@ impl Phase {
             Phase::Healthy | Phase::Down => self.name().to_string(),
             Phase::Brownout { error_rate } => format!("brownout {:.0}% errors", error_rate * 100.0),
             Phase::Slow { factor } => format!("slow x{factor}"),
+            Phase::Tail { share, factor } => format!("tail {}% x{factor}", share * 100.0),
             Phase::Flapping { down, up } => {
                 format!(
                     "flapping {}s down / {}s up",
@@ -79,6 +89,10 @@ impl Phase {
                 check_range("backend.phases.error_rate", error_rate, 0.0, 1.0)
             }
             Phase::Slow { factor } => check_range("backend.phases.factor", factor, 0.0, 1e6),
+            Phase::Tail { share, factor } => {
+                check_range("backend.phases.share", share, 0.0, 1.0)?;
+                check_range("backend.phases.factor", factor, 0.0, 1e6)
+            }
             Phase::Flapping { down, up } if down.is_zero() || up.is_zero() => {
                 Err(ConfigError::new(
                     "backend.phases.down",
@@ -459,6 +473,15 @@ impl Service<SimRequest> for SimBackend {
                 roll(&shared.rng, spec.error_rate),
                 SimErrorKind::Failed,
                 factor,
+            ),
+            Phase::Tail { share, factor } => (
+                roll(&shared.rng, spec.error_rate),
+                SimErrorKind::Failed,
+                if roll(&shared.rng, share) {
+                    factor
+                } else {
+                    1.0
+                },
             ),
             Phase::Flapping { down, up } => {
                 let cycle = (down + up).as_nanos();

@@ -39,8 +39,9 @@ pub type ProcessBody = Full<Bytes>;
 /// * `down` — the process is killed with SIGKILL (connections reset, port closed) and
 ///   started again on the same port when the phase ends;
 /// * `flapping` — killed and restarted on every down and up spell;
-/// * `brownout` and `slow` — set through the backend's control endpoint
-///   (`POST /_control?error_rate=E&factor=F`), reset when the phase ends.
+/// * `brownout`, `slow` and `tail` — set through the backend's control endpoint
+///   (`POST /_control?error_rate=E&factor=F&tail_share=S&tail_factor=T`), reset when
+///   the phase ends.
 ///
 /// The report is the paused-time drill's ([`Report`]), with the same assertions.
 /// Calls per backend are counted by the client, from the router's per-call events:
@@ -276,7 +277,13 @@ impl Drop for Fleet {
 enum Action {
     Kill,
     Start,
-    Control { error_rate: f64, factor: f64 },
+    Control {
+        error_rate: f64,
+        factor: f64,
+        /// A latency tail: this share of calls `tail_factor` times slower.
+        tail_share: f64,
+        tail_factor: f64,
+    },
 }
 
 /// The scenario's phases as actions on processes, in time order.
@@ -304,6 +311,8 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
                             Action::Control {
                                 error_rate: spec.error_rate,
                                 factor: 1.0,
+                                tail_share: 0.0,
+                                tail_factor: 1.0,
                             },
                         ));
                         controlled = false;
@@ -323,6 +332,8 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
                         Action::Control {
                             error_rate,
                             factor: 1.0,
+                            tail_share: 0.0,
+                            tail_factor: 1.0,
                         },
                     ));
                     controlled = true;
@@ -335,6 +346,22 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
                         Action::Control {
                             error_rate: spec.error_rate,
                             factor,
+                            tail_share: 0.0,
+                            tail_factor: 1.0,
+                        },
+                    ));
+                    controlled = true;
+                }
+                Phase::Tail { share, factor } => {
+                    heal(&mut out, *at, &mut down);
+                    out.push((
+                        *at,
+                        i,
+                        Action::Control {
+                            error_rate: spec.error_rate,
+                            factor: 1.0,
+                            tail_share: share,
+                            tail_factor: factor,
                         },
                     ));
                     controlled = true;
@@ -380,12 +407,15 @@ async fn listening(port: u16) -> bool {
     false
 }
 
-/// `POST /_control` on one backend.
-async fn control(port: u16, error_rate: f64, factor: f64) {
+/// `POST /_control` on one backend: error rate, latency factor, tail share and factor.
+async fn control(port: u16, [error_rate, factor, tail_share, tail_factor]: [f64; 4]) {
     use hyper_util::client::legacy::Client;
     let client: Client<_, Full<Bytes>> =
         Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let uri = format!("http://127.0.0.1:{port}/_control?error_rate={error_rate}&factor={factor}");
+    let uri = format!(
+        "http://127.0.0.1:{port}/_control?error_rate={error_rate}&factor={factor}\
+         &tail_share={tail_share}&tail_factor={tail_factor}"
+    );
     if let Ok(req) = http::Request::post(uri).body(Full::default()) {
         let _ = tokio::time::timeout(Duration::from_secs(2), client.request(req)).await;
     }
@@ -441,7 +471,7 @@ async fn start_proxies(
         if let Some((_, phase)) = spec
             .phases
             .iter()
-            .find(|(_, p)| matches!(p, Phase::Brownout { .. }))
+            .find(|(_, p)| matches!(p, Phase::Brownout { .. } | Phase::Tail { .. }))
         {
             return Err(ProcessDrillError(format!(
                 "backend {}: phase `{}` needs the service's cooperation; a proxy can only \
@@ -468,7 +498,7 @@ async fn apply(backends: &Mutex<Backends>, i: usize, action: Action, median: Dur
     enum Then {
         Nothing,
         Listen(u16),
-        Control(u16, f64, f64),
+        Control(u16, [f64; 4]),
     }
     let then = {
         let mut guard = backends.lock().unwrap_or_else(PoisonError::into_inner);
@@ -482,9 +512,15 @@ async fn apply(backends: &Mutex<Backends>, i: usize, action: Action, median: Dur
                 Ok(()) => Then::Listen(port),
                 Err(_) => Then::Nothing,
             },
-            (Backends::Processes(_), Action::Control { error_rate, factor }) => {
-                Then::Control(port, error_rate, factor)
-            }
+            (
+                Backends::Processes(_),
+                Action::Control {
+                    error_rate,
+                    factor,
+                    tail_share,
+                    tail_factor,
+                },
+            ) => Then::Control(port, [error_rate, factor, tail_share, tail_factor]),
             (Backends::Proxies(p), Action::Kill) => {
                 p[i].set(NetFault::Refuse);
                 Then::Nothing
@@ -508,7 +544,7 @@ async fn apply(backends: &Mutex<Backends>, i: usize, action: Action, median: Dur
         Then::Listen(port) => {
             listening(port).await;
         }
-        Then::Control(port, error_rate, factor) => control(port, error_rate, factor).await,
+        Then::Control(port, settings) => control(port, settings).await,
     }
 }
 
@@ -761,6 +797,8 @@ mod tests {
         let control = |error_rate| Action::Control {
             error_rate,
             factor: 1.0,
+            tail_share: 0.0,
+            tail_factor: 1.0,
         };
         assert_eq!(
             plan,

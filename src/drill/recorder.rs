@@ -198,7 +198,7 @@ impl FlightRecorder {
     /// * **healthy** — otherwise.
     ///
     /// Neighbouring seconds in the same phase are merged; the load keeps a step where
-    /// the rate moves by more than 10 %. Tiers are not seen by the recorder: every
+    /// the rate moves by more than 10 %. Backends are listed by id, in order. Tiers are not seen by the recorder: every
     /// backend is tier 0 (set them on the scenario if the stack has tiers).
     pub fn scenario(&self, name: &str) -> Scenario {
         let inner = self.lock();
@@ -254,7 +254,9 @@ impl FlightRecorder {
         }
         scenario = scenario.load(load);
 
-        for (id, track) in &inner.backends {
+        let mut backends: Vec<&(Arc<str>, Track)> = inner.backends.iter().collect();
+        backends.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, track) in backends {
             let cells: Vec<&Cell> = seconds.iter().map(|&s| &track.cells[slot(s)]).collect();
             let failing =
                 |c: &Cell| c.calls > 0 && f64::from(c.failures) >= 0.95 * f64::from(c.calls);

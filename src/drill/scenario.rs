@@ -178,7 +178,8 @@ impl Iterator for Arrivals<'_> {
 /// ```
 ///
 /// Phases are `healthy`, `down`, `brownout` (with `error_rate`), `slow` (with
-/// `factor`) and `flapping` (with `down` and `up` spells). Durations are strings with a
+/// `factor`), `tail` (with `share` and `factor`) and `flapping` (with `down` and `up`
+/// spells). Durations are strings with a
 /// unit (`"250ms"`, `"60s"`, `"2m"`, `"1h"`; also `"us"` and `"ns"`) or numbers of seconds.
 /// [`Scenario::to_toml`] writes any scenario in this format.
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +326,9 @@ impl Scenario {
     /// * `overload` — the load steps from 1,000 to 2,500 requests per second from
     ///   0:60 to 2:00, beyond what the three backends can serve at once.
     /// * `total-outage` — every backend is down from 0:60 to 2:00.
+    /// * `tail-latency` — one minute, three steady backends (20 ms median, 50 ms
+    ///   p99); one answers 2 % of its calls 50 times slower, for the whole run: nothing fails, the tail is the fault (the
+    ///   hedging scenario; compare p99.9 and extra load).
     pub fn builtin(name: &str) -> Option<Scenario> {
         let s = Duration::from_secs;
         let lat = Latency::log_normal(Duration::from_millis(20), Duration::from_millis(100))
@@ -396,6 +400,28 @@ impl Scenario {
                 .backend(a.phase(s(60), Phase::Down).phase(s(120), Phase::Healthy))
                 .backend(BackendSpec::new("b").latency(lat).capacity(200).phase(s(60), Phase::Down).phase(s(120), Phase::Healthy))
                 .backend(BackendSpec::new("c").latency(lat).capacity(200).phase(s(60), Phase::Down).phase(s(120), Phase::Healthy)),
+            "tail-latency" | "tail-everywhere" => {
+                // Steady backends (p99 2.5x the median), so that the tail is the fault.
+                let steady = Latency::log_normal(Duration::from_millis(20), Duration::from_millis(50))
+                    .expect("valid");
+                let tail = Phase::Tail { share: 0.02, factor: 50.0 };
+                let everywhere = name == "tail-everywhere";
+                let b = |n: &str, slow: bool| {
+                    let spec = BackendSpec::new(n).latency(steady).capacity(200);
+                    if slow { spec.phase(s(0), tail) } else { spec }
+                };
+                Scenario::new(name)
+                    .describe(if everywhere {
+                        "every backend answers 2% of calls 50x slower, all along"
+                    } else {
+                        "one of three backends answers 2% of calls 50x slower, all along"
+                    })
+                    .duration(s(60))
+                    .load(Load::constant(1000.0))
+                    .backend(b("a", true))
+                    .backend(b("b", everywhere))
+                    .backend(b("c", everywhere))
+            }
             _ => return None,
         };
         Some(scenario)
@@ -474,6 +500,9 @@ impl Scenario {
                         Phase::Slow { factor } => {
                             format!("{{ at = {at}, phase = \"slow\", factor = {factor:?} }}")
                         }
+                        Phase::Tail { share, factor } => format!(
+                            "{{ at = {at}, phase = \"tail\", share = {share:?}, factor = {factor:?} }}"
+                        ),
                         Phase::Flapping { down, up } => format!(
                             "{{ at = {at}, phase = \"flapping\", down = {}, up = {} }}",
                             format_duration(down),
@@ -563,7 +592,7 @@ impl ScenarioError {
     }
 }
 
-const BUILTIN: [&str; 7] = [
+const BUILTIN: [&str; 9] = [
     "zone-outage",
     "backend-outage",
     "brownout",
@@ -571,6 +600,8 @@ const BUILTIN: [&str; 7] = [
     "flapping",
     "overload",
     "total-outage",
+    "tail-latency",
+    "tail-everywhere",
 ];
 
 /// A scenario file could not be read or is wrong. The message names the line, the
@@ -837,6 +868,7 @@ mod file {
         Down,
         Brownout,
         Slow,
+        Tail,
         Flapping,
     }
 
@@ -846,6 +878,7 @@ mod file {
         at: Dur,
         phase: PhaseKind,
         error_rate: Option<Share>,
+        share: Option<Share>,
         factor: Option<f64>,
         down: Option<Dur>,
         up: Option<Dur>,
@@ -985,6 +1018,19 @@ mod file {
                         ));
                     }
                     Phase::Slow { factor }
+                }
+                PhaseKind::Tail => {
+                    let factor = self.factor.ok_or_else(|| need("factor", "tail"))?;
+                    if !factor.is_finite() || !(0.0..=1e6).contains(&factor) {
+                        return Err((
+                            "factor",
+                            format!("{factor} is not a factor between 0 and 1,000,000"),
+                        ));
+                    }
+                    Phase::Tail {
+                        share: self.share.ok_or_else(|| need("share", "tail"))?.0,
+                        factor,
+                    }
                 }
                 PhaseKind::Flapping => Phase::Flapping {
                     down: self.down.ok_or_else(|| need("down", "flapping"))?.0,

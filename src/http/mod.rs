@@ -23,6 +23,9 @@
 //!   verdict until a streamed response ends (gRPC: judged from its trailers);
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
+//! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry
+//!   the caller's deadline across the wire in `grpc-timeout` or [`DEADLINE_HEADER`],
+//!   so a server's own outgoing calls stop when its caller gave up ([`deadline`]).
 //! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
 //!   429, 504); the `axum` and `grpc` features turn it into responses and statuses.
 //!
@@ -97,6 +100,7 @@
 //! ```
 
 mod classify;
+pub mod deadline;
 mod eos;
 mod hint;
 mod hold;
@@ -109,6 +113,11 @@ mod tried;
 mod upstream;
 
 pub use classify::{HttpClassifier, RetrySafe, StatusSet, is_idempotent, may_retry};
+pub use deadline::{
+    DEADLINE_HEADER, GRPC_TIMEOUT, InheritDeadline, InheritDeadlineLayer, InheritFuture,
+    MAX_INHERITED, PropagateDeadline, PropagateDeadlineLayer, RequestDeadline, format_grpc_timeout,
+    inherited_timeout, parse_deadline_ms, parse_grpc_timeout,
+};
 pub use eos::{EosBody, PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
 pub use hint::{
     GRPC_RETRY_PUSHBACK_MS, MAX_HINT, grpc_pushback, parse_grpc_pushback, parse_retry_after_date,

@@ -31,6 +31,9 @@
 //! budget balance, each backend's state and load, the share of backends out of
 //! rotation) come from [`Gauges`]; its docs have their table, and
 //! [`Stack::gauges`](crate::stack::Stack::gauges) gives one for a whole stack.
+//! | `fortify_hedges_total` | counter | `name` | hedges sent |
+//! | `fortify_hedges_skipped_total` | counter | `name`, `reason` (`budget`, `deadline`, `not_replayable`, `not_ready`) | hedges due but not sent, and why |
+//! | `fortify_fallbacks_total` | counter | `name` | failures answered by a fallback |
 //!
 //! **Label bounds.** `name` takes the values you give your instances; `backend` the
 //! router's backend ids (bounded by its membership); every other label a fixed set
@@ -324,6 +327,24 @@ impl Listener for MetricsListener {
                 counter!("fortify_chaos_injections_total", "name" => label(name), "fault" => *fault)
                     .increment(1);
             }
+            #[cfg(feature = "hedge")]
+            Event::Hedge(e) => {
+                use super::HedgeEvent;
+                match e {
+                    HedgeEvent::HedgeSent { .. } => {
+                        counter!("fortify_hedges_total", "name" => label(name)).increment(1);
+                    }
+                    HedgeEvent::HedgeSkipped { reason, .. } => {
+                        counter!("fortify_hedges_skipped_total", "name" => label(name), "reason" => reason.as_str())
+                            .increment(1);
+                    }
+                    _ => {}
+                }
+            }
+            #[cfg(feature = "fallback")]
+            Event::Fallback(_) => {
+                counter!("fortify_fallbacks_total", "name" => label(name)).increment(1);
+            }
             _ => {}
         }
     }
@@ -359,6 +380,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "fortify_backend_in_flight",
     "fortify_backend_state",
     "fortify_router_out_of_rotation_ratio",
+    "fortify_hedges_total",
+    "fortify_hedges_skipped_total",
+    "fortify_fallbacks_total",
 ];
 
 /// Gauges read from the layers' handles when you ask: calls in flight and queued in a

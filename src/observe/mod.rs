@@ -33,6 +33,10 @@ mod chaos;
 mod circuit_breaker;
 #[cfg(feature = "failover")]
 mod failover;
+#[cfg(feature = "fallback")]
+mod fallback;
+#[cfg(feature = "hedge")]
+mod hedge;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -49,6 +53,10 @@ pub use chaos::*;
 pub use circuit_breaker::*;
 #[cfg(feature = "failover")]
 pub use failover::*;
+#[cfg(feature = "fallback")]
+pub use fallback::*;
+#[cfg(feature = "hedge")]
+pub use hedge::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
 
@@ -102,6 +110,12 @@ pub enum Event {
     /// From a chaos (fault injection) layer.
     #[cfg(feature = "chaos")]
     Chaos(ChaosEvent),
+    /// From a hedging layer.
+    #[cfg(feature = "hedge")]
+    Hedge(HedgeEvent),
+    /// From a fallback layer.
+    #[cfg(feature = "fallback")]
+    Fallback(FallbackEvent),
 }
 
 impl Event {
@@ -121,6 +135,10 @@ impl Event {
             Event::Failover(ref e) => e.kind(),
             #[cfg(feature = "chaos")]
             Event::Chaos(ref e) => e.kind(),
+            #[cfg(feature = "hedge")]
+            Event::Hedge(ref e) => e.kind(),
+            #[cfg(feature = "fallback")]
+            Event::Fallback(ref e) => e.kind(),
         }
     }
 }

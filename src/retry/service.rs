@@ -93,6 +93,8 @@ where
                 .or(shared.deadline)
                 .map(|d| Instant::now() + d)
         });
+        // A deadline in scope (the request a server is handling) bounds retries too.
+        let deadline = crate::scope::earliest(deadline, crate::scope::current());
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }

@@ -14,6 +14,7 @@ use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
 use crate::classify::DefaultClassifier;
 use crate::config::ConfigError;
 use crate::failover::{Backend, BreakerAware, Failover, FailoverBuilder};
+use crate::hedge::{HedgeBuilder, HedgeLayer};
 use crate::observe::{Event, Listener};
 use crate::retry::{CloneReplay, RetryBuilder, RetryLayer};
 use crate::rng::Rng;
@@ -45,6 +46,9 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The bulkhead's limit on requests in flight. See [`StackBuilder::bulkhead`].
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The latency quantile the stack hedges at once hedging is on. See
+/// [`StackBuilder::hedge`].
+pub const DEFAULT_HEDGE_PERCENTILE: f64 = 0.98;
 
 /// Builds a [`Stack`]; see [`Stack::builder`] for the defaults and why.
 pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
@@ -55,6 +59,7 @@ pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     attempt_timeout: Duration,
     bulkhead: BulkheadBuilder,
     retry: RetryBuilder,
+    hedge: Option<HedgeBuilder>,
     breaker: Option<BreakerFn>,
     router: FailoverBuilder<()>,
     rng: Option<Rng>,
@@ -85,6 +90,7 @@ impl<S> Stack<S> {
     /// | overall deadline | 5 s | what a caller waits for one request, all attempts, backoff and queueing included; the retry layer sees the same instant and starts nothing that would end past it |
     /// | bulkhead | 1,024 in flight, no queue | protects this process: past it, calls fail at once with `BulkheadFull` instead of piling up (Envoy's default `max_requests` is 1,024) |
     /// | retry | 3 attempts, exponential backoff from 100 ms with full jitter, the 20 % ratio budget | every retry goes to a backend the request has not tried; the budget bounds the extra load of an outage to 20 % (plus 10 retries per second) whatever fails |
+    /// | hedge | **off**; with [`hedging`](StackBuilder::hedging): one hedge at the 98th percentile, drawn from the retry budget | a hedge sends a second copy of a request that is merely slow: only safe for requests that may run twice (the stack cannot know that of an arbitrary request), and a trade of load for tail latency the caller should choose. Once on, the 98th percentile sends about 2 % more requests (Finagle sets the percentile from the extra load it allows) and the shared budget bounds retries and hedges together |
     /// | router | peak-EWMA with failures as cost; ejection 2 s × times ejected, at most 10 s, rules judged every 2 s; **no consecutive-failure ejection** | the per-backend breakers detect a backend that is down, and the router holds a backend out exactly as long as its breaker is open ([`BreakerAware`]); its own rules (failure rate, success rate and latency against the other backends) catch brownouts and slow backends. Without a second consecutive-failure detector, a breaker's failed probe is not counted again as an outlier failure |
     /// | breaker, per backend | 5 failures in a row or 50 % of the last 100 calls; open 1 s, fixed; load shedding counts as a success ([`Health`](super::Health)) | a backend that is down is detected within 5 calls; a healed one gets traffic back within about a second; a backend that sheds load keeps its share |
     /// | per-attempt timeout | 2 s | turns a hung backend into a failure the breaker and router count, with time left in the deadline for two more attempts |
@@ -103,6 +109,7 @@ impl<S> Stack<S> {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             bulkhead: BulkheadLayer::builder().max_concurrent(DEFAULT_MAX_IN_FLIGHT),
             retry: RetryLayer::builder(),
+            hedge: None,
             breaker: None,
             router: Failover::builder().consecutive_failures(None),
             rng: None,
@@ -161,6 +168,29 @@ impl<S, C, P> StackBuilder<S, C, P> {
         self
     }
 
+    /// Turns hedging on and changes its settings: `f` gets the stack's hedge builder
+    /// (one hedge once a request has been in flight longer than the 98th percentile
+    /// of recent latencies, at least 1 ms, at most 1 s) and returns it changed. The
+    /// hedge sits between the retry layer and the router, so each copy goes to a
+    /// backend the request has not tried; it uses the stack's classifier and replay
+    /// (under [`Stack::http_builder`], non-idempotent requests are never hedged) and
+    /// draws from the retry layer's budget (from its own, the hedge builder's, when
+    /// the retry layer has none). Off by default; see [`Stack::builder`] for why.
+    pub fn hedge(mut self, f: impl FnOnce(HedgeBuilder) -> HedgeBuilder) -> Self {
+        let current = self
+            .hedge
+            .take()
+            .unwrap_or_else(|| HedgeLayer::builder().percentile(DEFAULT_HEDGE_PERCENTILE));
+        self.hedge = Some(f(current));
+        self
+    }
+
+    /// The hedging preset: [`hedge`](Self::hedge) with the stack's hedge defaults.
+    /// For services whose tail latency matters more than a few percent of load.
+    pub fn hedging(self) -> Self {
+        self.hedge(|h| h)
+    }
+
     /// Changes every backend's circuit breaker: `f` gets each breaker's builder
     /// (its own defaults) and returns it changed. Called once per backend.
     pub fn breaker(
@@ -192,8 +222,8 @@ impl<S, C, P> StackBuilder<S, C, P> {
 
     /// Records every part's decisions as metrics through the `metrics` facade (an
     /// [`observe::MetricsListener`](crate::observe::MetricsListener) on the bulkhead,
-    /// the retry layer, the router and each breaker; series labelled with the names
-    /// of [`name`](Self::name)). Off by default: with it on, each request builds its
+    /// the retry layer, the hedge (when on), the router and each breaker; series
+    /// labelled with the names of [`name`](Self::name)). Off by default: with it on, each request builds its
     /// retry events. Install the exporter before building the stack.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -210,7 +240,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
     }
 
     /// Event listeners by source: `f` is asked once for `"bulkhead"`, `"retry"`,
-    /// `"router"` and each backend's id (its breaker), and returns the listener for
+    /// `"hedge"`, `"router"` and each backend's id (its breaker), and returns the listener for
     /// that source, if any.
     pub fn listeners<L>(mut self, f: impl Fn(&str) -> Option<L> + Send + Sync + 'static) -> Self
     where
@@ -233,6 +263,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             attempt_timeout: self.attempt_timeout,
             bulkhead: self.bulkhead,
             retry: self.retry,
+            hedge: self.hedge,
             breaker: self.breaker,
             router: self.router,
             rng: self.rng,
@@ -253,6 +284,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             attempt_timeout: self.attempt_timeout,
             bulkhead: self.bulkhead,
             retry: self.retry,
+            hedge: self.hedge,
             breaker: self.breaker,
             router: self.router,
             rng: self.rng,
@@ -312,6 +344,28 @@ impl<S, C, P> StackBuilder<S, C, P> {
             .replay(AttemptReplay(self.replay.clone()))
             .build()?;
 
+        let hedge = {
+            let (builder, on) = match self.hedge.take() {
+                Some(h) => (h, true),
+                None => (HedgeLayer::builder(), false),
+            };
+            let mut h = builder.name(name.clone());
+            if let Some(budget) = retry.budget() {
+                h = h.draw_from(budget.clone());
+            }
+            if let Some(l) = self.listener("hedge") {
+                h = h.listener(l);
+            }
+            #[cfg(feature = "metrics")]
+            if self.metrics && on {
+                h = h.listener(crate::observe::MetricsListener::new());
+            }
+            let h = h
+                .classifier(self.classifier.clone())
+                .replay(AttemptReplay(self.replay.clone()));
+            if on { h.build()? } else { h.build_off()? }
+        };
+
         let mut breakers = Vec::with_capacity(self.backends.len());
         let mut legs = Vec::with_capacity(self.backends.len());
         let listeners = self.listeners.clone();
@@ -368,7 +422,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             budget: retry.budget().cloned(),
         });
         Ok(Stack {
-            inner: bulkhead.layer(retry.layer(router)),
+            inner: bulkhead.layer(retry.layer(hedge.layer(router))),
             parts,
         })
     }

@@ -9,10 +9,11 @@
 //! overall deadline                 the caller's patience, for all attempts
 //!   -> bulkhead                    protect this process before doing any work
 //!     -> retry                     budgeted, jittered, to a backend not yet tried
-//!       -> failover router         tiers, peak-EWMA, outlier ejection, hold-offs
-//!         -> circuit breaker       one per backend
-//!           -> attempt timeout     one per attempt
-//!             -> backend           your service, a hyper client, a tonic Channel
+//!       -> hedge                   off by default; `.hedging()`: a copy of a slow request
+//!         -> failover router       tiers, peak-EWMA, outlier ejection, hold-offs
+//!           -> circuit breaker     one per backend
+//!             -> attempt timeout   one per attempt
+//!               -> backend         your service, a hyper client, a tonic Channel
 //! ```
 //!
 //! [`Stack::builder`] builds exactly that over any set of tower services, with the
@@ -63,8 +64,11 @@ mod presets;
 mod service;
 
 pub use attempt::{Attempt, AttemptReplay, AttemptTried, Unwrap};
-pub use builder::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_MAX_IN_FLIGHT, StackBuilder};
+pub use builder::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_HEDGE_PERCENTILE, DEFAULT_MAX_IN_FLIGHT,
+    StackBuilder,
+};
 pub use health::Health;
 #[cfg(feature = "http-client")]
 pub use presets::HttpClient;
-pub use service::{Leg, Router, Stack};
+pub use service::{Hedged, Leg, Router, Stack};

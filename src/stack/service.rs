@@ -16,6 +16,7 @@ use crate::bulkhead::{Bulkhead, BulkheadHandle};
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle};
 use crate::classify::DefaultClassifier;
 use crate::failover::{BreakerAware, Failover, FailoverHandle, Tried};
+use crate::hedge::Hedge;
 use crate::retry::{CloneReplay, Retry};
 use crate::timeout::Timeout;
 use crate::timeout::future::ResponseFuture;
@@ -28,11 +29,15 @@ pub type Leg<S, C = DefaultClassifier> = CircuitBreaker<Timeout<Unwrap<S>>, Heal
 pub type Router<S, C = DefaultClassifier> =
     Failover<Leg<S, C>, BreakerAware<Health<C>>, AttemptTried>;
 
-type Inner<S, C, P> = Bulkhead<Retry<Router<S, C>, C, AttemptReplay<P>>>;
+/// The hedging layer over the router (passing requests through while hedging is off).
+pub type Hedged<S, C = DefaultClassifier, P = CloneReplay> =
+    Hedge<Router<S, C>, C, AttemptReplay<P>>;
+
+type Inner<S, C, P> = Bulkhead<Retry<Hedged<S, C, P>, C, AttemptReplay<P>>>;
 
 /// The recommended stack as one tower `Service`, built by [`Stack::builder`] (or
 /// [`Stack::http`], [`Stack::grpc`]): overall deadline → bulkhead → budgeted retry →
-/// failover router → per-backend circuit breaker → per-attempt timeout → backend.
+/// hedge (off unless [`hedging`](super::StackBuilder::hedging)) → failover router → per-backend circuit breaker → per-attempt timeout → backend.
 ///
 /// `poll_ready` passes on the readiness of the router's backends (through the
 /// bulkhead and retry layers, which reject from `call`, never from `poll_ready`).
@@ -162,13 +167,15 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let deadline = self.parts.deadline;
-        let at = Instant::now() + deadline;
-        let fut = self.inner.call(Attempt {
+        // The earlier of the stack's deadline and the one in scope (a server handling
+        // a request with a deadline): the retry and hedging layers see this instant.
+        let now = Instant::now();
+        let at = crate::timeout::effective(now + self.parts.deadline);
+        let attempt = Attempt {
             request,
             tried: Tried::new(),
             deadline: at,
-        });
-        crate::timeout::until(fut, at, deadline)
+        };
+        crate::timeout::scoped_call(&mut self.inner, attempt, at, now)
     }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::BoxError;
@@ -23,23 +23,54 @@ pin_project! {
     /// the inner result, or [`Elapsed`] / [`DeadlineExceeded`] when the timer fires
     /// first. The inner future is polled first, so a response that is ready when the
     /// timer fires is kept.
+    ///
+    /// The deadline (or the attempt's end, if earlier) is in scope while the inner
+    /// future is polled ([`current_deadline`](super::current_deadline)), so the calls
+    /// below see it. A
+    /// request whose inherited deadline had already passed was never sent: the future
+    /// fails with [`DeadlineExceeded`] at its first poll.
     pub struct ResponseFuture<F> {
         #[pin]
-        fut: F,
+        fut: Option<F>,
         #[pin]
         sleep: Sleep,
         kind: Kind,
         after: Duration,
+        scope: Option<Instant>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn new(fut: F, sleep: Sleep, kind: Kind, after: Duration) -> Self {
         Self {
-            fut,
+            fut: Some(fut),
             sleep,
             kind,
             after,
+            scope: None,
+        }
+    }
+
+    /// An attempt timeout ending at `at`, in scope while `fut` is polled.
+    pub(crate) fn attempt(fut: F, at: Instant, after: Duration) -> Self {
+        Self {
+            fut: Some(fut),
+            sleep: tokio::time::sleep_until(at),
+            kind: Kind::Attempt,
+            after,
+            scope: Some(at),
+        }
+    }
+
+    /// A request deadline at `at`, in scope while `fut` is polled; `fut` is `None`
+    /// when the deadline passed before the request could be sent.
+    pub(crate) fn scoped(fut: Option<F>, at: Instant, after: Duration) -> Self {
+        Self {
+            fut,
+            sleep: tokio::time::sleep_until(at),
+            kind: Kind::Request,
+            after,
+            scope: Some(at),
         }
     }
 }
@@ -63,7 +94,15 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(result) = this.fut.poll(cx) {
+        let Some(fut) = this.fut.as_pin_mut() else {
+            tracing::debug!(
+                target: "tower_fortify::timeout",
+                "deadline passed before the request was sent"
+            );
+            return Poll::Ready(Err(Box::new(DeadlineExceeded { after: *this.after })));
+        };
+        let polled = crate::scope::enter(*this.scope, || fut.poll(cx));
+        if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
         match this.sleep.poll(cx) {

@@ -34,6 +34,17 @@
 //! [`stack`](crate::stack) do, and pass the exact instant down with each request), so
 //! the request is not retried into a deadline that will cut it.
 //!
+//! # Deadlines travel
+//!
+//! A [`Deadline`] (and the one-call stack) keeps the earlier of its own deadline and
+//! the one in scope ([`current_deadline`]): the deadline of the request a server is
+//! handling, set by [`InheritDeadlineLayer`](crate::http::InheritDeadlineLayer) from
+//! the caller's `grpc-timeout` or deadline header. It puts that deadline in scope for
+//! everything below it, so the retry and hedging layers start no attempt past it and
+//! [`PropagateDeadlineLayer`](crate::http::PropagateDeadlineLayer) writes what is
+//! left of it on the outgoing request. A request whose inherited deadline has already
+//! passed is not sent at all: it fails with [`DeadlineExceeded`] at once.
+//!
 //! Unlike tower's `Timeout`, the errors are this crate's own, say how long they
 //! waited, and are told apart by the HTTP and gRPC integrations: an attempt's
 //! [`Elapsed`] and a request's [`DeadlineExceeded`] both become `504` / gRPC
@@ -72,7 +83,17 @@ pub use error::{DeadlineExceeded, Elapsed};
 pub use layer::{DeadlineLayer, TimeoutLayer};
 pub use service::{Deadline, Timeout};
 
+/// The deadline of the request being served on this thread, if one is in scope: set
+/// by a server layer that read the caller's deadline
+/// ([`http::InheritDeadlineLayer`](crate::http::InheritDeadlineLayer)), or by a
+/// [`Deadline`] or one-call [`Stack`](crate::stack::Stack) while it polls the calls
+/// below it. Every deadline-aware layer keeps the earlier of its own deadline and
+/// this one.
+pub fn current_deadline() -> Option<tokio::time::Instant> {
+    crate::scope::current()
+}
+
 #[allow(unused_imports)] // Used by the one-call stack.
 pub(crate) use layer::check;
 #[allow(unused_imports)] // Used by the one-call stack.
-pub(crate) use service::until;
+pub(crate) use service::{effective, scoped_call};

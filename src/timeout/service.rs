@@ -55,13 +55,17 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = self.inner.call(req);
-        ResponseFuture::new(
-            fut,
-            tokio::time::sleep(self.timeout),
-            Kind::Attempt,
-            self.timeout,
-        )
+        let now = Instant::now();
+        let Some(at) = now.checked_add(self.timeout) else {
+            let fut = self.inner.call(req);
+            let sleep = tokio::time::sleep(self.timeout);
+            return ResponseFuture::new(fut, sleep, Kind::Attempt, self.timeout);
+        };
+        // The attempt's end is the deadline in scope below it, if earlier than the
+        // request's: a client below writes what is left of the attempt, as Envoy's
+        // per-try timeout does.
+        let fut = crate::scope::enter(Some(at), || self.inner.call(req));
+        ResponseFuture::attempt(fut, at, self.timeout)
     }
 }
 
@@ -112,19 +116,46 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = self.inner.call(req);
-        ResponseFuture::new(
-            fut,
-            tokio::time::sleep(self.deadline),
-            Kind::Request,
-            self.deadline,
-        )
+        let now = Instant::now();
+        // Saturating: a deadline too far to represent is no deadline of ours.
+        let own = now.checked_add(self.deadline).unwrap_or(now + FAR);
+        scoped_call(&mut self.inner, req, own, now)
     }
 }
 
-/// A deadline at an instant the caller computed (the one-call stacks compute it once
-/// and pass it down with the request, so the retry layer sees the same instant).
+/// About 30 years: what a deadline that does not fit an `Instant` becomes.
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// Calls `inner` with the earlier of `own` and the deadline in scope, inside that
+/// scope; past it, does not call at all.
+#[inline]
+pub(crate) fn scoped_call<S, Req>(
+    inner: &mut S,
+    req: Req,
+    own: Instant,
+    now: Instant,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Req>,
+{
+    let at = match crate::scope::current() {
+        Some(inherited) if inherited < own => inherited,
+        _ => own,
+    };
+    let after = at.saturating_duration_since(now);
+    if at <= now {
+        return ResponseFuture::scoped(None, at, after);
+    }
+    let fut = crate::scope::enter(Some(at), || inner.call(req));
+    ResponseFuture::scoped(Some(fut), at, after)
+}
+
+/// The effective deadline of a request entering with its own deadline `own`: the
+/// earlier of it and the deadline in scope.
 #[allow(dead_code)] // Used by the one-call stack.
-pub(crate) fn until<F>(fut: F, at: Instant, deadline: Duration) -> ResponseFuture<F> {
-    ResponseFuture::new(fut, tokio::time::sleep_until(at), Kind::Request, deadline)
+pub(crate) fn effective(own: Instant) -> Instant {
+    match crate::scope::current() {
+        Some(inherited) if inherited < own => inherited,
+        _ => own,
+    }
 }

@@ -39,3 +39,27 @@ pub fn recommended_stack(
     }
     stack.build().unwrap()
 }
+
+/// The same stack with the hedging preset ([`StackBuilder::hedging`]): nothing else
+/// changed.
+///
+/// [`StackBuilder::hedging`]: tower_fortify::stack::StackBuilder::hedging
+#[allow(dead_code)] // not every includer hedges
+pub fn hedging_stack(
+    env: &DrillEnv,
+) -> impl Service<SimRequest, Response = SimResponse, Error = BoxError, Future: Send>
++ Clone
++ Send
++ use<> {
+    Stack::builder()
+        .backends(
+            env.backends()
+                .iter()
+                .map(|b| Backend::new(b.name(), b.clone()).tier(b.tier())),
+        )
+        .classifier(SimClassifier)
+        .rng(env.rng())
+        .hedging()
+        .build()
+        .unwrap()
+}

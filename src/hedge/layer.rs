@@ -1,0 +1,408 @@
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::Hedge;
+use super::histogram::Histogram;
+use crate::budget::Budget;
+use crate::classify::DefaultClassifier;
+use crate::config::{ConfigError, check_range};
+use crate::observe::{Listener, Listeners};
+use crate::retry::CloneReplay;
+
+/// When a hedge is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum DelayMode {
+    /// A fixed time after the original.
+    Fixed(Duration),
+    /// At a quantile of the instance's recent latencies, within `min..=max`.
+    Percentile { quantile: f64 },
+}
+
+/// How the layer draws from its budget.
+#[derive(Debug, Clone)]
+pub(crate) enum BudgetUse {
+    None,
+    /// The layer deposits a request and records outcomes itself.
+    Own(Budget),
+    /// Another layer (the retry layer above) deposits and records; hedges only
+    /// withdraw.
+    Shared(Budget),
+}
+
+impl BudgetUse {
+    pub(crate) fn budget(&self) -> Option<&Budget> {
+        match self {
+            BudgetUse::None => None,
+            BudgetUse::Own(b) | BudgetUse::Shared(b) => Some(b),
+        }
+    }
+}
+
+/// The configuration of a hedging layer, shared by every clone of it.
+pub(crate) struct Config<C, P> {
+    pub(crate) delay: DelayMode,
+    pub(crate) min_delay: Duration,
+    pub(crate) max_delay: Duration,
+    pub(crate) min_samples: u64,
+    pub(crate) decay_every: u64,
+    pub(crate) max_hedges: u32,
+    pub(crate) budget: BudgetUse,
+    pub(crate) listeners: Listeners,
+    pub(crate) classifier: C,
+    pub(crate) replay: P,
+}
+
+/// What the services made from one `layer` call share: the configuration, the
+/// latency histogram, and the service hedges are cloned from.
+pub(crate) struct Shared<S, C, P> {
+    pub(crate) config: Arc<Config<C, P>>,
+    pub(crate) histogram: Option<Histogram>,
+    pub(crate) template: Mutex<S>,
+}
+
+impl<S, C, P> Shared<S, C, P> {
+    /// The delay before the next hedge.
+    #[inline]
+    pub(crate) fn delay(&self) -> Duration {
+        let c = &self.config;
+        match c.delay {
+            DelayMode::Fixed(d) => d,
+            DelayMode::Percentile { .. } => {
+                match self.histogram.as_ref().and_then(|h| h.estimate()) {
+                    Some(d) => d.clamp(c.min_delay, c.max_delay),
+                    None => c.max_delay,
+                }
+            }
+        }
+    }
+}
+
+/// Wraps services in [`Hedge`]. Built by [`HedgeLayer::builder`].
+///
+/// Each service the layer makes keeps its own latency histogram (clones of that
+/// service share it); all of them share the layer's budget.
+pub struct HedgeLayer<C = DefaultClassifier, P = CloneReplay> {
+    pub(crate) config: Arc<Config<C, P>>,
+}
+
+impl<C, P> Clone for HedgeLayer<C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for HedgeLayer<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("HedgeLayer")
+            .field("delay", &c.delay)
+            .field("min_delay", &c.min_delay)
+            .field("max_delay", &c.max_delay)
+            .field("max_hedges", &c.max_hedges)
+            .field("budget", &c.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The quantile [`HedgeLayer::builder`] hedges at.
+pub const DEFAULT_PERCENTILE: f64 = 0.95;
+
+impl HedgeLayer {
+    /// A builder with the defaults:
+    ///
+    /// | setting | default | why |
+    /// |---|---|---|
+    /// | delay | the 95th percentile of this instance's recent latencies | "The Tail at Scale": a hedge after the p95 adds about 5 % load and removes most of the tail; a fixed delay goes stale when the backend changes |
+    /// | bounds | at least 1 ms, at most 1 s; 1 s until 100 latencies are known | below a millisecond a hedge mostly doubles work on a healthy path; with no estimate yet the layer hedges only what is clearly stuck |
+    /// | decay | the histogram halves every 4,096 requests | the estimate follows a backend that changed within a few thousand requests |
+    /// | max hedges | 1 | a second hedge helps only when two backends are slow at once, for another copy's worth of load |
+    /// | budget | its own: 5 % of the requests of the last 10 s, plus 1 per second | a hard bound on the extra load, whatever the latency does; share the retry layer's budget with [`draw_from`](HedgeBuilder::draw_from) |
+    /// | classifier | [`DefaultClassifier`] | an attempt that fails while another copy is in flight is dropped, and the other copy may still answer |
+    /// | replay | [`CloneReplay`] | every request is copied by `Clone`; with HTTP use [`HttpReplay`](crate::http::HttpReplay), which refuses non-idempotent requests |
+    pub fn builder() -> HedgeBuilder {
+        HedgeBuilder {
+            delay: DelayMode::Percentile {
+                quantile: DEFAULT_PERCENTILE,
+            },
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_secs(1),
+            min_samples: 100,
+            decay_every: 4096,
+            max_hedges: 1,
+            budget: BudgetUse::Own(
+                Budget::ratio(Duration::from_secs(10), 1, 0.05).expect("valid defaults"),
+            ),
+            listeners: Listeners::default(),
+            classifier: DefaultClassifier,
+            replay: CloneReplay,
+        }
+    }
+}
+
+impl<C, P> HedgeLayer<C, P> {
+    /// The budget hedges draw from, if any.
+    pub fn budget(&self) -> Option<&Budget> {
+        self.config.budget.budget()
+    }
+
+    /// A layer that never hedges: requests pass through untouched (no copy, no
+    /// clock read, no timer). The one-call stack uses it while hedging is off.
+    pub(crate) fn is_off(&self) -> bool {
+        self.config.max_hedges == 0
+    }
+}
+
+impl<S: Clone, C, P> Layer<S> for HedgeLayer<C, P> {
+    type Service = Hedge<S, C, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let histogram = match self.config.delay {
+            DelayMode::Percentile { quantile } if !self.is_off() => Some(Histogram::new(
+                quantile,
+                self.config.min_samples,
+                self.config.decay_every,
+            )),
+            _ => None,
+        };
+        Hedge {
+            shared: Arc::new(Shared {
+                config: self.config.clone(),
+                histogram,
+                template: Mutex::new(inner.clone()),
+            }),
+            inner,
+        }
+    }
+}
+
+/// Builds a [`HedgeLayer`]; see [`HedgeLayer::builder`] for the defaults.
+pub struct HedgeBuilder<C = DefaultClassifier, P = CloneReplay> {
+    delay: DelayMode,
+    min_delay: Duration,
+    max_delay: Duration,
+    min_samples: u64,
+    decay_every: u64,
+    max_hedges: u32,
+    budget: BudgetUse,
+    listeners: Listeners,
+    classifier: C,
+    replay: P,
+}
+
+impl<C, P> fmt::Debug for HedgeBuilder<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HedgeBuilder")
+            .field("delay", &self.delay)
+            .field("min_delay", &self.min_delay)
+            .field("max_delay", &self.max_delay)
+            .field("max_hedges", &self.max_hedges)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, P> HedgeBuilder<C, P> {
+    /// Hedge a fixed `delay` after the original request (greater than zero).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = DelayMode::Fixed(delay);
+        self
+    }
+
+    /// Hedge once the request has been in flight longer than the `quantile` (in
+    /// `(0, 1)`, e.g. `0.95`) of this instance's recent latencies; about
+    /// `1 - quantile` of requests then get a hedge. Default 0.95.
+    pub fn percentile(mut self, quantile: f64) -> Self {
+        self.delay = DelayMode::Percentile { quantile };
+        self
+    }
+
+    /// The shortest percentile delay (default 1 ms).
+    pub fn min_delay(mut self, min: Duration) -> Self {
+        self.min_delay = min;
+        self
+    }
+
+    /// The longest percentile delay, also used until the layer has seen enough
+    /// latencies to estimate one (default 1 s).
+    pub fn max_delay(mut self, max: Duration) -> Self {
+        self.max_delay = max;
+        self
+    }
+
+    /// How many latencies the percentile needs before it is used (at least 1;
+    /// default 100).
+    pub fn min_samples(mut self, n: u64) -> Self {
+        self.min_samples = n;
+        self
+    }
+
+    /// Halve the histogram every `n` requests (at least 32; default 4,096), so old
+    /// latencies fade.
+    pub fn decay_every(mut self, n: u64) -> Self {
+        self.decay_every = n;
+        self
+    }
+
+    /// At most this many hedges per request (1 to 8; default 1). Each further hedge
+    /// is sent one more delay after the previous one.
+    pub fn max_hedges(mut self, n: u32) -> Self {
+        self.max_hedges = n;
+        self
+    }
+
+    /// Hedges draw from `budget`, and the layer records every request and outcome in
+    /// it (use this when no retry layer shares the budget).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = BudgetUse::Own(budget);
+        self
+    }
+
+    /// Hedges draw from `budget`, which another layer — the retry layer above —
+    /// fills: this layer only withdraws. Retries and hedges then share one bound on
+    /// extra load, as gRPC's retry throttling bounds both.
+    pub fn draw_from(mut self, budget: Budget) -> Self {
+        self.budget = BudgetUse::Shared(budget);
+        self
+    }
+
+    /// Hedge without a budget, limited only by the delay and `max_hedges`. When
+    /// every backend is slow, this sends `1 + max_hedges` copies of every request.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = BudgetUse::None;
+        self
+    }
+
+    /// Names this layer: its log lines carry the name as the field `name`, and
+    /// listeners get it with each event. Unnamed by default.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
+    /// Sends [`HedgeEvent`](crate::observe::HedgeEvent)s to `listener`. Listeners
+    /// add up.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self
+    }
+
+    /// Decides which answers win: a success ends the request; a failure while
+    /// another copy is in flight is dropped and the other copy awaited.
+    pub fn classifier<C2>(self, classifier: C2) -> HedgeBuilder<C2, P> {
+        HedgeBuilder {
+            delay: self.delay,
+            min_delay: self.min_delay,
+            max_delay: self.max_delay,
+            min_samples: self.min_samples,
+            decay_every: self.decay_every,
+            max_hedges: self.max_hedges,
+            budget: self.budget,
+            listeners: self.listeners,
+            classifier,
+            replay: self.replay,
+        }
+    }
+
+    /// How requests are copied (the retry layer's [`Replay`](crate::retry::Replay)):
+    /// a request the replay will not copy, or whose overrides disable retries (a
+    /// non-idempotent HTTP request under [`HttpReplay`](crate::http::HttpReplay)), is
+    /// never hedged.
+    pub fn replay<P2>(self, replay: P2) -> HedgeBuilder<C, P2> {
+        HedgeBuilder {
+            delay: self.delay,
+            min_delay: self.min_delay,
+            max_delay: self.max_delay,
+            min_samples: self.min_samples,
+            decay_every: self.decay_every,
+            max_hedges: self.max_hedges,
+            budget: self.budget,
+            listeners: self.listeners,
+            classifier: self.classifier,
+            replay,
+        }
+    }
+
+    /// A layer that passes every request through unhedged (checked as configured,
+    /// built with no hedge).
+    #[allow(dead_code)] // Used by the one-call stack.
+    pub(crate) fn build_off(self) -> Result<HedgeLayer<C, P>, ConfigError> {
+        let layer = self.build()?;
+        let mut config = Arc::into_inner(layer.config).expect("just built");
+        config.max_hedges = 0;
+        Ok(HedgeLayer {
+            config: Arc::new(config),
+        })
+    }
+
+    /// Checks the configuration and builds the layer. Errors name the field
+    /// (`hedge.delay`, `hedge.percentile`, `hedge.max_hedges`, ...).
+    pub fn build(self) -> Result<HedgeLayer<C, P>, ConfigError> {
+        match self.delay {
+            DelayMode::Fixed(d) if d.is_zero() => {
+                return Err(ConfigError::new("hedge.delay", "must be greater than zero"));
+            }
+            DelayMode::Percentile { quantile } => {
+                check_range("hedge.percentile", quantile, 0.0, 1.0)?;
+                if quantile <= 0.0 || quantile >= 1.0 {
+                    return Err(ConfigError::new(
+                        "hedge.percentile",
+                        format!("must lie strictly between 0 and 1 (got {quantile})"),
+                    ));
+                }
+            }
+            DelayMode::Fixed(_) => {}
+        }
+        if self.max_delay.is_zero() {
+            return Err(ConfigError::new(
+                "hedge.max_delay",
+                "must be greater than zero",
+            ));
+        }
+        if self.min_delay > self.max_delay {
+            return Err(ConfigError::new(
+                "hedge.min_delay",
+                format!(
+                    "must not exceed max_delay ({:?} > {:?})",
+                    self.min_delay, self.max_delay
+                ),
+            ));
+        }
+        if self.min_samples == 0 {
+            return Err(ConfigError::new("hedge.min_samples", "must be at least 1"));
+        }
+        if self.decay_every < super::histogram::RECOMPUTE_EVERY {
+            return Err(ConfigError::new(
+                "hedge.decay_every",
+                format!(
+                    "must be at least {} requests",
+                    super::histogram::RECOMPUTE_EVERY
+                ),
+            ));
+        }
+        if !(1..=8).contains(&self.max_hedges) {
+            return Err(ConfigError::new(
+                "hedge.max_hedges",
+                format!("must lie in 1..=8 (got {})", self.max_hedges),
+            ));
+        }
+        Ok(HedgeLayer {
+            config: Arc::new(Config {
+                delay: self.delay,
+                min_delay: self.min_delay,
+                max_delay: self.max_delay,
+                min_samples: self.min_samples,
+                decay_every: self.decay_every,
+                max_hedges: self.max_hedges,
+                budget: self.budget,
+                listeners: self.listeners,
+                classifier: self.classifier,
+                replay: self.replay,
+            }),
+        })
+    }
+}
