@@ -32,12 +32,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 mod setups;
-use setups::Bare;
+use setups::Visit;
 
 /// Calls made before the measured ones (fills windows, warms caches and lazy state).
 const WARMUP: u64 = 300;
@@ -45,8 +44,6 @@ const WARMUP: u64 = 300;
 const K: u64 = 2_000;
 /// Allowed growth over bare before the check fails.
 const TOLERANCE: f64 = 0.05;
-/// Open time of the breakers: longer than any run.
-const HOUR: Duration = Duration::from_secs(3600);
 
 /// Builds the service (inside the runtime: some layers need its timer), runs `prep`
 /// on it (to trip a breaker), then `WARMUP + n` calls as users make them.
@@ -74,106 +71,37 @@ where
     });
 }
 
-/// One scenario: its name (`group/subject`) and what it runs for `n` calls.
-pub struct Scenario {
-    pub name: &'static str,
-    pub run: fn(u64),
-}
-
-macro_rules! scenarios {
-    ($($name:literal => $make:expr),* $(,)?) => {
-        vec![$(Scenario { name: $name, run: |n| run(n, || $make, false) }),*]
-    };
-}
-
-macro_rules! open_scenarios {
-    ($($name:literal => $make:expr),* $(,)?) => {
-        vec![$(Scenario { name: $name, run: |n| run(n, || $make, true) }),*]
-    };
-}
-
-fn all() -> Vec<Scenario> {
-    use tower_fortify::bulkhead::BulkheadLayer;
-    use tower_fortify::circuit_breaker::CircuitBreakerLayer;
-    use tower_fortify::timeout::{DeadlineLayer, TimeoutLayer};
-
-    let mut v = scenarios! {
-        "bare" => Bare,
-
-        "retry/fortify_ratio_budget_jitter" => setups::fortify_retry().layer(Bare),
-        "retry/fortify_token_bucket_jitter" => setups::fortify_retry_token_bucket().layer(Bare),
-        "retry/tower_tps_budget" => tower::retry::Retry::new(setups::tower_budgeted(), Bare),
-        "retry/tower_resilience_budget" => setups::resilience_retry().layer(Bare),
-
-        "breaker/fortify_consecutive" => setups::fortify_consecutive(5, HOUR).layer(Bare),
-        "breaker/fortify_count_window" => CircuitBreakerLayer::builder().count_window(100).build().unwrap().layer(Bare),
-        "breaker/fortify_time_window" => CircuitBreakerLayer::builder()
-            .no_count_window()
-            .time_window(Duration::from_secs(10))
-            .build()
-            .unwrap()
-            .layer(Bare),
-        "breaker/fortify_default" => CircuitBreakerLayer::builder().build().unwrap().layer(Bare),
-        "breaker/fortify_keyed_8_keys" => CircuitBreakerLayer::builder()
-            .keyed(|x: &u64| x % 8)
-            .build()
-            .unwrap()
-            .layer(Bare),
-        "breaker/failsafe_consecutive" => setups::failsafe_consecutive(5, HOUR, Bare),
-        "breaker/failsafe_default" => setups::failsafe_default(Bare),
-        "breaker/tower_resilience_count" => setups::resilience_breaker_count(Bare),
-        "breaker/tower_resilience_consecutive" => setups::resilience_breaker_consecutive(5, HOUR, Bare),
-
-        "bulkhead/fortify_fixed" => BulkheadLayer::new(1000).unwrap().layer(Bare),
-        "bulkhead/fortify_adaptive_aimd" => setups::fortify_adaptive(1000).layer(Bare),
-        "bulkhead/fortify_keyed_8_keys" => setups::fortify_keyed_bulkhead(1000, 8).layer(Bare),
-        "bulkhead/tower_concurrency_limit" => tower::limit::ConcurrencyLimitLayer::new(1000).layer(Bare),
-        "bulkhead/tower_resilience" => setups::resilience_bulkhead(1000).layer(Bare),
-        "bulkhead/tower_resilience_adaptive_aimd" => setups::resilience_adaptive(1000).layer(Bare),
-
-        "failover_3/fortify" => setups::fortify_failover(3, Bare),
-        "failover_3/tower_p2c" => setups::tower_p2c(3),
-        "failover_3/tower_resilience_router" => setups::resilience_router(3, Bare),
-
-        "timeout/fortify_attempt" => TimeoutLayer::try_new(Duration::from_secs(2)).unwrap().layer(Bare),
-        "timeout/fortify_deadline" => DeadlineLayer::try_new(Duration::from_secs(5)).unwrap().layer(Bare),
-        "timeout/tower" => tower::timeout::TimeoutLayer::new(Duration::from_secs(2)).layer(Bare),
-
-        "rate_limit/fortify" => tower_fortify::rate_limit::RateLimitLayer::per_second(1_000_000_000).unwrap().layer(Bare),
-        "chaos/fortify_off" => setups::fortify_chaos_off().layer(Bare),
-
-        "stack/fortify_recommended_3_backends" => setups::recommended_stack(3),
-        "stack/fortify_recommended_1_backend" => setups::recommended_stack(1),
-    };
-    v.extend(open_scenarios! {
-        "breaker_open/fortify" => setups::fortify_consecutive(1, HOUR).layer(Bare),
-        "breaker_open/failsafe_consecutive" => setups::failsafe_consecutive(1, HOUR, Bare),
-        "breaker_open/tower_resilience_consecutive" => setups::resilience_breaker_consecutive(1, HOUR, Bare),
-    });
-    v
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Child mode: `--scenario NAME --calls N` runs one scenario (under callgrind).
     if let Some(i) = args.iter().position(|a| a == "--scenario") {
         let name = &args[i + 1];
         let n: u64 = args[i + 3].parse().unwrap();
-        let s = all()
-            .into_iter()
-            .find(|s| s.name == name)
-            .expect("scenario");
-        (s.run)(n);
+        struct One<'a>(&'a str, u64, bool);
+        impl Visit for One<'_> {
+            fn visit<S, F>(&mut self, name: &'static str, trip: bool, make: F)
+            where
+                F: FnOnce() -> S,
+                S: Service<u64> + 'static,
+                S::Error: std::fmt::Debug,
+            {
+                if name == self.0 {
+                    run(self.1, make, trip);
+                    self.2 = true;
+                }
+            }
+        }
+        let mut one = One(name, n, false);
+        setups::scenarios(&mut one);
+        assert!(one.2, "no scenario {name}");
         return ExitCode::SUCCESS;
     }
     let bless = args.iter().any(|a| a == "--bless");
     let markdown = args.iter().any(|a| a == "--markdown");
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let scenarios: Vec<Scenario> = all()
+    let scenarios: Vec<&'static str> = setups::names()
         .into_iter()
-        .filter(|s| {
-            s.name == "bare" || filters.is_empty() || filters.iter().any(|f| s.name.contains(&***f))
-        })
+        .filter(|s| *s == "bare" || filters.is_empty() || filters.iter().any(|f| s.contains(&***f)))
         .collect();
 
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -193,10 +121,10 @@ fn main() -> ExitCode {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(s) = scenarios.get(i) else { break };
-                    let one = callgrind(&exe, &dir, s.name, K);
-                    let two = callgrind(&exe, &dir, s.name, 2 * K);
+                    let one = callgrind(&exe, &dir, s, K);
+                    let two = callgrind(&exe, &dir, s, 2 * K);
                     let per_call = (two as f64 - one as f64) / K as f64;
-                    results.lock().unwrap().insert(s.name, per_call);
+                    results.lock().unwrap().insert(*s, per_call);
                 }
             });
         }
@@ -219,15 +147,15 @@ fn main() -> ExitCode {
         );
     }
     let mut failed = Vec::new();
-    for s in &scenarios {
-        let per_call = results[s.name];
+    for &s in &scenarios {
+        let per_call = results[s];
         let over = per_call - bare;
         if markdown {
-            println!("| `{}` | {:.0} | {:+.0} |", s.name, per_call, over);
+            println!("| `{}` | {:.0} | {:+.0} |", s, per_call, over);
             continue;
         }
-        let (base, change) = match baseline.figures.get(s.name) {
-            Some(&b) if s.name != "bare" => {
+        let (base, change) = match baseline.figures.get(s) {
+            Some(&b) if s != "bare" => {
                 let change = if b.abs() < 1.0 { 0.0 } else { over / b - 1.0 };
                 (format!("{b:+.0}"), format!("{:+.1}%", 100.0 * change))
             }
@@ -235,16 +163,16 @@ fn main() -> ExitCode {
         };
         println!(
             "{:<44} {:>12.1} {:>+10.1} {:>10} {:>8}",
-            s.name, per_call, over, base, change
+            s, per_call, over, base, change
         );
-        if s.name.contains("fortify")
-            && let Some(&b) = baseline.figures.get(s.name)
+        if s.contains("fortify")
+            && let Some(&b) = baseline.figures.get(s)
             // Half an instruction of slack for rounding in the file.
             && over > b * (1.0 + TOLERANCE) + 0.5
         {
             failed.push(format!(
                 "{}: {over:+.1} instructions over bare, baseline {b:+.0} (+{:.1} %, limit {:.0} %)",
-                s.name,
+                s,
                 100.0 * (over / b - 1.0),
                 100.0 * TOLERANCE
             ));
@@ -260,8 +188,8 @@ fn main() -> ExitCode {
              # rustc: {rustc}\n"
         );
         let mut merged = baseline.figures.clone();
-        for s in &scenarios {
-            merged.insert(s.name.to_string(), results[s.name] - bare);
+        for &s in &scenarios {
+            merged.insert(s.to_string(), results[s] - bare);
         }
         merged.remove("bare");
         for (name, over) in &merged {

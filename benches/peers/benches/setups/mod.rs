@@ -357,3 +357,161 @@ pub fn recommended_stack(
         .build()
         .unwrap()
 }
+
+// ---- the scenarios ------------------------------------------------------------------
+
+/// Open time of the breakers in the scenarios: longer than any run.
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+/// What a suite does with each scenario. `make` builds the service (call it inside
+/// a runtime: some layers need its timer); with `trip`, the scenario measures an open
+/// breaker: send `u64::MAX` once (it fails) before the measured calls.
+pub trait Visit {
+    fn visit<S, F>(&mut self, name: &'static str, trip: bool, make: F)
+    where
+        F: FnOnce() -> S,
+        S: Service<u64> + 'static,
+        S::Error: std::fmt::Debug;
+}
+
+/// Every scenario, named `group/subject`; ours have `fortify` in the name. The same
+/// list feeds the instruction counts (`icount`) and the ns figures (`ns`).
+pub fn scenarios(v: &mut impl Visit) {
+    use tower_fortify::timeout::{DeadlineLayer, TimeoutLayer};
+    v.visit("bare", false, || Bare);
+
+    v.visit("retry/fortify_ratio_budget_jitter", false, || {
+        fortify_retry().layer(Bare)
+    });
+    v.visit("retry/fortify_token_bucket_jitter", false, || {
+        fortify_retry_token_bucket().layer(Bare)
+    });
+    v.visit("retry/tower_tps_budget", false, || {
+        tower::retry::Retry::new(tower_budgeted(), Bare)
+    });
+    v.visit("retry/tower_resilience_budget", false, || {
+        resilience_retry().layer(Bare)
+    });
+
+    v.visit("breaker/fortify_consecutive", false, || {
+        fortify_consecutive(5, HOUR).layer(Bare)
+    });
+    v.visit("breaker/fortify_count_window", false, || {
+        CircuitBreakerLayer::builder()
+            .count_window(100)
+            .build()
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("breaker/fortify_time_window", false, || {
+        CircuitBreakerLayer::builder()
+            .no_count_window()
+            .time_window(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("breaker/fortify_default", false, || {
+        CircuitBreakerLayer::builder().build().unwrap().layer(Bare)
+    });
+    v.visit("breaker/fortify_keyed_8_keys", false, || {
+        CircuitBreakerLayer::builder()
+            .keyed(|x: &u64| x % 8)
+            .build()
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("breaker/failsafe_consecutive", false, || {
+        failsafe_consecutive(5, HOUR, Bare)
+    });
+    v.visit("breaker/failsafe_default", false, || failsafe_default(Bare));
+    v.visit("breaker/tower_resilience_count", false, || {
+        resilience_breaker_count(Bare)
+    });
+    v.visit("breaker/tower_resilience_consecutive", false, || {
+        resilience_breaker_consecutive(5, HOUR, Bare)
+    });
+
+    v.visit("breaker_open/fortify", true, || {
+        fortify_consecutive(1, HOUR).layer(Bare)
+    });
+    v.visit("breaker_open/failsafe_consecutive", true, || {
+        failsafe_consecutive(1, HOUR, Bare)
+    });
+    v.visit("breaker_open/tower_resilience_consecutive", true, || {
+        resilience_breaker_consecutive(1, HOUR, Bare)
+    });
+
+    v.visit("bulkhead/fortify_fixed", false, || {
+        BulkheadLayer::new(1000).unwrap().layer(Bare)
+    });
+    v.visit("bulkhead/fortify_adaptive_aimd", false, || {
+        fortify_adaptive(1000).layer(Bare)
+    });
+    v.visit("bulkhead/fortify_keyed_8_keys", false, || {
+        fortify_keyed_bulkhead(1000, 8).layer(Bare)
+    });
+    v.visit("bulkhead/tower_concurrency_limit", false, || {
+        tower::limit::ConcurrencyLimitLayer::new(1000).layer(Bare)
+    });
+    v.visit("bulkhead/tower_resilience", false, || {
+        resilience_bulkhead(1000).layer(Bare)
+    });
+    v.visit("bulkhead/tower_resilience_adaptive_aimd", false, || {
+        resilience_adaptive(1000).layer(Bare)
+    });
+
+    v.visit("failover_3/fortify", false, || fortify_failover(3, Bare));
+    v.visit("failover_3/tower_p2c", false, || tower_p2c(3));
+    v.visit("failover_3/tower_resilience_router", false, || {
+        resilience_router(3, Bare)
+    });
+
+    v.visit("timeout/fortify_attempt", false, || {
+        TimeoutLayer::try_new(Duration::from_secs(2))
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("timeout/fortify_deadline", false, || {
+        DeadlineLayer::try_new(Duration::from_secs(5))
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("timeout/tower", false, || {
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(2)).layer(Bare)
+    });
+
+    v.visit("rate_limit/fortify", false, || {
+        tower_fortify::rate_limit::RateLimitLayer::per_second(1_000_000_000)
+            .unwrap()
+            .layer(Bare)
+    });
+    v.visit("chaos/fortify_off", false, || {
+        fortify_chaos_off().layer(Bare)
+    });
+
+    v.visit("stack/fortify_recommended_3_backends", false, || {
+        recommended_stack(3)
+    });
+    v.visit("stack/fortify_recommended_1_backend", false, || {
+        recommended_stack(1)
+    });
+}
+
+/// The scenarios' names, in order.
+pub fn names() -> Vec<&'static str> {
+    struct Names(Vec<&'static str>);
+    impl Visit for Names {
+        fn visit<S, F>(&mut self, name: &'static str, _: bool, _: F)
+        where
+            F: FnOnce() -> S,
+            S: Service<u64> + 'static,
+            S::Error: std::fmt::Debug,
+        {
+            self.0.push(name);
+        }
+    }
+    let mut n = Names(Vec::new());
+    scenarios(&mut n);
+    n.0
+}
