@@ -130,6 +130,45 @@ fn scaling() {
     );
 }
 
+/// The README's table: each scenario's median ns (criterion's estimates, this run)
+/// beside its instructions over bare (the committed `icount-baseline.txt`).
+fn summary() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let median = |name: &str| -> Option<f64> {
+        let path = target
+            .join("criterion")
+            .join(name.replace('/', "_"))
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let rest = &text[text.find("\"median\"")?..];
+        let rest = &rest[rest.find("\"point_estimate\":")? + 17..];
+        rest[..rest.find([',', '}'])?].trim().parse().ok()
+    };
+    let baseline = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("icount-baseline.txt"),
+    )
+    .unwrap_or_default();
+    let instructions = |name: &str| {
+        baseline.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let Some(bare) = median("bare") else { return };
+    println!("\n| scenario | instructions over bare | ns (median) | ns over bare |");
+    println!("|---|---:|---:|---:|");
+    for name in setups::names() {
+        let Some(ns) = median(name) else { continue };
+        let instr = instructions(name).map_or("".into(), |i| format!("{i:+.0}"));
+        println!("| `{name}` | {instr} | {ns:.1} | {:+.1} |", ns - bare);
+    }
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -144,6 +183,9 @@ fn main() {
             .configure_from_args();
         per_call(&mut c);
         c.final_summary();
+        if filters.is_empty() {
+            summary();
+        }
     }
     if filters.is_empty() || only_scaling {
         scaling();
