@@ -31,6 +31,11 @@ const TASKS: usize = 16;
 const PER_TASK: usize = 1_500;
 const RUNS: usize = 5;
 
+/// `HTTP_E2E_PROFILE=bare|stack`: one run of that side only, for a profiler.
+fn profile_only() -> Option<String> {
+    std::env::var("HTTP_E2E_PROFILE").ok()
+}
+
 /// Starts the server on its own thread and runtime; returns its URL.
 fn server() -> String {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -116,6 +121,16 @@ fn main() {
     rt.block_on(async {
         let bare: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let stack = Stack::http([url.as_str()]).unwrap().build().unwrap();
+        if let Some(side) = profile_only() {
+            run(bare.clone(), &url).await;
+            run(stack.clone(), &url).await;
+            if side == "stack" {
+                run(stack.clone(), &url).await;
+            } else {
+                run(bare.clone(), &url).await;
+            }
+            return;
+        }
         // Warm up: connections open, pools filled.
         run(bare.clone(), &url).await;
         run(stack.clone(), &url).await;
