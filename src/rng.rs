@@ -10,6 +10,13 @@
 //! SplitMix64 is not cryptographic. It is fast, passes BigCrush, and is what jitter
 //! needs.
 //!
+//! Why not `rand`'s `SmallRng`: its generators take `&mut self`, so a stream shared by
+//! every clone of a layer would need a lock on each draw (or one stream per clone,
+//! and a seed would no longer reproduce a run whose clones draw in one order). One
+//! atomic word is what sharing needs, and SplitMix64 is the generator whose state is
+//! one word. The entropy for the default seed comes from the standard library's
+//! randomly keyed hasher, so the crate needs no RNG dependency.
+//!
 //! ```
 //! use tower_fortify::rng::Rng;
 //!
@@ -41,9 +48,14 @@ impl Rng {
         }
     }
 
-    /// A stream seeded from the operating system's entropy.
+    /// A stream seeded from the operating system's entropy (through the standard
+    /// library's randomly keyed `RandomState`; every call gives a different seed).
     pub fn from_entropy() -> Self {
-        Self::seeded(rand::random())
+        use std::hash::{BuildHasher, Hasher};
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+        Self::seeded(h.finish())
     }
 
     /// The next 64 random bits.
@@ -108,6 +120,13 @@ mod tests {
         let d = c.clone();
         let first = c.next_u64();
         assert_ne!(first, d.next_u64(), "a clone continues the shared stream");
+    }
+
+    #[test]
+    fn entropy_seeds_differ() {
+        let seeds: std::collections::HashSet<u64> =
+            (0..64).map(|_| Rng::from_entropy().next_u64()).collect();
+        assert_eq!(seeds.len(), 64);
     }
 
     #[test]

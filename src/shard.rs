@@ -17,18 +17,17 @@ pub(crate) const SHARDS: usize = 16;
 #[cfg(tower_fortify_loom)]
 pub(crate) const SHARDS: usize = 2;
 
-/// Pads its content to two cache lines (128 bytes; adjacent-line prefetchers pull
-/// pairs of 64-byte lines on x86).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
+/// Pads its content to a cache line of the target, as crossbeam measured them: 128
+/// bytes on x86-64 (adjacent-line prefetchers pull pairs of 64-byte lines), aarch64
+/// and powerpc64; 64 on most others. The type is crossbeam's.
+pub(crate) type Padded<T> = crossbeam_utils::CachePadded<T>;
 
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0
-    }
+/// `Padded(value)`: the constructor keeps the spelling of the tuple struct this
+/// module had before it used crossbeam's type, so the layers' code reads as before.
+#[allow(non_snake_case)]
+#[inline]
+pub(crate) const fn Padded<T>(value: T) -> Padded<T> {
+    crossbeam_utils::CachePadded::new(value)
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -62,6 +61,9 @@ mod tests {
         assert!(a < super::SHARDS);
         let b = std::thread::spawn(super::index).join().unwrap();
         assert!(b < super::SHARDS);
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(std::mem::align_of::<super::Padded<u8>>(), 128);
+        let p = super::Padded(7u8);
+        assert_eq!(*p, 7);
     }
 }

@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 
 /// What the control endpoint sets: an error rate and a latency factor, as f64 bits.
 struct State {
+    rng: tower_fortify::rng::Rng,
     latency_ms: f64,
     error_rate: AtomicU64,
     factor: AtomicU64,
@@ -65,6 +66,7 @@ fn main() {
     }
     let port = port.unwrap_or_else(|| usage("--port PORT is required"));
     let state = Arc::new(State {
+        rng: tower_fortify::rng::Rng::from_entropy(),
         latency_ms,
         error_rate: AtomicU64::new(f64::to_bits(error_rate)),
         factor: AtomicU64::new(f64::to_bits(1.0)),
@@ -129,16 +131,16 @@ async fn handle(
         return Ok(respond(StatusCode::OK, "ok\n"));
     }
     let error_rate = f64::from_bits(state.error_rate.load(Ordering::Relaxed));
-    if error_rate > 0.0 && rand::random::<f64>() < error_rate {
+    if error_rate > 0.0 && state.rng.next_f64() < error_rate {
         return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, "brownout\n"));
     }
     let mut factor = f64::from_bits(state.factor.load(Ordering::Relaxed));
     let tail_share = f64::from_bits(state.tail_share.load(Ordering::Relaxed));
-    if tail_share > 0.0 && rand::random::<f64>() < tail_share {
+    if tail_share > 0.0 && state.rng.next_f64() < tail_share {
         factor *= f64::from_bits(state.tail_factor.load(Ordering::Relaxed));
     }
     // ±10 % around the latency, so calls do not arrive in lockstep.
-    let jitter = 0.9 + 0.2 * rand::random::<f64>();
+    let jitter = 0.9 + 0.2 * state.rng.next_f64();
     let ms = state.latency_ms * factor * jitter;
     if ms > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;

@@ -265,7 +265,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for HoldToEos<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HoldToEos")
             .field("inner", &self.inner)
-            .field("classifier", &self.shards[0].0)
+            .field("classifier", &**self.shards[0])
             .finish()
     }
 }
@@ -287,7 +287,7 @@ impl<C> Clone for HoldToEosLayer<C> {
 impl<C: fmt::Debug> fmt::Debug for HoldToEosLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HoldToEosLayer")
-            .field("classifier", &self.shards[0].0)
+            .field("classifier", &**self.shards[0])
             .finish()
     }
 }
@@ -396,7 +396,7 @@ where
         };
         match result {
             Ok(response) => {
-                let verdict = match this.classifier.0.classify(Ok(&response)) {
+                let verdict = match this.classifier.classify(Ok(&response)) {
                     Classified::Ready(outcome) => Verdict::Known(outcome),
                     Classified::RequiresEos(eos) => Verdict::Eos(eos),
                 };
@@ -415,7 +415,7 @@ where
             }
             Err(e) => {
                 if let Some(guard) = guard {
-                    let outcome = this.classifier.0.classify(Err(&e)).now_or_success();
+                    let outcome = this.classifier.classify(Err(&e)).now_or_success();
                     guard.finish(Some(outcome));
                 }
                 Poll::Ready(Err(e))

@@ -2,20 +2,19 @@
 //! tower-resilience's bulkhead and adaptive limiter.
 //!
 //! * `bulkhead/uncontended/*` (criterion): one call through each layer around a
-//!   service whose future is ready at once, polled in place; the limit is never
-//!   reached.
+//!   service whose future is ready at once, `ready().await` then `call().await` on a
+//!   current-thread runtime; the limit is never reached.
 //! * contention (printed): 64 tasks on a multi-thread runtime with 1, then 2 worker
 //!   threads, limit not reached; throughput and the 2-worker/1-worker ratio.
 //! * saturated (printed): 64 tasks against a limit of 8 with an inner service that
 //!   yields once, so callers exceed the limit; throughput and rejections.
 //!
-//! Contention rows run each configuration three times, alternating 1 and 2 workers,
-//! and keep the best of each. The `bare` rows show how much parallelism the host gave.
+//! Contention rows run each configuration five times, alternating 1 and 2 workers,
+//! and report the median of each. The `bare` rows show how much parallelism the host gave.
 //!
 //! Run: `cargo bench -p tower-fortify-benches --bench bulkhead -- --quick`.
 
 use std::convert::Infallible;
-use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -28,7 +27,7 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use tower_fortify::bulkhead::{AdaptiveLimit, Aimd, BulkheadLayer};
 
 mod common;
-use common::{Bare as Echo, contention, drive};
+use common::{Bare as Echo, contention};
 
 const LIMIT: usize = 1000;
 
@@ -88,13 +87,7 @@ fn uncontended(c: &mut Criterion) {
     macro_rules! bench {
         ($name:expr, $svc:expr) => {{
             let mut svc = $svc;
-            let mut i = 0u64;
-            g.bench_function($name, |b| {
-                b.iter(|| {
-                    i += 1;
-                    black_box(drive(&mut svc, black_box(i)).is_ok())
-                })
-            });
+            g.bench_function($name, |b| common::calls(b, &rt, &mut svc));
         }};
     }
     bench!("bare", Echo);
@@ -128,13 +121,16 @@ where
 {
     let calls = 20_000;
     throughput(make, 1, calls / 10); // warm up
-    // Best of 3 for each worker count, alternating, so that a moment when the host is
-    // busy does not favour one worker count.
-    let (mut one, mut two) = (0.0f64, 0.0f64);
-    for _ in 0..3 {
-        one = one.max(throughput(make, 1, calls));
-        two = two.max(throughput(make, 2, calls));
+    // Median of 5 for each worker count, alternating, so that a moment when the host
+    // is busy does not favour one worker count.
+    let (mut ones, mut twos) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        ones.push(throughput(make, 1, calls));
+        twos.push(throughput(make, 2, calls));
     }
+    ones.sort_by(f64::total_cmp);
+    twos.sort_by(f64::total_cmp);
+    let (one, two) = (ones[2], twos[2]);
     println!(
         "contention {name:<34} 1 worker {:>7.2} M calls/s   2 workers {:>7.2} M calls/s   ratio {:.2}",
         one / 1e6,

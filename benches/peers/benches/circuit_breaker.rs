@@ -274,9 +274,6 @@ where
                                 for i in 0..per_task {
                                     let r = svc.ready().await.unwrap().call(i).await;
                                     black_box(r.is_ok());
-                                    if i % 64 == 63 {
-                                        tokio::task::yield_now().await;
-                                    }
                                 }
                             })
                         })

@@ -8,23 +8,22 @@
 //! * `chaos/*`: one call through a ready service, bare, and behind the chaos layer
 //!   switched off, switched on with a rule at 0 %, and switched on with a keyed,
 //!   scheduled rule at 0.01 % (key, clock read and a random draw for every seventh
-//!   call). The request goes through `black_box` so the bare call is not
-//!   folded away; the future is not, so that no benchmark measures a store-forwarding
-//!   stall instead of the layer.
+//!   call). Each call is `ready().await` then `call(i).await` on a current-thread
+//!   runtime, as users call.
 //!
 //! Run: `cargo bench -p tower-fortify-benches --bench drill`.
 
-use std::hint::black_box;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower::{Service, service_fn};
+use tower::service_fn;
 use tower_fortify::BoxError;
 use tower_fortify::chaos::{ChaosLayer, Fault, Rule};
 use tower_fortify::drill::{Drill, Scenario};
 use tower_fortify::rng::Rng;
 use tower_layer::Layer;
+
+mod common;
 
 #[path = "../../../tests/support/recommended.rs"]
 mod recommended;
@@ -49,17 +48,6 @@ fn drill(c: &mut Criterion) {
     group.finish();
 }
 
-/// Polls a future once, in place (no move through memory after it is built).
-#[inline(always)]
-fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    match f.as_mut().poll(&mut cx) {
-        Poll::Ready(out) => Some(out),
-        Poll::Pending => None,
-    }
-}
-
 fn chaos(c: &mut Criterion) {
     let inner = service_fn(|x: u64| std::future::ready(Ok::<_, BoxError>(x)));
     let off: ChaosLayer<u64, u64, BoxError> = ChaosLayer::builder()
@@ -82,46 +70,21 @@ fn chaos(c: &mut Criterion) {
         )
         .build()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let _guard = runtime.enter();
     let mut group = c.benchmark_group("chaos");
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     let mut bare = inner;
-    group.bench_function("bare", |b| {
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            poll_once(bare.call(black_box(i)))
-        })
-    });
+    group.bench_function("bare", |b| common::calls(b, &runtime, &mut bare));
     let mut svc = off.layer(inner);
-    group.bench_function("disabled", |b| {
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            poll_once(svc.call(black_box(i)))
-        })
-    });
+    group.bench_function("disabled", |b| common::calls(b, &runtime, &mut svc));
     let mut svc = zero.layer(inner);
-    group.bench_function("enabled_0pct", |b| {
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            poll_once(svc.call(black_box(i)))
-        })
-    });
+    group.bench_function("enabled_0pct", |b| common::calls(b, &runtime, &mut svc));
     let mut svc = zero_keyed.layer(inner);
     group.bench_function("enabled_keyed_scheduled", |b| {
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            poll_once(svc.call(black_box(i)))
-        })
+        common::calls(b, &runtime, &mut svc)
     });
     group.finish();
 }

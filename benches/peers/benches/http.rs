@@ -12,15 +12,16 @@
 
 use std::future::{Future, Ready};
 use std::hint::black_box;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body::{Body, Frame};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use tokio::runtime::Runtime;
 use tower::retry::{Policy, Retry as TowerRetry};
 use tower::{Service, ServiceExt};
 use tower_fortify::bulkhead::BulkheadLayer;
@@ -85,38 +86,33 @@ fn request() -> Request<Full<Bytes>> {
     req
 }
 
-/// `poll_ready` then `call`, polled to completion with a no-op waker.
-fn drive<S, Req>(svc: &mut S, req: Req) -> Result<S::Response, S::Error>
+/// Times `iters` requests on `rt`, each `ready().await` then `call(..).await` as users
+/// call, and with `read` the response body read to its end (what releases a permit
+/// held to the end of the stream).
+fn timed<S, B>(b: &mut Bencher<'_>, rt: &Runtime, svc: &mut S, read: bool)
 where
-    S: Service<Req>,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body + Unpin,
 {
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        match svc.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => break,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => std::hint::spin_loop(),
-        }
-    }
-    let mut fut = pin!(svc.call(req));
-    loop {
-        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-            return r;
-        }
-        std::hint::spin_loop();
-    }
-}
-
-/// Reads a response body to its end (what releases a held permit).
-fn read<B: Body + Unpin>(response: Response<B>) -> usize {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut body = response.into_body();
-    let mut frames = 0;
-    while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut body).poll_frame(&mut cx) {
-        black_box(&f);
-        frames += 1;
-    }
-    frames
+    b.iter_custom(|iters| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let response = svc.ready().await.unwrap().call(black_box(request())).await;
+                let response = response.unwrap();
+                if read {
+                    let mut body = response.into_body();
+                    while let Some(frame) = body.frame().await {
+                        black_box(frame.is_ok());
+                    }
+                } else {
+                    black_box(&response);
+                }
+            }
+            start.elapsed()
+        })
+    });
 }
 
 fn breaker() -> CircuitBreakerLayer<HttpClassifier> {
@@ -166,39 +162,39 @@ fn fortify_retry() -> RetryLayer<HttpClassifier, HttpReplay> {
 }
 
 fn per_request(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("http_per_request");
     g.throughput(Throughput::Elements(1));
 
     let mut bare = Backend;
-    g.bench_function("bare", |b| {
-        b.iter(|| drive(&mut bare, black_box(request())))
-    });
+    g.bench_function("bare", |b| timed(b, &rt, &mut bare, false));
 
     let mut tower_retry = TowerRetry::new(TowerHttpPolicy(3), Backend);
     g.bench_function("tower_retry_manual_clone", |b| {
-        b.iter(|| drive(&mut tower_retry, black_box(request())))
+        timed(b, &rt, &mut tower_retry, false)
     });
 
     let mut fortify_clone = fortify_retry().layer(Backend);
     g.bench_function("fortify_classifier_retry_clone_body", |b| {
-        b.iter(|| drive(&mut fortify_clone, black_box(request())))
+        timed(b, &rt, &mut fortify_clone, false)
     });
 
     let mut fortify_replay = ReplayBodyLayer::new(64 * 1024).layer(fortify_retry().layer(Backend));
     g.bench_function("fortify_classifier_retry_replay_body", |b| {
-        b.iter(|| drive(&mut fortify_replay, black_box(request())))
+        timed(b, &rt, &mut fortify_replay, false)
     });
 
     // From here on the response body is read to its end as well.
     let mut bare = Backend;
-    g.bench_function("bare_read_body", |b| {
-        b.iter(|| read(drive(&mut bare, black_box(request())).unwrap()))
-    });
+    g.bench_function("bare_read_body", |b| timed(b, &rt, &mut bare, true));
 
     let mut with_breaker =
         ReplayBodyLayer::new(64 * 1024).layer(fortify_retry().layer(breaker().layer(Backend)));
     g.bench_function("fortify_replay_retry_breaker_read_body", |b| {
-        b.iter(|| read(drive(&mut with_breaker, black_box(request())).unwrap()))
+        timed(b, &rt, &mut with_breaker, true)
     });
 
     let hold = HoldToEosLayer::new(HttpClassifier::new());
@@ -208,7 +204,7 @@ fn per_request(c: &mut Criterion) {
     );
     g.bench_function(
         "fortify_replay_retry_held_breaker_bulkhead_read_body",
-        |b| b.iter(|| read(drive(&mut held, black_box(request())).unwrap())),
+        |b| timed(b, &rt, &mut held, true),
     );
     g.finish();
 }

@@ -4,7 +4,6 @@
 //! Run: `cargo bench -p tower-fortify-benches --bench retry`.
 
 use std::future::Ready;
-use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -16,7 +15,7 @@ use tower_fortify::retry::RetryLayer;
 use tower_layer::Layer;
 
 mod common;
-use common::{Bare, Failing, contention, drive};
+use common::{Bare, Failing, contention};
 
 /// tower policy that never retries (but clones the request, as a retrying one must).
 #[derive(Clone)]
@@ -131,31 +130,27 @@ fn success_path(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500));
 
     let mut bare = Bare;
-    g.bench_function("bare", |b| b.iter(|| drive(&mut bare, black_box(1))));
+    g.bench_function("bare", |b| common::calls(b, &rt, &mut bare));
 
     let mut never = TowerRetry::new(NeverRetry, Bare);
-    g.bench_function("tower_never_retry", |b| {
-        b.iter(|| drive(&mut never, black_box(1)))
-    });
+    g.bench_function("tower_never_retry", |b| common::calls(b, &rt, &mut never));
 
     let mut tps = TowerRetry::new(tower_budgeted(), Bare);
-    g.bench_function("tower_tps_budget", |b| {
-        b.iter(|| drive(&mut tps, black_box(1)))
-    });
+    g.bench_function("tower_tps_budget", |b| common::calls(b, &rt, &mut tps));
 
     let mut res = resilience_layer().layer(Bare);
     g.bench_function("tower_resilience_budget", |b| {
-        b.iter(|| drive(&mut res, black_box(1)))
+        common::calls(b, &rt, &mut res)
     });
 
     let mut fortify = ours().layer(Bare);
     g.bench_function("fortify_ratio_budget_jitter", |b| {
-        b.iter(|| drive(&mut fortify, black_box(1)))
+        common::calls(b, &rt, &mut fortify)
     });
 
     let mut fortify_tb = ours_token_bucket().layer(Bare);
     g.bench_function("fortify_token_bucket_jitter", |b| {
-        b.iter(|| drive(&mut fortify_tb, black_box(1)))
+        common::calls(b, &rt, &mut fortify_tb)
     });
     g.finish();
 }
@@ -171,7 +166,7 @@ fn failure_path(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500));
 
     let mut tower = TowerRetry::new(Attempts(3), Failing);
-    g.bench_function("tower", |b| b.iter(|| drive(&mut tower, black_box(1))));
+    g.bench_function("tower", |b| common::calls(b, &rt, &mut tower));
 
     let layer = RetryLayer::builder()
         .max_attempts(3)
@@ -180,7 +175,7 @@ fn failure_path(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut fortify = layer.layer(Failing);
-    g.bench_function("fortify", |b| b.iter(|| drive(&mut fortify, black_box(1))));
+    g.bench_function("fortify", |b| common::calls(b, &rt, &mut fortify));
     g.finish();
 }
 
