@@ -132,57 +132,62 @@ async fn attempts_reach_only_per_call_listeners() {
     assert!(quiet.attempts().is_empty(), "not asked for");
 }
 
-/// With a recorder, the attempts become per-backend counters and a latency
-/// histogram: the traffic share a dashboard plots.
+/// With a recorder, the attempts become per-backend counters by outcome (the
+/// traffic share a dashboard plots) and, where the router measures latency (its
+/// default peak-EWMA selection does), a latency histogram.
 #[tokio::test(start_paused = true)]
 async fn attempts_become_per_backend_series() {
     let recorder = recorder();
     let handle = recorder.handle();
-    let mut router = metrics::with_local_recorder(&recorder, || {
-        Failover::builder()
-            .backend(Backend::new(
-                "a",
-                tower::util::BoxCloneSyncService::new(ok()),
-            ))
-            .backend(Backend::new(
-                "b",
-                tower::util::BoxCloneSyncService::new(failing()),
-            ))
-            .selection(Selection::peak_ewma())
-            .name("orders")
-            .listener(MetricsListener::new())
-            .build()
-            .unwrap()
-    });
-    // The per-backend handles are registered on the first attempt, under the recorder.
+    let router = |selection: Selection, name: &'static str| {
+        metrics::with_local_recorder(&recorder, || {
+            Failover::builder()
+                .backend(Backend::new(
+                    "a",
+                    tower::util::BoxCloneSyncService::new(ok()),
+                ))
+                .backend(Backend::new(
+                    "b",
+                    tower::util::BoxCloneSyncService::new(failing()),
+                ))
+                .selection(selection)
+                .name(name)
+                .listener(MetricsListener::new())
+                .build()
+                .unwrap()
+        })
+    };
+    // Round robin: three calls to each backend.
+    let mut rr = router(Selection::WeightedRoundRobin, "orders");
+    let mut ewma = router(Selection::peak_ewma(), "timed");
     for i in 0..6 {
-        router.ready().await.unwrap();
-        // The backends answer at once: the call completes (and records) in one poll.
-        let done = metrics::with_local_recorder(&recorder, || router.call(i).now_or_never());
-        assert!(done.is_some());
+        for router in [&mut rr, &mut ewma] {
+            router.ready().await.unwrap();
+            // The backends answer at once: the call completes (and records) in one poll.
+            let done = metrics::with_local_recorder(&recorder, || router.call(i).now_or_never());
+            assert!(done.is_some());
+        }
     }
     let text = handle.render();
-    let count = |backend: &str, outcome: &str| {
+    let count = |name: &str, backend: &str, outcome: &str| {
         value(
             &text,
             "fortify_backend_attempts_total",
-            &[
-                ("name", "orders"),
-                ("backend", backend),
-                ("outcome", outcome),
-            ],
+            &[("name", name), ("backend", backend), ("outcome", outcome)],
         )
         .unwrap_or(0.0)
     };
-    let (a, b) = (count("a", "success"), count("b", "failure"));
-    assert_eq!(a + b, 6.0, "{text}");
-    assert!(a >= 1.0 && b >= 1.0, "{text}");
-    assert_eq!(count("a", "failure") + count("b", "success"), 0.0);
+    assert_eq!(count("orders", "a", "success"), 3.0, "{text}");
+    assert_eq!(count("orders", "b", "failure"), 3.0, "{text}");
+    assert_eq!(
+        count("orders", "a", "failure") + count("orders", "b", "success"),
+        0.0
+    );
     assert!(
         value(
             &text,
             "fortify_attempt_duration_seconds_count",
-            &[("name", "orders"), ("backend", "a")]
+            &[("name", "timed"), ("backend", "a")]
         )
         .is_some(),
         "the default selection measures latency: {text}"

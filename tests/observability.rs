@@ -51,6 +51,17 @@ impl Captured {
     }
 }
 
+/// The tests of this file run one at a time: a thread-local subscriber set while
+/// another test's thread registers the same callsites can miss events (tracing
+/// caches each callsite's interest process-wide), which made these tests flaky.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let out = Captured::default();
     let subscriber = tracing_subscriber::fmt()
@@ -73,6 +84,7 @@ fn ok() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + C
 /// open time in whole milliseconds.
 #[tokio::test(start_paused = true)]
 async fn breaker_transitions_are_one_line_each_with_the_name() {
+    let _serial = serial();
     let (logs, _guard) = capture();
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = healthy.clone();
@@ -138,6 +150,7 @@ async fn breaker_transitions_are_one_line_each_with_the_name() {
 /// An ejection is one WARN line; the first success after it one INFO line.
 #[tokio::test(start_paused = true)]
 async fn ejection_and_return_are_logged_once() {
+    let _serial = serial();
     let (logs, _guard) = capture();
     let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = down.clone();
@@ -193,6 +206,7 @@ async fn ejection_and_return_are_logged_once() {
 /// Repeated warnings (budget spent, bulkhead full) are logged at most once a second.
 #[tokio::test(start_paused = true)]
 async fn repeated_warnings_are_rate_limited_to_one_a_second() {
+    let _serial = serial();
     let (logs, _guard) = capture();
     let retry = RetryLayer::builder()
         .name("search")
@@ -244,6 +258,7 @@ async fn repeated_warnings_are_rate_limited_to_one_a_second() {
 /// The one-call stack names its parts after itself and each backend.
 #[tokio::test(start_paused = true)]
 async fn the_stack_names_its_breakers_after_the_backends() {
+    let _serial = serial();
     let (logs, _guard) = capture();
     let mut stack = tower_fortify::stack::Stack::builder()
         .backend("eu-1", tower::util::BoxCloneSyncService::new(failing()))
@@ -267,6 +282,7 @@ async fn the_stack_names_its_breakers_after_the_backends() {
 /// A refusal says which layer refused, in a header and the body's first word.
 #[tokio::test(start_paused = true)]
 async fn refusals_name_the_layer_that_refused() {
+    let _serial = serial();
     let bulkhead = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
     let hang = service_fn(|_: u32| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
