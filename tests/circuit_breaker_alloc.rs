@@ -83,3 +83,49 @@ fn a_large_count_window_reserves_nothing_up_front() {
     let bytes = allocated_bytes() - before;
     assert!(bytes < 64 * 1024, "{bytes} bytes for one breaker");
 }
+
+/// An open breaker turns calls away without a heap allocation: the rejection is held
+/// by value in the `BreakerError` (and names the breaker through a shared `Arc<str>`).
+#[test]
+fn open_rejection_allocates_nothing() {
+    let layer = CircuitBreakerLayer::builder()
+        .no_count_window()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(3600))
+        .name("payments")
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|x: u64| async move {
+        if x == 0 {
+            Err(std::io::Error::other("down"))
+        } else {
+            Ok(x)
+        }
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tower::ServiceExt;
+        assert!(svc.ready().await.unwrap().call(0).await.is_err());
+        let mut one = async |i: u64| {
+            let err = svc.ready().await.unwrap().call(i).await.unwrap_err();
+            assert!(err.is_open(), "{err}");
+            err
+        };
+        let first = one(1).await;
+        assert!(
+            first
+                .to_string()
+                .starts_with("circuit breaker `payments` is open; retry in "),
+            "{first}"
+        );
+        drop(first);
+        let before = allocations();
+        for i in 1..=1000 {
+            drop(one(i).await);
+        }
+        assert_eq!(allocations() - before, 0, "allocations for 1000 rejections");
+    });
+}

@@ -60,7 +60,7 @@ fn mode(w: u64) -> Mode {
     }
 }
 
-fn mode_bits(m: Mode) -> u64 {
+const fn mode_bits(m: Mode) -> u64 {
     (match m {
         Mode::Automatic => 0,
         Mode::Disabled => 1,
@@ -476,7 +476,7 @@ impl Core {
 
     /// Admits a call or says why not. Closed and automatic: one atomic load.
     #[inline]
-    pub(crate) fn admit(&self) -> Result<Admit, Box<CircuitOpen>> {
+    pub(crate) fn admit(&self) -> Result<Admit, CircuitOpen> {
         let w = self.state.load(Ordering::Acquire);
         if w & LOW_MASK == 0 {
             return Ok(Admit::new(generation(w), NORMAL));
@@ -486,14 +486,14 @@ impl Core {
 
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self, mut w: u64) -> Result<Admit, Box<CircuitOpen>> {
+    fn admit_slow(&self, mut w: u64) -> Result<Admit, CircuitOpen> {
         loop {
-            let m = mode(w);
             let normal = Admit::new(generation(w), NORMAL);
-            match m {
-                Mode::Disabled => return Ok(normal),
-                Mode::ForcedOpen => return Err(Box::new(self.reject(None))),
-                Mode::Automatic | Mode::MetricsOnly => {}
+            // Compared as bits: the rejection path runs hardest during an outage.
+            match w & MODE_MASK {
+                m if m == mode_bits(Mode::Disabled) => return Ok(normal),
+                m if m == mode_bits(Mode::ForcedOpen) => return Err(self.reject_unknown()),
+                _ => {}
             }
             match w & PHASE_MASK {
                 OPEN => {
@@ -525,37 +525,42 @@ impl Core {
         }
     }
 
-    fn reject_or_shadow(
-        &self,
-        w: u64,
-        open: Option<(u64, u64)>,
-    ) -> Result<Admit, Box<CircuitOpen>> {
-        let err = match open {
-            Some((now, until)) => CircuitOpen::new(Some((
-                self.epoch.instant(until),
-                Duration::from_nanos(until - now),
-            ))),
-            None => CircuitOpen::new(None),
-        };
-        if mode(w) == Mode::MetricsOnly {
-            let retry_after = err.retry_after();
+    #[inline(always)]
+    fn reject_or_shadow(&self, w: u64, open: Option<(u64, u64)>) -> Result<Admit, CircuitOpen> {
+        if w & MODE_MASK == mode_bits(Mode::MetricsOnly) {
+            let retry_after = open.map(|(now, until)| Duration::from_nanos(until - now));
             tracing::trace!(target: "tower_fortify::circuit_breaker", "would reject (metrics only)");
             self.listeners
                 .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::WouldReject { retry_after }));
             return Ok(Admit::new(generation(w), SHADOW));
         }
-        Err(Box::new(self.reject_with(err)))
+        let err = match open {
+            Some((now, until)) => CircuitOpen::until(
+                self.epoch.origin(),
+                until,
+                until - now,
+                self.listeners.name_arc().cloned(),
+            ),
+            None => CircuitOpen::unknown(self.epoch.origin(), self.listeners.name_arc().cloned()),
+        };
+        Err(self.reject_with(err))
     }
 
-    fn reject(&self, open: Option<(Instant, Duration)>) -> CircuitOpen {
-        self.reject_with(CircuitOpen::new(open))
+    fn reject_unknown(&self) -> CircuitOpen {
+        self.reject_with(CircuitOpen::unknown(
+            self.epoch.origin(),
+            self.listeners.name_arc().cloned(),
+        ))
     }
 
+    #[inline(always)]
     fn reject_with(&self, err: CircuitOpen) -> CircuitOpen {
-        let retry_after = err.retry_after();
         tracing::trace!(target: "tower_fortify::circuit_breaker", "call rejected");
-        self.listeners
-            .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::Rejected { retry_after }));
+        self.listeners.emit(|| {
+            Event::CircuitBreaker(CircuitBreakerEvent::Rejected {
+                retry_after: err.retry_after(),
+            })
+        });
         err
     }
 

@@ -12,7 +12,9 @@
 //!
 //! * **Closed** — admitting: every call goes through and its outcome is recorded.
 //! * **Open** — rejecting: calls fail at once with [`CircuitOpen`], which says when
-//!   the breaker may admit again. After the open duration the next call moves the
+//!   the breaker may admit again and names the breaker. It comes in a
+//!   [`BreakerError`](error::BreakerError), without a heap allocation; that converts
+//!   into a `BoxError` with `?` or `.into()`. After the open duration the next call moves the
 //!   breaker to half-open (the move is made lazily, by a call; there is no timer).
 //! * **HalfOpen** — probing: [`half_open_probes`] calls are admitted, each slot
 //!   reserved atomically so clones racing each other never exceed it; the others are

@@ -214,6 +214,12 @@ impl Listeners {
         self
     }
 
+    /// The instance's name, shared, if it has one.
+    #[inline]
+    pub(crate) fn name_arc(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
+    }
+
     /// The instance's name, `""` if it has none.
     #[inline]
     pub fn name(&self) -> &str {
