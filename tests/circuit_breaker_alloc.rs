@@ -129,3 +129,47 @@ fn open_rejection_allocates_nothing() {
         assert_eq!(allocations() - before, 0, "allocations for 1000 rejections");
     });
 }
+
+/// A keyed breaker's hit (a key already in the map) allocates nothing, closed or open.
+#[test]
+fn keyed_hit_allocates_nothing() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(3600))
+        .keyed(|x: &u64| *x % 8)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    // Key 0's requests (multiples of 8) fail: its breaker opens; the other seven stay closed.
+    let mut svc = layer.layer(service_fn(|x: u64| async move {
+        if x % 8 == 0 {
+            Err(std::io::Error::other("down"))
+        } else {
+            Ok(x)
+        }
+    }));
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let mut run = |n: u64| {
+        let mut rejected = 0;
+        for i in 0..n {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let fut = pin!(svc.call(i));
+            match fut.poll(&mut cx) {
+                Poll::Ready(Ok(v)) => assert_eq!(v, i),
+                Poll::Ready(Err(e)) => rejected += e.is_open() as u64,
+                Poll::Pending => panic!("pending"),
+            }
+        }
+        rejected
+    };
+    run(100);
+    assert_eq!(handle.len(), 8, "every key has its breaker");
+    let before = allocations();
+    let rejected = run(8_000);
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations for 8000 keyed calls"
+    );
+    assert_eq!(rejected, 1000, "key 0's breaker is open");
+}
