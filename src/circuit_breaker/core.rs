@@ -6,6 +6,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crossbeam_utils::atomic::AtomicCell;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -385,6 +386,10 @@ pub(crate) struct Core {
     state: Padded<AtomicU64>,
     consecutive: Padded<AtomicU32>,
     open_until: Padded<AtomicU64>,
+    /// `open_until` as an instant, for the rejection path: comparing instants costs
+    /// less than turning the clock into nanoseconds since the epoch. Read without a
+    /// lock (an optimistic sequence-lock read: two 16-byte words are not one atomic).
+    open_until_at: AtomicCell<Option<Instant>>,
     successes: [Padded<AtomicU64>; SHARDS],
     inner: Mutex<Inner>,
     pub(crate) cfg: Config,
@@ -425,6 +430,7 @@ impl Core {
             state: Padded(AtomicU64::new(0)),
             consecutive: Padded(AtomicU32::new(0)),
             open_until: Padded(AtomicU64::new(0)),
+            open_until_at: AtomicCell::new(None),
             successes: Default::default(),
             inner: Mutex::new(Inner {
                 failures_total: 0,
@@ -497,12 +503,13 @@ impl Core {
             }
             match w & PHASE_MASK {
                 OPEN => {
-                    let now = self.now();
-                    let until = self.open_until.load(Ordering::Acquire);
-                    if now < until {
+                    let now = Instant::now();
+                    if let Some(until) = self.open_until_at.load()
+                        && now < until
+                    {
                         return self.reject_or_shadow(w, Some((now, until)));
                     }
-                    self.to_half_open(w, now);
+                    self.to_half_open(w, self.epoch.since(now));
                     w = self.state.load(Ordering::Acquire);
                 }
                 HALF_OPEN => {
@@ -526,31 +533,28 @@ impl Core {
     }
 
     #[inline(always)]
-    fn reject_or_shadow(&self, w: u64, open: Option<(u64, u64)>) -> Result<Admit, CircuitOpen> {
+    fn reject_or_shadow(
+        &self,
+        w: u64,
+        open: Option<(Instant, Instant)>,
+    ) -> Result<Admit, CircuitOpen> {
         if w & MODE_MASK == mode_bits(Mode::MetricsOnly) {
-            let retry_after = open.map(|(now, until)| Duration::from_nanos(until - now));
+            let retry_after = open.map(|(now, until)| until.saturating_duration_since(now));
             tracing::trace!(target: "tower_fortify::circuit_breaker", "would reject (metrics only)");
             self.listeners
                 .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::WouldReject { retry_after }));
             return Ok(Admit::new(generation(w), SHADOW));
         }
+        let name = self.listeners.name_arc().cloned();
         let err = match open {
-            Some((now, until)) => CircuitOpen::until(
-                self.epoch.origin(),
-                until,
-                until - now,
-                self.listeners.name_arc().cloned(),
-            ),
-            None => CircuitOpen::unknown(self.epoch.origin(), self.listeners.name_arc().cloned()),
+            Some((now, until)) => CircuitOpen::until(now, until, name),
+            None => CircuitOpen::unknown(name),
         };
         Err(self.reject_with(err))
     }
 
     fn reject_unknown(&self) -> CircuitOpen {
-        self.reject_with(CircuitOpen::unknown(
-            self.epoch.origin(),
-            self.listeners.name_arc().cloned(),
-        ))
+        self.reject_with(CircuitOpen::unknown(self.listeners.name_arc().cloned()))
     }
 
     #[inline(always)]
@@ -806,6 +810,7 @@ impl Core {
             until = inner.hint_until;
         }
         inner.hint_until = 0;
+        self.open_until_at.store(Some(self.epoch.instant(until)));
         self.open_until.store(until, Ordering::Release);
         let open_for = Duration::from_nanos(until - now);
         tracing::warn!(

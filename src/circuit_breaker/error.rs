@@ -21,47 +21,37 @@ use crate::BoxError;
 /// probe slot taken, or forced open), and names the breaker when it has a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
-    /// The breaker's time origin; `until` and `left` are nanoseconds, `until` from the
-    /// origin, `left` from the rejection, meaningful when `known`. Kept raw so that a
-    /// rejection costs no time arithmetic until someone asks.
-    origin: Instant,
-    until: u64,
-    left: u64,
-    known: bool,
+    /// When the call was rejected and when the open period ends, if known: the
+    /// remaining time is only worked out when someone asks.
+    open: Option<(Instant, Instant)>,
     name: Option<Arc<str>>,
 }
 
 impl CircuitOpen {
-    /// Open until `until` nanoseconds after `origin`, `left` nanoseconds from now.
+    /// Rejected at `now`, open until `until`.
     #[inline]
-    pub(crate) fn until(origin: Instant, until: u64, left: u64, name: Option<Arc<str>>) -> Self {
+    pub(crate) fn until(now: Instant, until: Instant, name: Option<Arc<str>>) -> Self {
         Self {
-            origin,
-            until,
-            left,
-            known: true,
+            open: Some((now, until)),
             name,
         }
     }
 
     /// Open for a time that is not known.
-    pub(crate) fn unknown(origin: Instant, name: Option<Arc<str>>) -> Self {
-        Self {
-            known: false,
-            ..Self::until(origin, 0, 0, name)
-        }
+    pub(crate) fn unknown(name: Option<Arc<str>>) -> Self {
+        Self { open: None, name }
     }
 
     /// The moment the breaker may admit calls again (it then admits probes), if known.
     pub fn retry_at(&self) -> Option<Instant> {
-        self.known
-            .then(|| self.origin + Duration::from_nanos(self.until))
+        self.open.map(|(_, until)| until)
     }
 
     /// How long the breaker was to stay open when the call was rejected, if known.
     /// Suitable for an HTTP `Retry-After` header.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.known.then(|| Duration::from_nanos(self.left))
+        self.open
+            .map(|(now, until)| until.saturating_duration_since(now))
     }
 
     /// The name of the breaker that rejected the call, if it was given one.
@@ -191,9 +181,10 @@ mod tests {
 
     #[test]
     fn a_rejection_names_its_breaker_and_converts_into_a_box() {
-        let origin = Instant::now();
-        let open = CircuitOpen::until(origin, 2_000_000_000, 1_500_000_000, Some("db".into()));
-        assert_eq!(open.retry_at(), Some(origin + Duration::from_secs(2)));
+        let now = Instant::now();
+        let until = now + Duration::from_millis(1500);
+        let open = CircuitOpen::until(now, until, Some("db".into()));
+        assert_eq!(open.retry_at(), Some(until));
         assert_eq!(open.retry_after(), Some(Duration::from_millis(1500)));
         let e = BreakerError::open(open.clone());
         assert_eq!(
@@ -203,7 +194,7 @@ mod tests {
         assert!(e.is::<CircuitOpen>() && e.is_open());
         let boxed: BoxError = e.into();
         assert_eq!(boxed.downcast_ref::<CircuitOpen>(), Some(&open));
-        let unnamed = CircuitOpen::unknown(origin, None);
+        let unnamed = CircuitOpen::unknown(None);
         assert_eq!((unnamed.retry_at(), unnamed.retry_after()), (None, None));
         assert_eq!(unnamed.to_string(), "circuit breaker is open");
     }

@@ -89,7 +89,12 @@
 //! increment and decrement on a per-thread handle. No clock read, no lock, no
 //! allocation, and no cache line written by every thread. Failures, slow calls and
 //! transitions take a mutex. Slow-call detection reads the clock twice per call.
-//! A keyed breaker adds a mutex-guarded map lookup and a clock read per call.
+//! A keyed breaker adds a map lookup under the map's read lock per call.
+//!
+//! Open-state rejection: one clock read compared with the end of the open period (an
+//! instant read without a lock), no allocation (the [`CircuitOpen`] travels by value
+//! in a [`BreakerError`](error::BreakerError)), and the time left is only worked out
+//! when asked for.
 //!
 //! The time window does not read the clock on each success: successes are counted
 //! per thread, and every update of the window (on each failure or slow call, and
