@@ -20,7 +20,7 @@ use crate::BoxError;
 use crate::backoff::Rng;
 use crate::classify::Classify;
 use crate::config::ConfigError;
-use crate::keyed::{Evict, KeyedMap};
+use crate::keyed::{Evict, KeyedMap, View};
 use crate::observe::{CircuitState, Listeners};
 use crate::shard::Padded;
 
@@ -115,7 +115,7 @@ pub(crate) struct KeyedShared<K, F, C> {
 
 impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
     #[inline]
-    fn slot(&self, key: K) -> Arc<Padded<Slot<C>>> {
+    fn slot(&self, view: &mut View<K, Arc<Padded<Slot<C>>>>, key: K) -> Arc<Padded<Slot<C>>> {
         let make = || {
             Arc::new(Padded(Slot {
                 core: Arc::new(Core::new(
@@ -134,7 +134,7 @@ impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
             }
         };
         self.map
-            .get_or_insert(key, make, rank)
+            .get_or_insert_in(view, key, make, rank)
             .expect("a breaker may always be evicted")
     }
 }
@@ -181,6 +181,7 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker {
             inner,
+            view: self.shared.map.view(),
             shared: self.shared.clone(),
         }
     }
@@ -188,11 +189,12 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
 
 /// A circuit breaker per key. Made by a [`KeyedCircuitBreakerLayer`].
 ///
-/// Each call computes its key and looks its breaker up in a map under its read lock
-/// (no exclusive lock, no clock read unless the key is new); after that it behaves like
-/// [`CircuitBreaker`](super::CircuitBreaker).
+/// Each call computes its key and looks its breaker up in this service's snapshot of
+/// the map (no lock, no clock read unless the key is new or the map changed since);
+/// after that it behaves like [`CircuitBreaker`](super::CircuitBreaker).
 pub struct KeyedCircuitBreaker<S, K, F, C> {
     inner: S,
+    view: View<K, Arc<Padded<Slot<C>>>>,
     shared: Arc<KeyedShared<K, F, C>>,
 }
 
@@ -200,6 +202,7 @@ impl<S: Clone, K, F, C> Clone for KeyedCircuitBreaker<S, K, F, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            view: self.view.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -249,7 +252,7 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.shared.key)(&req);
-        let slot = self.shared.slot(key);
+        let slot = self.shared.slot(&mut self.view, key);
         match slot.core.admit() {
             Ok(admit) => {
                 let start = slot.core.times_calls().then(Instant::now);

@@ -89,7 +89,10 @@
 //! increment and decrement on a per-thread handle. No clock read, no lock, no
 //! allocation, and no cache line written by every thread. Failures, slow calls and
 //! transitions take a mutex. Slow-call detection reads the clock twice per call.
-//! A keyed breaker adds a map lookup under the map's read lock per call.
+//! A keyed breaker adds a lookup in the service's snapshot of its map per call: no
+//! lock (one atomic load checks that the snapshot is current), a cheap seeded hash of
+//! the key and a reference count; the map's locks are taken only when a key is new
+//! or the map changed since (see [`KeyedCircuitBreakerBuilder`]).
 //!
 //! Open-state rejection: one clock read compared with the end of the open period (an
 //! instant read without a lock), no allocation (the [`CircuitOpen`] travels by value
