@@ -142,7 +142,7 @@ fn keyed_hit_allocates_nothing() {
     let handle = layer.handle();
     // Key 0's requests (multiples of 8) fail: its breaker opens; the other seven stay closed.
     let mut svc = layer.layer(service_fn(|x: u64| async move {
-        if x % 8 == 0 {
+        if x.is_multiple_of(8) {
             Err(std::io::Error::other("down"))
         } else {
             Ok(x)

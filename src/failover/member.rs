@@ -186,9 +186,12 @@ impl<S> Instances<S> {
     }
 }
 
+/// A membership epoch and its members.
+type Epoch<S> = (u64, Arc<[Member<S>]>);
+
 /// The members of the current membership epoch, cached so that clones share them.
 pub(crate) struct MemberCache<S> {
-    cached: Mutex<Option<(u64, Arc<[Member<S>]>)>>,
+    cached: Mutex<Option<Epoch<S>>>,
 }
 
 impl<S> Default for MemberCache<S> {
