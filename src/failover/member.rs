@@ -161,6 +161,26 @@ impl<S> Instances<S> {
         }
     }
 
+    /// Gives every instance back to its member's spare slot (a ready one is dropped).
+    #[inline]
+    pub(crate) fn give_back(&mut self, members: &[Member<S>]) {
+        let park = |h: Held<S>| {
+            if !h.ready
+                && let Some(m) = members.get(h.at)
+            {
+                m.spare.put(h.service);
+            }
+        };
+        for slot in &mut self.inline {
+            if let Some(h) = slot.take() {
+                park(h);
+            }
+        }
+        if !self.more.is_empty() {
+            self.more.drain(..).for_each(park);
+        }
+    }
+
     /// Gives every instance back to its member's spare slot (a ready one is dropped),
     /// or, with `keep`, moves it to the index `keep` gives (`None`: give it back).
     pub(crate) fn release(&mut self, members: &[Member<S>], keep: impl Fn(usize) -> Option<usize>) {

@@ -699,7 +699,7 @@ impl<S: Clone, C, T: Clone> Clone for Failover<S, C, T> {
 impl<S, C, T> Drop for Failover<S, C, T> {
     fn drop(&mut self) {
         // Pass the instances on to the next clone that picks their backends.
-        self.held.release(&self.members, |_| None);
+        self.held.give_back(&self.members);
     }
 }
 
