@@ -85,3 +85,32 @@ fn fixed_and_adaptive_bulkheads_allocate_nothing_per_call() {
         .unwrap();
     assert_eq!(allocations_per_call(layer), 0);
 }
+
+/// A keyed bulkhead's hit (a key already in the map) allocates nothing: the map lookup
+/// clones the key's `Arc`, nothing else. Eight keys, all inserted by the warm-up.
+#[test]
+fn keyed_bulkhead_hit_allocates_nothing() {
+    let layer = tower_fortify::bulkhead::partition::KeyedLayer::new(
+        BulkheadLayer::builder().max_concurrent(16),
+        64,
+        |r: &u64| *r % 8,
+    )
+    .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut run = |n: u64| {
+        for i in 0..n {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            assert_eq!(svc.call(i).now_or_never().unwrap().unwrap(), i);
+        }
+    };
+    run(100);
+    assert_eq!(handle.len(), 8, "every key has its bulkhead");
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    MEASURING.with(|m| m.set(true));
+    run(10_000);
+    MEASURING.with(|m| m.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0);
+}

@@ -47,9 +47,12 @@ fn backend() -> impl Service<Call, Response = (), Error = BoxError, Future: Send
 
 async fn send<S>(svc: &mut S, call: Call) -> Result<(), BoxError>
 where
-    S: Service<Call, Response = (), Error = BoxError>,
+    S: Service<Call, Response = (), Error: Into<BoxError>>,
 {
-    svc.ready().await?.call(call).await
+    // The breaker's `BreakerError` becomes a `BoxError` as any layer above would
+    // turn it into one.
+    let svc = svc.ready().await.map_err(Into::into)?;
+    svc.call(call).await.map_err(Into::into)
 }
 
 fn is_open(r: &Result<(), BoxError>) -> bool {

@@ -17,18 +17,18 @@ use std::time::Duration;
 use futures::task::noop_waker_ref;
 use tower::{Layer, Service, service_fn};
 use tower_fortify::BoxError;
-use tower_fortify::circuit_breaker::error::CircuitOpen;
+use tower_fortify::circuit_breaker::error::{BreakerError, CircuitOpen};
 use tower_fortify::circuit_breaker::{CircuitBreakerLayer, CircuitState};
 
 const THREADS: usize = 8;
 const PROBES: u32 = 3;
 
-type Fut = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+type Fut = Pin<Box<dyn Future<Output = Result<(), BreakerError>> + Send>>;
 
 /// Calls the service; `Some(future)` if admitted (the future stays pending).
 fn try_admit<S>(svc: &mut S, fail: bool) -> Option<Fut>
 where
-    S: Service<bool, Response = (), Error = BoxError>,
+    S: Service<bool, Response = (), Error = BreakerError>,
     S::Future: Send + 'static,
 {
     let mut cx = Context::from_waker(noop_waker_ref());

@@ -14,7 +14,7 @@ use tokio_test::task::{self, Spawn};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_fortify::BoxError;
 use tower_fortify::backoff::{Backoff, Jitter};
-use tower_fortify::circuit_breaker::error::CircuitOpen;
+use tower_fortify::circuit_breaker::error::{BreakerError, CircuitOpen};
 use tower_fortify::circuit_breaker::{CircuitBreakerLayer, CircuitState};
 
 #[derive(Debug, Clone)]
@@ -222,7 +222,7 @@ enum Req {
     Wait(oneshot::Receiver<bool>),
 }
 
-type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
+type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BreakerError>> + Send>>;
 
 struct Pending {
     fut: Spawn<Fut>,

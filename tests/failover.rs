@@ -1199,7 +1199,14 @@ mod breaker_aware {
     /// router ejected `a` and when `a` served again.
     async fn run<C>(classifier: C) -> (u64, Option<Duration>)
     where
-        C: Classify<&'static str, BoxError, Eos = NeverEos> + Clone + Send + Sync + 'static,
+        C: Classify<
+                &'static str,
+                tower_fortify::circuit_breaker::error::BreakerError,
+                Eos = NeverEos,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
     {
         let (a, b) = (sim("a"), sim("b"));
         // One breaker per backend (b never fails, so its breaker stays closed).

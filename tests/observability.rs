@@ -120,9 +120,12 @@ async fn breaker_transitions_are_one_line_each_with_the_name() {
         opened[0]
     );
     assert!(opened[0].contains("open_ms=1000"), "{}", opened[0]);
-    // The rejection's message has no sub-millisecond noise.
+    // The rejection's message names the breaker and has no sub-millisecond noise.
     let err = svc.ready().await.unwrap().call(99).await.unwrap_err();
-    assert_eq!(err.to_string(), "circuit breaker is open; retry in 1000 ms");
+    assert_eq!(
+        err.to_string(),
+        "circuit breaker `payments` is open; retry in 1000 ms"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     for i in 0..5 {
@@ -301,7 +304,8 @@ async fn refusals_name_the_layer_that_refused() {
         .unwrap();
     let mut svc = breaker.layer(failing());
     let _ = svc.ready().await.unwrap().call(0).await;
-    let open = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    let open: tower_fortify::BoxError =
+        svc.ready().await.unwrap().call(1).await.unwrap_err().into();
     let r = Rejection::of(open.as_ref()).unwrap();
     assert_eq!(r.reason(), "circuit-open");
     assert_eq!(

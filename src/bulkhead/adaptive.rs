@@ -1,7 +1,10 @@
 //! Adaptive limits: AIMD, Gradient2 and Vegas.
 //!
 //! An adaptive bulkhead measures each call's latency (two clock reads) and asks the
-//! classifier whether the backend said it was overloaded. Samples are summed in
+//! classifier whether the backend said it was overloaded. AIMD without a
+//! `latency_threshold` uses no latency and reads no clock per call: every 8th call of
+//! a thread, and every overload, reads it to end the window on time (a window may
+//! therefore end up to 8 calls per thread late). Samples are summed in
 //! per-thread shards; once per *window* (100 ms by default, and at least
 //! `min_samples` calls) the first call to finish after the window ends folds the shards
 //! into one window sample and lets the algorithm pick a new limit, clamped to
@@ -540,8 +543,15 @@ pub(crate) struct Adaptive {
     next_update: AtomicU64,
     window: u64,
     min_samples: u64,
+    /// Whether the algorithm uses latency (Gradient2, Vegas, AIMD with a latency
+    /// threshold). Without, a call reads no clock: every [`TICK`]th call of a shard
+    /// (and every overload) reads it to end the window on time.
+    timed: bool,
     state: Mutex<(State, u64)>,
 }
+
+/// Without latency, the window's end is checked every this many calls of a shard.
+const TICK: u64 = 8;
 
 impl fmt::Debug for Adaptive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -567,6 +577,13 @@ impl Adaptive {
             next_update: AtomicU64::new(window),
             window,
             min_samples: u64::from(config.min_samples),
+            timed: !matches!(
+                config.algorithm,
+                Algorithm::Aimd(Aimd {
+                    latency_threshold: None,
+                    ..
+                })
+            ),
             state: Mutex::new((State::new(config), 0)),
         }
     }
@@ -581,23 +598,51 @@ impl Adaptive {
         self.origin.since(now)
     }
 
+    /// When a call starts, for its latency: now, or 0 when latency is not used.
+    #[inline]
+    pub(crate) fn start(&self) -> u64 {
+        if self.timed { self.now() } else { 0 }
+    }
+
     /// Records one finished call and, at the end of a window, updates the limit.
+    #[inline]
     pub(crate) fn record(&self, core: &Core, started: u64, overloaded: bool) -> Option<Change> {
-        let t = self.now();
-        let rtt = t.saturating_sub(started);
         // Plain loads and stores, not read-modify-writes: the shard is this thread's
         // (shared only when more than SHARDS threads call), and a sample lost to a race
         // with another thread or with the window update does not matter to a mean.
         let acc = &self.acc[shard::index()];
-        acc.count.store(acc.count.load(Relaxed) + 1, Relaxed);
-        acc.sum_nanos
-            .store(acc.sum_nanos.load(Relaxed).saturating_add(rtt), Relaxed);
-        if rtt < acc.min_nanos.load(Relaxed) {
-            acc.min_nanos.store(rtt, Relaxed);
+        let n = acc.count.load(Relaxed) + 1;
+        acc.count.store(n, Relaxed);
+        if !self.timed && !overloaded && !n.is_multiple_of(TICK) {
+            return None;
         }
+        self.record_more(acc, core, started, overloaded)
+    }
+
+    /// The rest of [`record`](Self::record): latency, overloads, the window's end.
+    #[inline(never)]
+    fn record_more(
+        &self,
+        acc: &Acc,
+        core: &Core,
+        started: u64,
+        overloaded: bool,
+    ) -> Option<Change> {
         if overloaded {
             acc.drops.store(acc.drops.load(Relaxed) + 1, Relaxed);
         }
+        let t = if self.timed {
+            let t = self.now();
+            let rtt = t.saturating_sub(started);
+            acc.sum_nanos
+                .store(acc.sum_nanos.load(Relaxed).saturating_add(rtt), Relaxed);
+            if rtt < acc.min_nanos.load(Relaxed) {
+                acc.min_nanos.store(rtt, Relaxed);
+            }
+            t
+        } else {
+            self.now()
+        };
         if t < self.next_update.load(Relaxed) {
             return None;
         }

@@ -64,9 +64,10 @@
 //! never exceed the limit. Because no counter is shared by all threads, a second
 //! worker thread adds throughput instead of contention.
 //!
-//! The queue (slow path) uses a mutex. An adaptive bulkhead adds two clock reads, a
-//! reference count and a few plain stores on the thread's own line per call, and once
-//! per window a short lock to update the limit.
+//! The queue (slow path) uses a mutex. An adaptive bulkhead adds two clock reads (none
+//! for AIMD without a latency threshold, which only counts), a reference count and a
+//! few plain stores on the thread's own line per call, and once per window a short
+//! lock to update the limit.
 //!
 //! # Example
 //!

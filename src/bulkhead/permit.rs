@@ -104,30 +104,36 @@ impl BulkheadPermit {
 /// The adaptive clock: nanoseconds since the bulkhead was built.
 #[inline]
 fn now(slot: &Slot) -> u64 {
-    slot.shared.adaptive.as_ref().map_or(0, |a| a.now())
+    slot.shared.adaptive.as_ref().map_or(0, |a| a.start())
 }
 
-/// Feeds one finished call to the adaptive limit (out of line: adaptive only).
-#[inline(never)]
+/// Feeds one finished call to the adaptive limit.
+#[inline]
 fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
     let Some(adaptive) = &shared.adaptive else {
         return;
     };
     let overloaded = matches!(outcome, Outcome::Overloaded(_));
     if let Some(change) = adaptive.record(&shared.core, started, overloaded) {
-        tracing::debug!(
-            target: "tower_fortify::bulkhead",
-            from = change.from,
-            to = change.to,
-            "limit changed"
-        );
-        shared.listeners.emit(|| {
-            Event::Bulkhead(BulkheadEvent::LimitChanged {
-                from: change.from,
-                to: change.to,
-            })
-        });
+        limit_changed(shared, change);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn limit_changed(shared: &super::layer::Shared, change: super::adaptive::Change) {
+    tracing::debug!(
+        target: "tower_fortify::bulkhead",
+        from = change.from,
+        to = change.to,
+        "limit changed"
+    );
+    shared.listeners.emit(|| {
+        Event::Bulkhead(BulkheadEvent::LimitChanged {
+            from: change.from,
+            to: change.to,
+        })
+    });
 }
 
 impl Drop for BulkheadPermit {

@@ -6,6 +6,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crossbeam_utils::atomic::AtomicCell;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -60,7 +61,7 @@ fn mode(w: u64) -> Mode {
     }
 }
 
-fn mode_bits(m: Mode) -> u64 {
+const fn mode_bits(m: Mode) -> u64 {
     (match m {
         Mode::Automatic => 0,
         Mode::Disabled => 1,
@@ -385,6 +386,10 @@ pub(crate) struct Core {
     state: Padded<AtomicU64>,
     consecutive: Padded<AtomicU32>,
     open_until: Padded<AtomicU64>,
+    /// `open_until` as an instant, for the rejection path: comparing instants costs
+    /// less than turning the clock into nanoseconds since the epoch. Read without a
+    /// lock (an optimistic sequence-lock read: two 16-byte words are not one atomic).
+    open_until_at: AtomicCell<Option<Instant>>,
     successes: [Padded<AtomicU64>; SHARDS],
     inner: Mutex<Inner>,
     pub(crate) cfg: Config,
@@ -425,6 +430,7 @@ impl Core {
             state: Padded(AtomicU64::new(0)),
             consecutive: Padded(AtomicU32::new(0)),
             open_until: Padded(AtomicU64::new(0)),
+            open_until_at: AtomicCell::new(None),
             successes: Default::default(),
             inner: Mutex::new(Inner {
                 failures_total: 0,
@@ -476,7 +482,7 @@ impl Core {
 
     /// Admits a call or says why not. Closed and automatic: one atomic load.
     #[inline]
-    pub(crate) fn admit(&self) -> Result<Admit, Box<CircuitOpen>> {
+    pub(crate) fn admit(&self) -> Result<Admit, CircuitOpen> {
         let w = self.state.load(Ordering::Acquire);
         if w & LOW_MASK == 0 {
             return Ok(Admit::new(generation(w), NORMAL));
@@ -486,23 +492,24 @@ impl Core {
 
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self, mut w: u64) -> Result<Admit, Box<CircuitOpen>> {
+    fn admit_slow(&self, mut w: u64) -> Result<Admit, CircuitOpen> {
         loop {
-            let m = mode(w);
             let normal = Admit::new(generation(w), NORMAL);
-            match m {
-                Mode::Disabled => return Ok(normal),
-                Mode::ForcedOpen => return Err(Box::new(self.reject(None))),
-                Mode::Automatic | Mode::MetricsOnly => {}
+            // Compared as bits: the rejection path runs hardest during an outage.
+            match w & MODE_MASK {
+                m if m == mode_bits(Mode::Disabled) => return Ok(normal),
+                m if m == mode_bits(Mode::ForcedOpen) => return Err(self.reject_unknown()),
+                _ => {}
             }
             match w & PHASE_MASK {
                 OPEN => {
-                    let now = self.now();
-                    let until = self.open_until.load(Ordering::Acquire);
-                    if now < until {
+                    let now = Instant::now();
+                    if let Some(until) = self.open_until_at.load()
+                        && now < until
+                    {
                         return self.reject_or_shadow(w, Some((now, until)));
                     }
-                    self.to_half_open(w, now);
+                    self.to_half_open(w, self.epoch.since(now));
                     w = self.state.load(Ordering::Acquire);
                 }
                 HALF_OPEN => {
@@ -525,37 +532,39 @@ impl Core {
         }
     }
 
+    #[inline(always)]
     fn reject_or_shadow(
         &self,
         w: u64,
-        open: Option<(u64, u64)>,
-    ) -> Result<Admit, Box<CircuitOpen>> {
-        let err = match open {
-            Some((now, until)) => CircuitOpen::new(Some((
-                self.epoch.instant(until),
-                Duration::from_nanos(until - now),
-            ))),
-            None => CircuitOpen::new(None),
-        };
-        if mode(w) == Mode::MetricsOnly {
-            let retry_after = err.retry_after();
+        open: Option<(Instant, Instant)>,
+    ) -> Result<Admit, CircuitOpen> {
+        if w & MODE_MASK == mode_bits(Mode::MetricsOnly) {
+            let retry_after = open.map(|(now, until)| until.saturating_duration_since(now));
             tracing::trace!(target: "tower_fortify::circuit_breaker", "would reject (metrics only)");
             self.listeners
                 .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::WouldReject { retry_after }));
             return Ok(Admit::new(generation(w), SHADOW));
         }
-        Err(Box::new(self.reject_with(err)))
+        let name = self.listeners.name_ref().cloned();
+        let err = match open {
+            Some((now, until)) => CircuitOpen::until(now, until, name),
+            None => CircuitOpen::unknown(name),
+        };
+        Err(self.reject_with(err))
     }
 
-    fn reject(&self, open: Option<(Instant, Duration)>) -> CircuitOpen {
-        self.reject_with(CircuitOpen::new(open))
+    fn reject_unknown(&self) -> CircuitOpen {
+        self.reject_with(CircuitOpen::unknown(self.listeners.name_ref().cloned()))
     }
 
+    #[inline(always)]
     fn reject_with(&self, err: CircuitOpen) -> CircuitOpen {
-        let retry_after = err.retry_after();
         tracing::trace!(target: "tower_fortify::circuit_breaker", "call rejected");
-        self.listeners
-            .emit(|| Event::CircuitBreaker(CircuitBreakerEvent::Rejected { retry_after }));
+        self.listeners.emit(|| {
+            Event::CircuitBreaker(CircuitBreakerEvent::Rejected {
+                retry_after: err.retry_after(),
+            })
+        });
         err
     }
 
@@ -801,6 +810,7 @@ impl Core {
             until = inner.hint_until;
         }
         inner.hint_until = 0;
+        self.open_until_at.store(Some(self.epoch.instant(until)));
         self.open_until.store(until, Ordering::Release);
         let open_for = Duration::from_nanos(until - now);
         tracing::warn!(

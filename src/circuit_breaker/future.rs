@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::core::Admit;
-use super::error::CircuitOpen;
+use super::error::{BreakerError, CircuitOpen};
 use super::layer::Slot;
 use crate::BoxError;
 use crate::classify::Classify;
@@ -73,7 +73,8 @@ impl<C> BreakerPermit<C> {
 
 pin_project! {
     /// The future returned by [`CircuitBreaker`](super::CircuitBreaker): the inner
-    /// service's response, or [`CircuitOpen`] for a rejected call.
+    /// service's response, or a [`BreakerError`] holding [`CircuitOpen`] for a
+    /// rejected call (no allocation) or the inner service's error.
     ///
     /// Dropping it before it completes cancels the call: nothing is recorded and a
     /// half-open probe slot is given back.
@@ -88,7 +89,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] fut: F },
-        Rejected { error: Option<Box<CircuitOpen>> },
+        Rejected { error: Option<CircuitOpen> },
     }
 }
 
@@ -112,7 +113,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(error: Box<CircuitOpen>) -> Self {
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
             permit: None,
@@ -143,7 +144,7 @@ where
     E: Into<BoxError>,
     C: Classify<T, E>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<T, BreakerError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -162,11 +163,11 @@ where
                     let elapsed = permit.start.map(|s| s.elapsed());
                     slot.core.record(permit.admit, outcome, elapsed);
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result.map_err(BreakerError::inner))
             }
-            StateProj::Rejected { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
-            }
+            StateProj::Rejected { error } => Poll::Ready(Err(BreakerError::open(
+                error.take().expect("polled after completion"),
+            ))),
         }
     }
 }

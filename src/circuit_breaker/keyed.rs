@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::core::{Config, Core};
+use super::error::BreakerError;
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
 use super::layer::{CircuitBreakerBuilder, Slot};
@@ -19,7 +20,7 @@ use crate::BoxError;
 use crate::backoff::Rng;
 use crate::classify::Classify;
 use crate::config::ConfigError;
-use crate::keyed::{Evict, KeyedMap};
+use crate::keyed::{Evict, KeyedMap, View};
 use crate::observe::{CircuitState, Listeners};
 use crate::shard::Padded;
 
@@ -114,7 +115,7 @@ pub(crate) struct KeyedShared<K, F, C> {
 
 impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
     #[inline]
-    fn slot(&self, key: K) -> Arc<Padded<Slot<C>>> {
+    fn slot(&self, view: &mut View<K, Arc<Padded<Slot<C>>>>, key: K) -> Arc<Padded<Slot<C>>> {
         let make = || {
             Arc::new(Padded(Slot {
                 core: Arc::new(Core::new(
@@ -133,7 +134,7 @@ impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
             }
         };
         self.map
-            .get_or_insert(key, make, rank)
+            .get_or_insert_in(view, key, make, rank)
             .expect("a breaker may always be evicted")
     }
 }
@@ -180,6 +181,7 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker {
             inner,
+            view: self.shared.map.view(),
             shared: self.shared.clone(),
         }
     }
@@ -187,11 +189,12 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
 
 /// A circuit breaker per key. Made by a [`KeyedCircuitBreakerLayer`].
 ///
-/// Each call computes its key and looks its breaker up in a map under its read lock
-/// (no exclusive lock, no clock read unless the key is new); after that it behaves like
-/// [`CircuitBreaker`](super::CircuitBreaker).
+/// Each call computes its key and looks its breaker up in this service's snapshot of
+/// the map (no lock, no clock read unless the key is new or the map changed since);
+/// after that it behaves like [`CircuitBreaker`](super::CircuitBreaker).
 pub struct KeyedCircuitBreaker<S, K, F, C> {
     inner: S,
+    view: View<K, Arc<Padded<Slot<C>>>>,
     shared: Arc<KeyedShared<K, F, C>>,
 }
 
@@ -199,6 +202,7 @@ impl<S: Clone, K, F, C> Clone for KeyedCircuitBreaker<S, K, F, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            view: self.view.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -238,17 +242,17 @@ where
     C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = BreakerError;
     type Future = ResponseFuture<S::Future, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(BreakerError::inner)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.shared.key)(&req);
-        let slot = self.shared.slot(key);
+        let slot = self.shared.slot(&mut self.view, key);
         match slot.core.admit() {
             Ok(admit) => {
                 let start = slot.core.times_calls().then(Instant::now);

@@ -12,7 +12,9 @@
 //!
 //! * **Closed** — admitting: every call goes through and its outcome is recorded.
 //! * **Open** — rejecting: calls fail at once with [`CircuitOpen`], which says when
-//!   the breaker may admit again. After the open duration the next call moves the
+//!   the breaker may admit again and names the breaker. It comes in a
+//!   [`BreakerError`](error::BreakerError), without a heap allocation; that converts
+//!   into a `BoxError` with `?` or `.into()`. After the open duration the next call moves the
 //!   breaker to half-open (the move is made lazily, by a call; there is no timer).
 //! * **HalfOpen** — probing: [`half_open_probes`] calls are admitted, each slot
 //!   reserved atomically so clones racing each other never exceed it; the others are
@@ -87,7 +89,15 @@
 //! increment and decrement on a per-thread handle. No clock read, no lock, no
 //! allocation, and no cache line written by every thread. Failures, slow calls and
 //! transitions take a mutex. Slow-call detection reads the clock twice per call.
-//! A keyed breaker adds a mutex-guarded map lookup and a clock read per call.
+//! A keyed breaker adds a lookup in the service's snapshot of its map per call: no
+//! lock (one atomic load checks that the snapshot is current), a cheap seeded hash of
+//! the key and a reference count; the map's locks are taken only when a key is new
+//! or the map changed since (see [`KeyedCircuitBreakerBuilder`]).
+//!
+//! Open-state rejection: one clock read compared with the end of the open period (an
+//! instant read without a lock), no allocation (the [`CircuitOpen`] travels by value
+//! in a [`BreakerError`](error::BreakerError)), and the time left is only worked out
+//! when asked for.
 //!
 //! The time window does not read the clock on each success: successes are counted
 //! per thread, and every update of the window (on each failure or slow call, and

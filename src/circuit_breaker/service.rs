@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::error::BreakerError;
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
 use super::layer::{Shards, Slot};
@@ -17,7 +18,9 @@ use crate::shard::{self, Padded, SHARDS};
 /// `poll_ready` passes on the inner service's readiness. `call` asks the breaker:
 /// an admitted call goes to the inner service and its outcome is recorded when the
 /// response future completes; a rejected call gets a ready future that fails with
-/// [`CircuitOpen`](super::error::CircuitOpen).
+/// [`CircuitOpen`](super::error::CircuitOpen), held by value in a
+/// [`BreakerError`](super::error::BreakerError) (no allocation; it converts into a
+/// `BoxError` with `?` or `.into()`).
 pub struct CircuitBreaker<S, C> {
     pub(crate) inner: S,
     pub(crate) shards: Shards<C>,
@@ -94,12 +97,12 @@ where
     C: crate::classify::Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = BreakerError;
     type Future = ResponseFuture<S::Future, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(BreakerError::inner)
     }
 
     #[inline]

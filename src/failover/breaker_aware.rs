@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::BoxError;
-use crate::circuit_breaker::error::CircuitOpen;
+use crate::circuit_breaker::error::{BreakerError, CircuitOpen};
 use crate::classify::{Classified, Classify, DefaultClassifier, Outcome, ServerHint};
 
 /// A classifier for a router over per-backend circuit breakers: a [`CircuitOpen`]
@@ -68,5 +68,28 @@ where
             return Classified::Ready(Outcome::Overloaded(ServerHint::RetryAfter(wait)));
         }
         self.inner.classify(result)
+    }
+}
+
+/// Over breakers used directly as backends (their error is a [`BreakerError`]): a
+/// rejection is judged as above without being boxed, and the inner service's error
+/// goes to the inner classifier as the `BoxError` it holds.
+impl<Res, C> Classify<Res, BreakerError> for BreakerAware<C>
+where
+    C: Classify<Res, BoxError>,
+{
+    type Eos = C::Eos;
+
+    fn classify(&self, result: Result<&Res, &BreakerError>) -> Classified<C::Eos> {
+        match result {
+            Ok(res) => self.inner.classify(Ok(res)),
+            Err(e) => match e.as_parts() {
+                Ok(open) => {
+                    let wait = open.retry_after().unwrap_or(self.busy_hold);
+                    Classified::Ready(Outcome::Overloaded(ServerHint::RetryAfter(wait)))
+                }
+                Err(inner) => self.inner.classify(Err(inner)),
+            },
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::builder::{Backend, HealthCheck, ProbeFn, check_backend};
 use super::config::Selection;
+use super::member::MemberCache;
 use super::pool::{Node, Pool};
 use crate::config::ConfigError;
 use crate::observe::{Event, FailoverEvent};
@@ -14,6 +15,8 @@ use crate::observe::{Event, FailoverEvent};
 pub(crate) struct Core<S> {
     pub(crate) pool: Arc<Pool>,
     pub(crate) services: Mutex<Vec<(Arc<Node>, S)>>,
+    /// The backend list router clones share, per membership epoch.
+    pub(crate) members: MemberCache<S>,
     health_check: HealthCheck,
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -27,6 +30,7 @@ impl<S> Core<S> {
         Self {
             pool,
             services: Mutex::new(Vec::new()),
+            members: MemberCache::default(),
             health_check,
             runtime,
         }

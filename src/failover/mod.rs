@@ -194,9 +194,14 @@
 //! interval's analysis on time); one more per `poll_ready` while an ejection is in
 //! force. Routing tables are rebuilt per clone only when health or membership
 //! changes; the interval analysis allocates a little, once per interval. Measured by
-//! `tests/failover_alloc.rs`: zero allocations per call; under `crate::retry`, which
-//! clones the router per request, the clone costs 1 (its backend list; the routing
-//! table is shared) plus the request's own `Tried`.
+//! `tests/failover_alloc.rs`: zero allocations per call, and zero under
+//! `crate::retry`, which clones the router per request, for any number of backends,
+//! boxed ones included (beyond the request's own `Tried`, if any). A clone shares the
+//! backend list and routing table and clones no backend: it takes the service
+//! instance of the backend it picks from that backend's spare slot (one atomic swap),
+//! where the clone before it left it, and clones the backend's service only when the
+//! slot is empty (the first requests, or more requests in flight than instances
+//! parked).
 //!
 //! # Example
 //!
@@ -244,6 +249,7 @@ mod core;
 mod error;
 pub mod future;
 mod handle;
+mod member;
 mod pool;
 mod service;
 mod tried;

@@ -14,7 +14,8 @@ use super::core::Core;
 use super::error::NoHealthyBackend;
 use super::future::{Guard, ResponseFuture};
 use super::handle::FailoverHandle;
-use super::pool::{Node, Pool};
+use super::member::{Instances, Member};
+use super::pool::Pool;
 use super::tried::{NoTried, TriedAccess};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
@@ -62,26 +63,23 @@ pub(crate) type Judges<C> = Arc<[Arc<Padded<Judge<C>>>]>;
 ///
 /// # Clones
 ///
-/// Clones share health, membership, counters and (until one of them rebuilds it) the
-/// routing table; each clone holds its own clone of every backend service (so `Clone`
-/// costs one list allocation plus the backends' clones) and its own random stream
-/// seeded from the shared one.
+/// Clones share health, membership, counters, the backend list and (until one of them
+/// rebuilds it) the routing table, and have their own random stream seeded from the
+/// shared one. A clone holds its own instance of a backend's service only once it
+/// polls that backend: it takes one a dropped clone left behind, or clones the
+/// backend's service. `Clone` therefore allocates nothing and clones no backend, and
+/// requests sent one after another through the retry layer (which clones the router
+/// per request) allocate nothing once each backend has an instance to pass on.
 pub struct Failover<S, C = DefaultClassifier, T = NoTried> {
     core: Arc<Core<S>>,
     judges: Judges<C>,
     tried: T,
-    locals: Vec<Local<S>>,
+    members: Arc<[Member<S>]>,
+    held: Instances<S>,
     epoch: u64,
     route: Arc<Route>,
     ready: Option<Choice>,
     rng: u64,
-}
-
-struct Local<S> {
-    node: Arc<Node>,
-    service: S,
-    /// Smooth weighted round robin's running weight.
-    current: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +108,7 @@ struct TierRoute {
     end: usize,
     /// Cumulative share of traffic up to and including this tier, per million.
     cum: u32,
-    /// Indices of the locals that may take traffic.
+    /// Indices of the members that may take traffic.
     eligible: Vec<u32>,
 }
 
@@ -149,7 +147,8 @@ impl<S, C, T> Failover<S, C, T> {
             core,
             judges,
             tried,
-            locals: Vec::new(),
+            members: Arc::from(Vec::new()),
+            held: Instances::default(),
             epoch: u64::MAX,
             route: Arc::default(),
             ready: None,
@@ -168,7 +167,9 @@ impl<S, C, T> Failover<S, C, T> {
         &self.core.pool
     }
 
-    /// Brings the local backend list up to date with the shared membership.
+    /// Brings the backend list up to date with the shared membership. The instances
+    /// this clone holds follow their backends to the new list (a readied one stays
+    /// readied); those of removed backends are dropped.
     #[cold]
     fn sync(&mut self)
     where
@@ -176,22 +177,14 @@ impl<S, C, T> Failover<S, C, T> {
     {
         let services = self.core.lock_services();
         self.epoch = self.core.pool.epoch.load(Ordering::Acquire);
-        let mut old: Vec<Option<Local<S>>> = self.locals.drain(..).map(Some).collect();
-        let mut locals = Vec::with_capacity(services.len());
-        for (node, service) in services.iter() {
-            let kept = old
-                .iter_mut()
-                .find(|l| l.as_ref().is_some_and(|l| l.node.serial == node.serial))
-                .and_then(Option::take);
-            locals.push(kept.unwrap_or_else(|| Local {
-                node: node.clone(),
-                service: service.clone(),
-                current: 0,
-            }));
-        }
+        let members = self.core.members.get(self.epoch, &services);
         drop(services);
-        locals.sort_by_key(|l| (l.node.tier, l.node.serial));
-        self.locals = locals;
+        let old = std::mem::replace(&mut self.members, members);
+        let new = &self.members;
+        self.held.release(&old, |at| {
+            let serial = old[at].node.serial;
+            new.iter().position(|m| m.node.serial == serial)
+        });
         self.route = Arc::default();
     }
 
@@ -225,13 +218,13 @@ impl<S, C, T> Failover<S, C, T> {
         route.next_expiry = u64::MAX;
         route.reject = false;
         route.loaded = 0;
-        // Group the locals (sorted by tier) into tiers, reusing the vectors.
+        // Group the members (sorted by tier) into tiers, reusing the vectors.
         let mut count = 0;
         let mut i = 0;
-        while i < self.locals.len() {
-            let tier = self.locals[i].node.tier;
+        while i < self.members.len() {
+            let tier = self.members[i].node.tier;
             let mut end = i;
-            while end < self.locals.len() && self.locals[end].node.tier == tier {
+            while end < self.members.len() && self.members[end].node.tier == tier {
                 end += 1;
             }
             if route.tiers.len() == count {
@@ -257,8 +250,8 @@ impl<S, C, T> Failover<S, C, T> {
         };
         for (k, t) in route.tiers.iter_mut().enumerate() {
             let (mut total, mut healthy) = (0u64, 0u64);
-            for (j, local) in self.locals[t.start..t.end].iter().enumerate() {
-                let node = &local.node;
+            for (j, member) in self.members[t.start..t.end].iter().enumerate() {
+                let node = &member.node;
                 total += node.weight as u64;
                 for until in [
                     node.cold.ejected_until.load(Ordering::Acquire),
@@ -290,7 +283,7 @@ impl<S, C, T> Failover<S, C, T> {
             for t in route.tiers.iter_mut() {
                 t.eligible.clear();
                 for j in t.start..t.end {
-                    if self.locals[j].node.is_panic_eligible(now) {
+                    if self.members[j].node.is_panic_eligible(now) {
                         t.eligible.push(j as u32);
                     }
                 }
@@ -383,7 +376,7 @@ impl<S, C, T> Failover<S, C, T> {
                     }
                     let e = &self.route.tiers[k].eligible;
                     let (a, b) = (e[a] as usize, e[b] as usize);
-                    let (na, nb) = (&self.locals[a].node, &self.locals[b].node);
+                    let (na, nb) = (&self.members[a].node, &self.members[b].node);
                     let b_wins = match selection {
                         Selection::PeakEwma { decay, .. } => {
                             let now = self.core.pool.now();
@@ -404,16 +397,22 @@ impl<S, C, T> Failover<S, C, T> {
                     let tier = &self.route.tiers[k];
                     let mut total = 0i64;
                     let mut best = tier.eligible[0] as usize;
+                    // The running weights are shared by the clones: a race between
+                    // two of them skews one pick, never the long-run shares.
+                    let mut best_current = i64::MIN;
                     for &j in &tier.eligible {
-                        let local = &mut self.locals[j as usize];
-                        let w = local.node.weight as i64;
-                        local.current += w;
+                        let member = &self.members[j as usize];
+                        let w = member.node.weight as i64;
+                        let current = member.current.fetch_add(w, Ordering::Relaxed) + w;
                         total += w;
-                        if local.current > self.locals[best].current {
+                        if current > best_current {
                             best = j as usize;
+                            best_current = current;
                         }
                     }
-                    self.locals[best].current -= total;
+                    self.members[best]
+                        .current
+                        .fetch_sub(total, Ordering::Relaxed);
                     (Some(best), None)
                 }
             },
@@ -426,7 +425,7 @@ impl<S, C, T> Failover<S, C, T> {
             tracing::warn!(
                 target: "tower_fortify::failover",
                 name = listeners.name(),
-                backends = self.locals.len(),
+                backends = self.members.len(),
                 "no healthy backend: calls fail fast"
             );
         }
@@ -434,7 +433,7 @@ impl<S, C, T> Failover<S, C, T> {
             .listeners
             .emit(|| Event::Failover(FailoverEvent::NoHealthyBackend));
         NoHealthyBackend {
-            backends: self.locals.len(),
+            backends: self.members.len(),
             name: listeners.name_arc(),
         }
     }
@@ -458,10 +457,10 @@ impl<S: Clone, C, T> Failover<S, C, T> {
             self.refresh();
             return None;
         };
-        let serial = self.locals[j].node.serial;
+        let serial = self.members[j].node.serial;
         self.refresh();
         // A membership change may have moved it, or removed it with its service.
-        let j = self.locals.iter().position(|l| l.node.serial == serial)?;
+        let j = self.members.iter().position(|m| m.node.serial == serial)?;
         let eligible = !self.route.reject
             && self
                 .route
@@ -501,14 +500,14 @@ where
         if let Some(Choice::Backend(j)) = self.ready.take() {
             return Some(j);
         }
-        if !self.route.reject && !self.locals.is_empty() {
+        if !self.route.reject && !self.members.is_empty() {
             let mut cx = Context::from_waker(Waker::noop());
             let k = self.pick_tier();
             if let (Some(alt), _) = self.scan::<Req>(k, [kept, None], &mut cx, None, true) {
                 return Some(alt);
             }
         }
-        kept.filter(|&j| self.locals[j].node.is_member())
+        kept.filter(|&j| self.members[j].node.is_member())
     }
 }
 
@@ -519,17 +518,20 @@ enum Polled {
     Failed,
 }
 
-impl<S, C, T> Failover<S, C, T> {
+impl<S: Clone, C, T> Failover<S, C, T> {
     #[inline]
     fn poll_backend<Req>(&mut self, j: usize, cx: &mut Context<'_>) -> Polled
     where
         S: Service<Req>,
     {
-        match self.locals[j].service.poll_ready(cx) {
+        let held = self.held.get(&self.members, j);
+        let polled = held.service.poll_ready(cx);
+        held.ready = matches!(polled, Poll::Ready(Ok(())));
+        match polled {
             Poll::Ready(Ok(())) => Polled::Ready,
             Poll::Pending => Polled::Pending,
             Poll::Ready(Err(_)) => {
-                let node = self.locals[j].node.clone();
+                let node = self.members[j].node.clone();
                 self.core.pool.record_not_ready_error(&node);
                 Polled::Failed
             }
@@ -569,7 +571,7 @@ impl<S, C, T> Failover<S, C, T> {
             for m in 0..n {
                 let j = self.route.tiers[k].eligible[(offset + m) % n] as usize;
                 if skip.contains(&Some(j))
-                    || avoid.is_some_and(|t| t.contains(self.locals[j].node.serial))
+                    || avoid.is_some_and(|t| t.contains(self.members[j].node.serial))
                 {
                     continue;
                 }
@@ -600,7 +602,7 @@ where
             return Poll::Ready(Ok(()));
         }
         self.refresh();
-        if self.route.reject || self.locals.is_empty() {
+        if self.route.reject || self.members.is_empty() {
             self.ready = Some(Choice::Reject);
             return Poll::Ready(Ok(()));
         }
@@ -641,7 +643,7 @@ where
             }
         }
         if let Some(tried) = self.tried.tried(&req) {
-            if tried.contains(self.locals[j].node.serial) {
+            if tried.contains(self.members[j].node.serial) {
                 let mut cx = Context::from_waker(Waker::noop());
                 let k = self
                     .route
@@ -657,18 +659,20 @@ where
                     j = alt;
                 }
             }
-            tried.insert(self.locals[j].node.serial);
+            tried.insert(self.members[j].node.serial);
         }
         let judge = self.judges[shard::index() % self.judges.len()].clone();
-        let local = &mut self.locals[j];
-        local.node.hot.in_flight.fetch_add(1, Ordering::Relaxed);
+        let node = &self.members[j].node;
+        node.hot.in_flight.fetch_add(1, Ordering::Relaxed);
         let start = judge.pool.cfg.times_calls().then(Instant::now);
         let guard = Guard {
-            node: local.node.clone(),
+            node: node.clone(),
             judge,
             start,
         };
-        let fut = local.service.call(req);
+        let held = self.held.get(&self.members, j);
+        held.ready = false;
+        let fut = held.service.call(req);
         ResponseFuture::called(fut, guard)
     }
 }
@@ -683,15 +687,8 @@ impl<S: Clone, C, T: Clone> Clone for Failover<S, C, T> {
             core: self.core.clone(),
             judges: self.judges.clone(),
             tried: self.tried.clone(),
-            locals: self
-                .locals
-                .iter()
-                .map(|l| Local {
-                    node: l.node.clone(),
-                    service: l.service.clone(),
-                    current: l.current,
-                })
-                .collect(),
+            members: self.members.clone(),
+            held: Instances::default(),
             epoch: self.epoch,
             route: self.route.clone(),
             ready: None,
@@ -700,10 +697,17 @@ impl<S: Clone, C, T: Clone> Clone for Failover<S, C, T> {
     }
 }
 
+impl<S, C, T> Drop for Failover<S, C, T> {
+    fn drop(&mut self) {
+        // Pass the instances on to the next clone that picks their backends.
+        self.held.give_back(&self.members);
+    }
+}
+
 impl<S, C, T> fmt::Debug for Failover<S, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Failover")
-            .field("backends", &self.locals.len())
+            .field("backends", &self.members.len())
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
@@ -775,7 +779,7 @@ mod tests {
             let mut router = builder.build().unwrap();
             // Eject the unhealthy ones (outlier ejection: panic may still use them).
             for (k, &(total, healthy)) in tiers.iter().enumerate() {
-                for l in &router.locals {
+                for l in router.members.iter() {
                     let name = &*l.node.id;
                     for i in healthy..total {
                         if name == format!("t{k}b{i}") {

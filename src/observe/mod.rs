@@ -275,6 +275,13 @@ impl Listeners {
         self.name.clone()
     }
 
+    /// The instance's name, shared, if it has one.
+    #[inline]
+    #[allow(dead_code)] // Used by the layers' features only.
+    pub(crate) fn name_ref(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
+    }
+
     /// The instance's name, `""` if it has none.
     #[inline]
     pub fn name(&self) -> &str {
