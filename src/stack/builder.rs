@@ -48,7 +48,7 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// The latency quantile the stack hedges at once hedging is on. See
 /// [`StackBuilder::hedge`].
-pub const DEFAULT_HEDGE_PERCENTILE: f64 = 0.98;
+pub const DEFAULT_HEDGE_PERCENTILE: f64 = 0.97;
 
 /// Builds a [`Stack`]; see [`Stack::builder`] for the defaults and why.
 pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
@@ -90,7 +90,7 @@ impl<S> Stack<S> {
     /// | overall deadline | 5 s | what a caller waits for one request, all attempts, backoff and queueing included; the retry layer sees the same instant and starts nothing that would end past it |
     /// | bulkhead | 1,024 in flight, no queue | protects this process: past it, calls fail at once with `BulkheadFull` instead of piling up (Envoy's default `max_requests` is 1,024) |
     /// | retry | 3 attempts, exponential backoff from 100 ms with full jitter, the 20 % ratio budget | every retry goes to a backend the request has not tried; the budget bounds the extra load of an outage to 20 % (plus 10 retries per second) whatever fails |
-    /// | hedge | **off**; with [`hedging`](StackBuilder::hedging): one hedge at the 98th percentile, drawn from the retry budget | a hedge sends a second copy of a request that is merely slow: only safe for requests that may run twice (the stack cannot know that of an arbitrary request), and a trade of load for tail latency the caller should choose. Once on, the 98th percentile sends about 2 % more requests (Finagle sets the percentile from the extra load it allows) and the shared budget bounds retries and hedges together |
+    /// | hedge | **off**; with [`hedging`](StackBuilder::hedging): one hedge at the 97th percentile, drawn from the retry budget | a hedge sends a second copy of a request that is merely slow: only safe for requests that may run twice (the stack cannot know that of an arbitrary request), and a trade of load for tail latency the caller should choose. Once on, the 97th percentile sends about 3 % more requests (Finagle sets the percentile from the extra load it allows); not the 98th, because a tail of 2 % of calls then puts the trigger at the tail's own edge and hedges late (the `tail-everywhere` drill: p99.9 149 ms at p98, 95 ms at p97, for 1.9 % and 2.5 % extra load). The shared budget bounds retries and hedges together |
     /// | router | peak-EWMA with failures as cost; ejection 2 s × times ejected, at most 10 s, rules judged every 2 s; **no consecutive-failure ejection** | the per-backend breakers detect a backend that is down, and the router holds a backend out exactly as long as its breaker is open ([`BreakerAware`]); its own rules (failure rate, success rate and latency against the other backends) catch brownouts and slow backends. Without a second consecutive-failure detector, a breaker's failed probe is not counted again as an outlier failure |
     /// | breaker, per backend | 5 failures in a row or 50 % of the last 100 calls; open 1 s, fixed; load shedding counts as a success ([`Health`](super::Health)) | a backend that is down is detected within 5 calls; a healed one gets traffic back within about a second; a backend that sheds load keeps its share |
     /// | per-attempt timeout | 2 s | turns a hung backend into a failure the breaker and router count, with time left in the deadline for two more attempts |
@@ -169,7 +169,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
     }
 
     /// Turns hedging on and changes its settings: `f` gets the stack's hedge builder
-    /// (one hedge once a request has been in flight longer than the 98th percentile
+    /// (one hedge once a request has been in flight longer than the 97th percentile
     /// of recent latencies, at least 1 ms, at most 1 s) and returns it changed. The
     /// hedge sits between the retry layer and the router, so each copy goes to a
     /// backend the request has not tried; it uses the stack's classifier and replay

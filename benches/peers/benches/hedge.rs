@@ -9,8 +9,8 @@
 //!   printed.
 //! * The tail scenarios (`tail-everywhere`, `tail-latency`): the unhedged
 //!   recommended stack, the hedging preset, and the unhedged stack wrapped in
-//!   tower's `Hedge` (p98, as the preset) and in tower-resilience's hedge (one hedge
-//!   after 50 ms, the p98 of a healthy backend's latency). The tables are printed
+//!   tower's `Hedge` (p97, as the preset) and in tower-resilience's hedge (one hedge
+//!   after 50 ms, about the p98 of a healthy backend's latency). The tables are printed
 //!   before the timings.
 //!
 //! Run: `cargo bench --bench hedge --features drill`.
@@ -234,7 +234,7 @@ fn tail_table(name: &str) -> String {
         .unwrap();
     let tower = drill
         .clone()
-        .label("tower hedge p98")
+        .label("tower hedge p97")
         .run(|env| {
             // tower's `Hedge` is not `Clone`; shared behind a `Buffer` as tower
             // suggests.
@@ -243,7 +243,7 @@ fn tail_table(name: &str) -> String {
                     recommended_stack(env, false),
                     Always,
                     100,
-                    0.98,
+                    0.97,
                     Duration::from_secs(10),
                 ),
                 4096,
