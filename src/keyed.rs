@@ -250,7 +250,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
     pub(crate) fn get_or_insert(
         &self,
         key: K,
-        make: impl FnOnce() -> V,
+        make: impl FnOnce(&K) -> V,
         rank: impl Fn(&V) -> Evict,
     ) -> Option<V> {
         if let Some(e) = self.read().entries.get(&key) {
@@ -274,7 +274,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
         &self,
         view: &mut View<K, V>,
         key: K,
-        make: impl FnOnce() -> V,
+        make: impl FnOnce(&K) -> V,
         rank: impl Fn(&V) -> Evict,
     ) -> Option<V> {
         if let Some(v) = self.hit(view, &key) {
@@ -289,7 +289,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
         &self,
         view: &mut View<K, V>,
         key: K,
-        make: impl FnOnce() -> V,
+        make: impl FnOnce(&K) -> V,
         rank: impl Fn(&V) -> Evict,
     ) -> Option<V> {
         {
@@ -308,7 +308,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
     fn insert_slow(
         &self,
         key: K,
-        make: impl FnOnce() -> V,
+        make: impl FnOnce(&K) -> V,
         rank: impl Fn(&V) -> Evict,
     ) -> Option<V> {
         let now = self.epoch.now();
@@ -342,7 +342,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
             let victim = victim?;
             map.entries.remove(&*victim);
         }
-        let value = make();
+        let value = make(&key);
         map.entries.insert(
             Arc::new(key),
             Stored {
@@ -394,10 +394,10 @@ mod tests {
     fn a_hit_takes_no_lock() {
         let map: KeyedMap<&str, u32> = KeyedMap::new(4, Duration::from_secs(60));
         let mut view = map.view();
-        map.get_or_insert_in(&mut view, "a", || 1, rank_all);
+        map.get_or_insert_in(&mut view, "a", |_| 1, rank_all);
         let held = map.write();
         let hit = std::thread::scope(|s| {
-            s.spawn(|| map.get_or_insert_in(&mut view, "a", || 2, rank_all))
+            s.spawn(|| map.get_or_insert_in(&mut view, "a", |_| 2, rank_all))
                 .join()
                 .unwrap()
         });
@@ -411,11 +411,11 @@ mod tests {
     async fn a_stale_view_sees_inserts_and_evictions() {
         let map: KeyedMap<u32, u32> = KeyedMap::new(1, Duration::from_secs(60));
         let (mut a, mut b) = (map.view(), map.view());
-        assert_eq!(map.get_or_insert_in(&mut a, 1, || 10, rank_all), Some(10));
-        assert_eq!(map.get_or_insert_in(&mut b, 1, || 11, rank_all), Some(10));
+        assert_eq!(map.get_or_insert_in(&mut a, 1, |_| 10, rank_all), Some(10));
+        assert_eq!(map.get_or_insert_in(&mut b, 1, |_| 11, rank_all), Some(10));
         // `b` evicts 1 for 2 (the bound is one key); `a` must not keep using 1's value.
-        assert_eq!(map.get_or_insert_in(&mut b, 2, || 20, rank_all), Some(20));
-        assert_eq!(map.get_or_insert_in(&mut a, 1, || 12, rank_all), Some(12));
+        assert_eq!(map.get_or_insert_in(&mut b, 2, |_| 20, rank_all), Some(20));
+        assert_eq!(map.get_or_insert_in(&mut a, 1, |_| 12, rank_all), Some(12));
         assert_eq!(map.peek(&2), None, "1 took the only place back");
     }
 
@@ -424,19 +424,19 @@ mod tests {
         let map: KeyedMap<u32, u32> = KeyedMap::new(2, Duration::from_secs(60));
         let mut view = map.view();
         let never_2 = |v: &u32| if *v == 2 { Evict::Never } else { Evict::First };
-        map.get_or_insert_in(&mut view, 1, || 1, never_2);
-        map.get_or_insert_in(&mut view, 2, || 2, never_2);
+        map.get_or_insert_in(&mut view, 1, |_| 1, never_2);
+        map.get_or_insert_in(&mut view, 2, |_| 2, never_2);
         tokio::time::advance(Duration::from_secs(1)).await;
         // 2 may not go: 1 does, though used more recently than 2.
-        map.get_or_insert_in(&mut view, 1, || 1, never_2);
-        assert_eq!(map.get_or_insert_in(&mut view, 3, || 3, never_2), Some(3));
+        map.get_or_insert_in(&mut view, 1, |_| 1, never_2);
+        assert_eq!(map.get_or_insert_in(&mut view, 3, |_| 3, never_2), Some(3));
         assert_eq!((map.peek(&1), map.peek(&2)), (None, Some(2)));
         // Nothing evictable: the insert fails.
         let never = |_: &u32| Evict::Never;
-        assert_eq!(map.get_or_insert_in(&mut view, 4, || 4, never), None);
+        assert_eq!(map.get_or_insert_in(&mut view, 4, |_| 4, never), None);
         // Idle ones go whatever their rank.
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(map.get_or_insert_in(&mut view, 4, || 4, never), Some(4));
+        assert_eq!(map.get_or_insert_in(&mut view, 4, |_| 4, never), Some(4));
         assert_eq!(map.len(), 1);
     }
 

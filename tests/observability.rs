@@ -80,6 +80,44 @@ fn ok() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + C
     service_fn(|x: u32| async move { Ok::<_, BoxError>(x) })
 }
 
+/// A keyed breaker with a key label names each key's breaker after the key: the
+/// line says which tenant tripped, and the other tenants' breakers stay quiet.
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_carry_their_key() {
+    let _serial = serial();
+    let (logs, _guard) = capture();
+    let layer = CircuitBreakerLayer::builder()
+        .name("payments")
+        .keyed(|tenant: &u32| *tenant)
+        .key_label(|tenant| format!("tenant-{tenant}"))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|tenant: u32| async move {
+        if tenant == 7 {
+            Err::<u32, BoxError>("refused".into())
+        } else {
+            Ok(tenant)
+        }
+    }));
+    for _ in 0..8 {
+        let _ = svc.ready().await.unwrap().call(7).await;
+        let _ = svc.ready().await.unwrap().call(3).await;
+    }
+    let opened: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("circuit breaker opened"))
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(
+        opened[0].contains("name=\"payments/tenant-7\""),
+        "{}",
+        opened[0]
+    );
+    let err = svc.ready().await.unwrap().call(7).await.unwrap_err();
+    assert!(err.to_string().contains("payments/tenant-7"), "{err}");
+}
+
 /// The breaker's three transitions, each one line at WARN or INFO with the name, the
 /// open time in whole milliseconds.
 #[tokio::test(start_paused = true)]

@@ -519,7 +519,7 @@ struct KeyedShared<K, C> {
 impl<K: Eq + Hash, C> KeyedShared<K, C> {
     #[inline]
     fn slots(&self, view: &mut View<K, Slots>, key: K) -> Slots {
-        let make = || {
+        let make = |_: &K| {
             self.template
                 .make_slots()
                 .expect("the template was validated when the layer was built")

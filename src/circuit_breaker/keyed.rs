@@ -42,8 +42,12 @@ pub struct KeyedCircuitBreakerBuilder<K, F, C> {
     key: F,
     max_keys: usize,
     idle: Duration,
+    label: Option<KeyLabel<K>>,
     _key: PhantomData<fn() -> K>,
 }
+
+/// Names a key in its breaker's events, logs and metrics.
+type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
 
 impl<K, F, C> fmt::Debug for KeyedCircuitBreakerBuilder<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +66,7 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
             key,
             max_keys: 1024,
             idle: Duration::from_secs(300),
+            label: None,
             _key: PhantomData,
         }
     }
@@ -76,6 +81,17 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
     /// (greater than zero). Default 5 minutes.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = idle;
+        self
+    }
+
+    /// Names each key's breaker `"{name}/{label(key)}"` (`"payments/tenant-7"`), so
+    /// its events, log lines and metric series say which key tripped. The label is
+    /// made once per key, when its breaker is made (a miss), never on a hit. Series
+    /// stay bounded as the map is: at most `max_keys` keys at once (an evicted key's
+    /// series keep their last value). Without it, every key's breaker carries the
+    /// layer's name.
+    pub fn key_label(mut self, label: impl Fn(&K) -> String + Send + Sync + 'static) -> Self {
+        self.label = Some(Arc::new(label));
         self
     }
 
@@ -98,6 +114,7 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
                 cfg,
                 rng: self.base.rng.unwrap_or_default(),
                 listeners: self.base.listeners,
+                label: self.label,
                 classifier: self.base.classifier,
             }),
         })
@@ -110,19 +127,26 @@ pub(crate) struct KeyedShared<K, F, C> {
     cfg: Config,
     rng: Rng,
     listeners: Listeners,
+    label: Option<KeyLabel<K>>,
     classifier: C,
 }
 
 impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
     #[inline]
     fn slot(&self, view: &mut View<K, Arc<Padded<Slot<C>>>>, key: K) -> Arc<Padded<Slot<C>>> {
-        let make = || {
+        let make = |key: &K| {
+            let listeners = match &self.label {
+                Some(label) => {
+                    let name = match self.listeners.name() {
+                        "" => label(key),
+                        base => format!("{base}/{}", label(key)),
+                    };
+                    self.listeners.clone().named(name)
+                }
+                None => self.listeners.clone(),
+            };
             Arc::new(Padded(Slot {
-                core: Arc::new(Core::new(
-                    self.cfg.clone(),
-                    self.rng.clone(),
-                    self.listeners.clone(),
-                )),
+                core: Arc::new(Core::new(self.cfg.clone(), self.rng.clone(), listeners)),
                 classifier: self.classifier.clone(),
             }))
         };

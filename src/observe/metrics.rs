@@ -37,7 +37,10 @@
 //!
 //! **Label bounds.** `name` takes the values you give your instances; `backend` the
 //! router's backend ids (bounded by its membership); every other label a fixed set
-//! listed above. Keys of keyed breakers and bulkheads are never labels.
+//! listed above. Keys of keyed bulkheads are never labels; a keyed breaker's key is part of its
+//! `name` only when its builder has a
+//! [`key_label`](crate::circuit_breaker::KeyedCircuitBreakerBuilder::key_label), and then
+//! the series are bounded by the map's `max_keys`.
 //!
 //! **Cost.** Nothing unless a `MetricsListener` is installed: events are only built
 //! for a layer with a listener. With one installed, the per-request series (requests,

@@ -186,7 +186,7 @@ where
             .map
             .get_or_insert(
                 key,
-                || Arc::new(Gcra::default()),
+                |_| Arc::new(Gcra::default()),
                 |c| {
                     if c.is_idle(shared.epoch.now()) {
                         Evict::First
