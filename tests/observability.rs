@@ -54,12 +54,10 @@ impl Captured {
 /// The tests of this file run one at a time: a thread-local subscriber set while
 /// another test's thread registers the same callsites can miss events (tracing
 /// caches each callsite's interest process-wide), which made these tests flaky.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
@@ -84,7 +82,7 @@ fn ok() -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + C
 /// line says which tenant tripped, and the other tenants' breakers stay quiet.
 #[tokio::test(start_paused = true)]
 async fn keyed_breakers_carry_their_key() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = capture();
     let layer = CircuitBreakerLayer::builder()
         .name("payments")
@@ -122,7 +120,7 @@ async fn keyed_breakers_carry_their_key() {
 /// open time in whole milliseconds.
 #[tokio::test(start_paused = true)]
 async fn breaker_transitions_are_one_line_each_with_the_name() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = capture();
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = healthy.clone();
@@ -191,7 +189,7 @@ async fn breaker_transitions_are_one_line_each_with_the_name() {
 /// An ejection is one WARN line; the first success after it one INFO line.
 #[tokio::test(start_paused = true)]
 async fn ejection_and_return_are_logged_once() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = capture();
     let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = down.clone();
@@ -247,7 +245,7 @@ async fn ejection_and_return_are_logged_once() {
 /// Repeated warnings (budget spent, bulkhead full) are logged at most once a second.
 #[tokio::test(start_paused = true)]
 async fn repeated_warnings_are_rate_limited_to_one_a_second() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = capture();
     let retry = RetryLayer::builder()
         .name("search")
@@ -299,7 +297,7 @@ async fn repeated_warnings_are_rate_limited_to_one_a_second() {
 /// The one-call stack names its parts after itself and each backend.
 #[tokio::test(start_paused = true)]
 async fn the_stack_names_its_breakers_after_the_backends() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = capture();
     let mut stack = tower_fortify::stack::Stack::builder()
         .backend("eu-1", tower::util::BoxCloneSyncService::new(failing()))
@@ -323,7 +321,7 @@ async fn the_stack_names_its_breakers_after_the_backends() {
 /// A refusal says which layer refused, in a header and the body's first word.
 #[tokio::test(start_paused = true)]
 async fn refusals_name_the_layer_that_refused() {
-    let _serial = serial();
+    let _serial = serial().await;
     let bulkhead = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
     let hang = service_fn(|_: u32| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
