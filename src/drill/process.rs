@@ -694,34 +694,26 @@ impl ProcessDrill {
         });
 
         let recorder = Arc::new(Recorder::new(seconds));
-        for (id, at) in scenario
-            .load
-            .arrivals(scenario.duration, Rng::seeded(0x5eed))
-            .enumerate()
-        {
-            let due =
-                epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
-            }
-            let second = (at.as_secs() as usize).min(seconds.saturating_sub(1));
-            recorder.sent(second);
-            let mut svc = service.clone();
-            let recorder = recorder.clone();
-            tokio::spawn(async move {
-                let start = Instant::now();
-                let req = http::Request::get(format!("/drill?id={id}"))
-                    .body(ProcessBody::default())
-                    .expect("a valid request");
-                let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
-                    Ok(()) => svc.call(req).await,
-                    Err(e) => Err(e),
-                };
-                let ok = matches!(&result, Ok(r) if r.status().is_success());
-                drop(result);
-                recorder.finish(second, ok, start.elapsed());
-            });
-        }
+        super::runner::send_load(
+            scenario,
+            Rng::seeded(0x5eed),
+            epoch,
+            &recorder,
+            |id, done| {
+                let mut svc = service.clone();
+                async move {
+                    let req = http::Request::get(format!("/drill?id={id}"))
+                        .body(ProcessBody::default())
+                        .expect("a valid request");
+                    let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
+                        Ok(()) => svc.call(req).await,
+                        Err(e) => Err(e),
+                    };
+                    done(matches!(&result, Ok(r) if r.status().is_success()));
+                }
+            },
+        )
+        .await;
         drop(service);
         let _ = tokio::time::timeout(scenario.drain, recorder.drained()).await;
         faults.abort();

@@ -224,37 +224,30 @@ impl<C> Drill<C> {
         let recorder = Arc::new(Recorder::new(seconds));
         let classifier = self.classifier.clone();
 
-        for (id, at) in scenario
-            .load
-            .arrivals(scenario.duration, Rng::seeded(stream(self.seed, 0)))
-            .enumerate()
-        {
-            // Arrivals are grouped by millisecond: one timer per millisecond at most.
-            let due =
-                epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
-            }
-            let second = (at.as_secs() as usize).min(seconds.saturating_sub(1));
-            recorder.sent(second);
-            let mut svc = service.clone();
-            let recorder = recorder.clone();
-            let classifier = classifier.clone();
-            let req = SimRequest { id: id as u64 };
-            tokio::spawn(async move {
-                let start = Instant::now();
-                let result = match poll_fn(|cx| svc.poll_ready(cx)).await {
-                    Ok(()) => svc.call(req).await,
-                    Err(e) => Err(e),
-                };
-                let ok = classifier
-                    .classify(result.as_ref())
-                    .now_or_success()
-                    .is_success();
-                drop(result);
-                recorder.finish(second, ok, start.elapsed());
-            });
-        }
+        send_load(
+            scenario,
+            Rng::seeded(stream(self.seed, 0)),
+            epoch,
+            &recorder,
+            |id, done| {
+                let mut svc = service.clone();
+                let classifier = classifier.clone();
+                let req = SimRequest { id };
+                async move {
+                    let result = match poll_fn(|cx| svc.poll_ready(cx)).await {
+                        Ok(()) => svc.call(req).await,
+                        Err(e) => Err(e),
+                    };
+                    done(
+                        classifier
+                            .classify(result.as_ref())
+                            .now_or_success()
+                            .is_success(),
+                    );
+                }
+            },
+        )
+        .await;
         drop(service);
         let _ = tokio::time::timeout(scenario.drain, recorder.drained()).await;
 
@@ -397,6 +390,36 @@ impl Listener for EventLog {
                 inner.transitions.push((at, source, state));
             }
         }
+    }
+}
+
+/// Sends the scenario's load, open loop: each request at its arrival time (grouped by
+/// millisecond: one timer per millisecond at most), on a task of its own, counted as
+/// sent in its second. `request(id, done)` makes the request's future, which calls
+/// `done(ok)` once it has its answer.
+pub(crate) async fn send_load<F, Fut>(
+    scenario: &Scenario,
+    rng: Rng,
+    epoch: Instant,
+    recorder: &Arc<Recorder>,
+    mut request: F,
+) where
+    F: FnMut(u64, Box<dyn FnOnce(bool) + Send>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let seconds = scenario.duration.as_secs_f64().ceil() as usize;
+    for (id, at) in scenario.load.arrivals(scenario.duration, rng).enumerate() {
+        let due = epoch + Duration::from_millis(u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        let second = (at.as_secs() as usize).min(seconds.saturating_sub(1));
+        recorder.sent(second);
+        let start = Instant::now();
+        let finish = recorder.clone();
+        let done: Box<dyn FnOnce(bool) + Send> =
+            Box::new(move |ok| finish.finish(second, ok, start.elapsed()));
+        tokio::spawn(request(id as u64, done));
     }
 }
 
