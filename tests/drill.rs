@@ -1091,3 +1091,34 @@ fn missing_keys_are_named_by_their_serde_path() {
     assert_eq!(err.field(), "backend.phases.colour", "{err}");
     assert_eq!(err.line(), Some(22), "{err}");
 }
+
+/// A hung backend (calls held until the phase ends, as a process under SIGSTOP): the
+/// one-call stack's per-attempt timeout and retries serve around it, and a scenario
+/// file says `hang`.
+#[test]
+fn a_hung_backend_is_served_around() {
+    use tower_fortify::drill::{BackendSpec, Load, Phase};
+    let s = Duration::from_secs;
+    let scenario = Scenario::new("hang")
+        .duration(s(60))
+        .load(Load::constant(200.0))
+        .backend(
+            BackendSpec::new("a")
+                .phase(s(20), Phase::Hang)
+                .phase(s(40), Phase::Healthy),
+        )
+        .backend(BackendSpec::new("b"))
+        .backend(BackendSpec::new("c"));
+    assert_eq!(Scenario::from_toml(&scenario.to_toml()).unwrap(), scenario);
+    assert!(scenario.to_toml().contains("phase = \"hang\""));
+    let r = recommended(&Drill::new(scenario).seed(1).label("recommended"));
+    println!("{r}");
+    r.assert_availability_at_least(0.999).unwrap();
+    assert!(
+        r.timeline[45..55]
+            .iter()
+            .map(|s| s.attempts[0])
+            .sum::<u64>()
+            > 0
+    );
+}

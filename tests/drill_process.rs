@@ -13,6 +13,10 @@ use tower_fortify::stack::Stack;
 
 const BACKEND: &str = env!("CARGO_BIN_EXE_fortify-drill-backend");
 
+/// The real-time drills of this file run one at a time: on a 2-core machine two
+/// drills at once would slow each other's backends and blur what each measures.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn breaker_states(source: &str, event: &Event) -> Option<(String, String)> {
     match event {
         Event::CircuitBreaker(tower_fortify::observe::CircuitBreakerEvent::StateChanged {
@@ -35,6 +39,7 @@ fn breaker_states(source: &str, event: &Event) -> Option<(String, String)> {
 /// restarted backend has its traffic back within 2 s of its restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_restarted_backend_loses_nothing_and_gets_traffic_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
     // The built-in outage at a tenth of its length and rate: 18 s at 100 req/s,
     // backend `a` killed from 6 s to 12 s.
     let scenario = Scenario::builtin("backend-outage")
@@ -88,5 +93,44 @@ async fn a_missing_backend_program_is_a_clear_error() {
         err.to_string()
             .contains("cannot start the backend program /nonexistent/fortify-drill-backend"),
         "{err}"
+    );
+}
+
+/// A backend stopped with SIGSTOP (connections open, nothing answers) and resumed with
+/// SIGCONT: the per-attempt timeouts and retries keep at least 99 % served, and the
+/// resumed backend takes calls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_and_resumed_backend_is_routed_around() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    use tower_fortify::drill::{BackendSpec, Load, Phase};
+    let s = Duration::from_secs;
+    let scenario = Scenario::new("hang")
+        .duration(s(9))
+        .drain(s(6))
+        .load(Load::constant(50.0))
+        .backend(
+            BackendSpec::new("a")
+                .phase(s(2), Phase::Hang)
+                .phase(s(5), Phase::Healthy),
+        )
+        .backend(BackendSpec::new("b"))
+        .backend(BackendSpec::new("c"));
+    let report = ProcessDrill::new(scenario, BACKEND)
+        .run(|env| {
+            let env = env.clone();
+            Stack::http(env.urls())
+                .unwrap()
+                .listeners(move |source| Some(env.listener_for(source)))
+                .build()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    println!("{report}");
+    report.assert_availability_at_least(0.99).unwrap();
+    let a: Vec<u64> = report.timeline.iter().map(|s| s.attempts[0]).collect();
+    assert!(
+        a[7..9].iter().sum::<u64>() > 0,
+        "resumed, it takes calls: {a:?}"
     );
 }

@@ -26,6 +26,11 @@ pub enum Phase {
     Healthy,
     /// Every call fails fast, like a refused connection.
     Down,
+    /// The backend stops answering (a process stopped with SIGSTOP, a full GC pause,
+    /// a deadlock): calls that arrive wait until the phase ends and are then served
+    /// normally, as a process resumed with SIGCONT answers its backlog. With no later
+    /// phase they never answer; only the caller's timeouts end them.
+    Hang,
     /// This share of calls fails fast (`0.0..=1.0`); the others are served normally.
     Brownout {
         /// The share of calls that fail.
@@ -59,6 +64,7 @@ impl Phase {
         match self {
             Phase::Healthy => "healthy",
             Phase::Down => "down",
+            Phase::Hang => "hang",
             Phase::Brownout { .. } => "brownout",
             Phase::Slow { .. } => "slow",
             Phase::Tail { .. } => "tail",
@@ -69,7 +75,7 @@ impl Phase {
     /// A description with the phase's parameters, for reports.
     pub fn describe(&self) -> String {
         match self {
-            Phase::Healthy | Phase::Down => self.name().to_string(),
+            Phase::Healthy | Phase::Down | Phase::Hang => self.name().to_string(),
             Phase::Brownout { error_rate } => format!("brownout {:.0}% errors", error_rate * 100.0),
             Phase::Slow { factor } => format!("slow x{factor}"),
             Phase::Tail { share, factor } => format!("tail {}% x{factor}", share * 100.0),
@@ -247,6 +253,11 @@ impl BackendSpec {
             }
         }
         current
+    }
+
+    /// When the phase that started at `since` ends: the next phase's start.
+    pub(crate) fn phase_end(&self, since: Duration) -> Option<Duration> {
+        self.phases.iter().map(|p| p.0).find(|&at| at > since)
     }
 }
 
@@ -457,7 +468,17 @@ impl Service<SimRequest> for SimBackend {
         shared.per_second[second][0].fetch_add(1, Ordering::Relaxed);
         let (since, phase) = shared.spec.phase_at(t);
         let spec = &shared.spec;
+        // A hung backend holds the call until the phase ends (forever with no end).
+        let hold = match phase {
+            Phase::Hang => Some(spec.phase_end(since).map(|end| end.saturating_sub(t))),
+            _ => None,
+        };
         let (fail, kind, scale) = match phase {
+            Phase::Hang => (
+                roll(&shared.rng, spec.error_rate),
+                SimErrorKind::Failed,
+                1.0,
+            ),
             Phase::Healthy => (
                 roll(&shared.rng, spec.error_rate),
                 SimErrorKind::Failed,
@@ -506,6 +527,11 @@ impl Service<SimRequest> for SimBackend {
         };
         Box::pin(async move {
             let index = shared.index;
+            match hold {
+                Some(Some(wait)) => tokio::time::sleep(wait).await,
+                Some(None) => std::future::pending::<()>().await,
+                None => {}
+            }
             if fail {
                 tokio::time::sleep(service_time).await;
                 return Err(failure(&shared, second, kind));

@@ -39,6 +39,8 @@ pub type ProcessBody = Full<Bytes>;
 /// * `down` — the process is killed with SIGKILL (connections reset, port closed) and
 ///   started again on the same port when the phase ends;
 /// * `flapping` — killed and restarted on every down and up spell;
+/// * `hang` — stopped with SIGSTOP (connections open, nothing answers) and resumed
+///   with SIGCONT when the phase ends;
 /// * `brownout`, `slow` and `tail` — set through the backend's control endpoint
 ///   (`POST /_control?error_rate=E&factor=F&tail_share=S&tail_factor=T`), reset when
 ///   the phase ends.
@@ -255,7 +257,19 @@ impl Fleet {
         Ok(())
     }
 
-    /// SIGKILL, then reap.
+    /// Sends a signal (`-STOP`, `-CONT`) with the system's `kill`.
+    fn signal(&mut self, i: usize, signal: &str) {
+        if let Some(child) = &self.children[i] {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// SIGKILL, then reap (a stopped process dies as well).
     fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
             let _ = child.kill();
@@ -277,6 +291,10 @@ impl Drop for Fleet {
 enum Action {
     Kill,
     Start,
+    /// SIGSTOP: the process stops answering, its connections stay open.
+    Stop,
+    /// SIGCONT: it answers again, backlog first.
+    Resume,
     Control {
         error_rate: f64,
         factor: f64,
@@ -292,6 +310,7 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
     let mut out = Vec::new();
     for (i, spec) in scenario.backends.iter().enumerate() {
         let mut down = false;
+        let mut hung = false;
         let mut controlled = false;
         for (k, (at, phase)) in spec.phases.iter().enumerate() {
             let until = spec.phases.get(k + 1).map_or(end, |p| p.0).min(end);
@@ -301,6 +320,11 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
                     *down = false;
                 }
             };
+            // A stopped process is resumed when its hang ends.
+            if hung && !matches!(phase, Phase::Hang) {
+                out.push((*at, i, Action::Resume));
+                hung = false;
+            }
             match *phase {
                 Phase::Healthy => {
                     heal(&mut out, *at, &mut down);
@@ -322,6 +346,13 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
                     if !down {
                         out.push((*at, i, Action::Kill));
                         down = true;
+                    }
+                }
+                Phase::Hang => {
+                    heal(&mut out, *at, &mut down);
+                    if !hung {
+                        out.push((*at, i, Action::Stop));
+                        hung = true;
                     }
                 }
                 Phase::Brownout { error_rate } => {
@@ -521,6 +552,22 @@ async fn apply(backends: &Mutex<Backends>, i: usize, action: Action, median: Dur
                     tail_factor,
                 },
             ) => Then::Control(port, [error_rate, factor, tail_share, tail_factor]),
+            (Backends::Processes(fleet), Action::Stop) => {
+                fleet.signal(i, "-STOP");
+                Then::Nothing
+            }
+            (Backends::Processes(fleet), Action::Resume) => {
+                fleet.signal(i, "-CONT");
+                Then::Nothing
+            }
+            (Backends::Proxies(p), Action::Stop) => {
+                p[i].set(NetFault::Blackhole);
+                Then::Nothing
+            }
+            (Backends::Proxies(p), Action::Resume) => {
+                p[i].set(NetFault::None);
+                Then::Nothing
+            }
             (Backends::Proxies(p), Action::Kill) => {
                 p[i].set(NetFault::Refuse);
                 Then::Nothing
@@ -559,7 +606,8 @@ impl ProcessDrill {
     /// any language: the scenario's backends are `services`, in order, each behind a
     /// [`ChaosProxy`] on 127.0.0.1 that the drill starts. The stack is built over the
     /// proxies' URLs. `down` and `flapping` close the proxy's port (connections
-    /// refused, open ones reset), `slow` delays the service's answers by its median
+    /// refused, open ones reset), `hang` holds every byte (a black hole) until the phase
+    /// ends, `slow` delays the service's answers by its median
     /// latency × (factor − 1). `brownout` needs the service's cooperation (a TCP proxy
     /// cannot fail a share of requests on a kept-alive connection): [`run`](Self::run)
     /// rejects it, naming the backend.
@@ -762,6 +810,24 @@ impl ProcessDrill {
 mod tests {
     use super::*;
     use crate::drill::BackendSpec;
+
+    #[test]
+    fn a_hang_is_a_stop_then_a_resume() {
+        let s = Scenario::new("x")
+            .duration(Duration::from_secs(30))
+            .backend(
+                BackendSpec::new("a")
+                    .phase(Duration::from_secs(5), Phase::Hang)
+                    .phase(Duration::from_secs(9), Phase::Healthy),
+            );
+        assert_eq!(
+            schedule(&s),
+            vec![
+                (Duration::from_secs(5), 0, Action::Stop),
+                (Duration::from_secs(9), 0, Action::Resume),
+            ]
+        );
+    }
 
     #[test]
     fn phases_become_kills_restarts_and_controls() {

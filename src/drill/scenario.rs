@@ -177,7 +177,8 @@ impl Iterator for Arrivals<'_> {
 /// phases = [{ at = "30s", phase = "brownout", error_rate = 0.2 }]
 /// ```
 ///
-/// Phases are `healthy`, `down`, `brownout` (with `error_rate`), `slow` (with
+/// Phases are `healthy`, `down`, `hang` (calls held until the phase ends), `brownout`
+/// (with `error_rate`), `slow` (with
 /// `factor`), `tail` (with `share` and `factor`) and `flapping` (with `down` and `up`
 /// spells). Durations are strings with a
 /// unit (`"250ms"`, `"60s"`, `"2m"`, `"1h"`; also `"us"` and `"ns"`) or numbers of seconds.
@@ -492,6 +493,7 @@ impl Scenario {
                     let line = match *phase {
                         Phase::Healthy => format!("{{ at = {at}, phase = \"healthy\" }}"),
                         Phase::Down => format!("{{ at = {at}, phase = \"down\" }}"),
+                        Phase::Hang => format!("{{ at = {at}, phase = \"hang\" }}"),
                         Phase::Brownout { error_rate } => {
                             format!(
                                 "{{ at = {at}, phase = \"brownout\", error_rate = {error_rate:?} }}"
@@ -866,6 +868,7 @@ mod file {
     enum PhaseKind {
         Healthy,
         Down,
+        Hang,
         Brownout,
         Slow,
         Tail,
@@ -1003,6 +1006,7 @@ mod file {
             Ok(match self.phase {
                 PhaseKind::Healthy => Phase::Healthy,
                 PhaseKind::Down => Phase::Down,
+                PhaseKind::Hang => Phase::Hang,
                 PhaseKind::Brownout => Phase::Brownout {
                     error_rate: self
                         .error_rate
