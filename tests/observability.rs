@@ -116,6 +116,34 @@ async fn keyed_breakers_carry_their_key() {
     assert!(err.to_string().contains("payments/tenant-7"), "{err}");
 }
 
+/// A limit changed by hand is one INFO line with the name and both limits.
+#[tokio::test(start_paused = true)]
+async fn a_limit_change_is_logged_with_the_name() {
+    let _serial = serial().await;
+    let (logs, _guard) = capture();
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent(8)
+        .name("db")
+        .build()
+        .unwrap();
+    bulkhead.handle().set_limit(4).unwrap();
+    bulkhead.handle().set_limit(4).unwrap(); // no change, no line
+    let lines: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("bulkhead limit changed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("INFO"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("name=\"db\"")
+            && lines[0].contains("from=8")
+            && lines[0].contains("to=4"),
+        "{}",
+        lines[0]
+    );
+}
+
 /// The breaker's three transitions, each one line at WARN or INFO with the name, the
 /// open time in whole milliseconds.
 #[tokio::test(start_paused = true)]

@@ -75,6 +75,13 @@ impl BulkheadHandle {
         let from = shared.core.limit();
         shared.core.set_limit(limit);
         if from != limit {
+            tracing::info!(
+                target: "tower_fortify::bulkhead",
+                name = shared.listeners.name(),
+                from,
+                to = limit,
+                "bulkhead limit changed by hand"
+            );
             shared
                 .listeners
                 .emit(|| Event::Bulkhead(BulkheadEvent::LimitChanged { from, to: limit }));

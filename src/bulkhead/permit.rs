@@ -122,12 +122,27 @@ fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
 #[cold]
 #[inline(never)]
 fn limit_changed(shared: &super::layer::Shared, change: super::adaptive::Change) {
-    tracing::debug!(
-        target: "tower_fortify::bulkhead",
-        from = change.from,
-        to = change.to,
-        "limit changed"
-    );
+    // An adaptive limit moves often: one INFO line a second at most, the rest DEBUG.
+    if shared
+        .listeners
+        .warn_due(crate::observe::Warn::LimitChanged)
+    {
+        tracing::info!(
+            target: "tower_fortify::bulkhead",
+            name = shared.listeners.name(),
+            from = change.from,
+            to = change.to,
+            "bulkhead limit changed (adaptive)"
+        );
+    } else {
+        tracing::debug!(
+            target: "tower_fortify::bulkhead",
+            name = shared.listeners.name(),
+            from = change.from,
+            to = change.to,
+            "limit changed"
+        );
+    }
     shared.listeners.emit(|| {
         Event::Bulkhead(BulkheadEvent::LimitChanged {
             from: change.from,

@@ -204,7 +204,7 @@ pub struct Listeners {
 #[allow(dead_code)] // Read by the layers' features only.
 struct Warned {
     epoch: crate::clock::Epoch,
-    last: [std::sync::atomic::AtomicU64; 4],
+    last: [std::sync::atomic::AtomicU64; 5],
 }
 
 /// Repeated warnings an instance rate-limits (at most one a second each).
@@ -219,6 +219,8 @@ pub(crate) enum Warn {
     NoHealthyBackend = 2,
     /// The rate limiter turned a call away.
     RateLimited = 3,
+    /// An adaptive bulkhead moved its limit.
+    LimitChanged = 4,
 }
 
 impl Listeners {
