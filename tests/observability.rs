@@ -116,6 +116,39 @@ async fn keyed_breakers_carry_their_key() {
     assert!(err.to_string().contains("payments/tenant-7"), "{err}");
 }
 
+/// A keyed bulkhead with a key label says which key was refused.
+#[tokio::test(start_paused = true)]
+async fn keyed_bulkheads_carry_their_key() {
+    let _serial = serial().await;
+    let (logs, _guard) = capture();
+    let layer = tower_fortify::bulkhead::partition::KeyedLayer::new(
+        BulkheadLayer::builder().max_concurrent(1).name("db"),
+        16,
+        |tenant: &u32| *tenant,
+    )
+    .unwrap()
+    .key_label(|tenant| format!("tenant-{tenant}"))
+    .unwrap();
+    let hang = service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>());
+    let mut svc = layer.layer(hang);
+    let _held = svc.ready().await.unwrap().call(7);
+    let _other = svc.ready().await.unwrap().call(3);
+    let refused = svc.ready().await.unwrap().call(7).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("db/tenant-7: bulkhead full"),
+        "{refused}"
+    );
+    let lines: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("bulkhead full"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("name=\"db/tenant-7\""), "{}", lines[0]);
+}
+
 /// A limit changed by hand is one INFO line with the name and both limits.
 #[tokio::test(start_paused = true)]
 async fn a_limit_change_is_logged_with_the_name() {

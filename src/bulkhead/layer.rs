@@ -125,7 +125,7 @@ pub struct BulkheadBuilder<C = DefaultClassifier> {
     max_queued: usize,
     max_wait: Duration,
     adaptive: Option<AdaptiveLimit>,
-    listeners: Listeners,
+    pub(crate) listeners: Listeners,
     classifier: C,
 }
 
@@ -206,6 +206,12 @@ impl<C> BulkheadBuilder<C> {
 
     /// Checks the configuration and makes the shared state of one bulkhead.
     pub(crate) fn make_slots(&self) -> Result<Slots, ConfigError> {
+        self.make_slots_with(self.listeners.clone())
+    }
+
+    /// As [`make_slots`](Self::make_slots), reporting to `listeners` (a keyed
+    /// bulkhead's per-key name).
+    pub(crate) fn make_slots_with(&self, listeners: Listeners) -> Result<Slots, ConfigError> {
         let limit = match &self.adaptive {
             Some(a) => {
                 a.validate()?;
@@ -230,7 +236,7 @@ impl<C> BulkheadBuilder<C> {
             core: Core::new(limit, max_queued),
             adaptive: self.adaptive.map(Adaptive::new),
             max_wait: self.max_wait,
-            listeners: self.listeners.clone(),
+            listeners,
         }))
     }
 }

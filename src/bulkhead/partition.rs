@@ -514,14 +514,30 @@ struct KeyedShared<K, C> {
     template: BulkheadBuilder<C>,
     map: KeyedMap<K, Slots>,
     overflow: Slots,
+    /// Names each key's bulkhead (see [`KeyedLayer::key_label`]).
+    label: std::sync::OnceLock<KeyLabel<K>>,
 }
+
+/// Names a key in its bulkhead's events and logs.
+type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
 
 impl<K: Eq + Hash, C> KeyedShared<K, C> {
     #[inline]
     fn slots(&self, view: &mut View<K, Slots>, key: K) -> Slots {
-        let make = |_: &K| {
+        let make = |key: &K| {
+            let listeners = match self.label.get() {
+                Some(label) => {
+                    let base = self.template.listeners.name();
+                    let name = match base {
+                        "" => label(key),
+                        base => format!("{base}/{}", label(key)),
+                    };
+                    self.template.listeners.clone().named(name)
+                }
+                None => self.template.listeners.clone(),
+            };
             self.template
-                .make_slots()
+                .make_slots_with(listeners)
                 .expect("the template was validated when the layer was built")
         };
         let rank = |slots: &Slots| {
@@ -588,6 +604,7 @@ impl<K, F, C: Clone> KeyedLayer<K, F, C> {
                 template,
                 map: KeyedMap::new(max_keys, Duration::from_secs(300)),
                 overflow,
+                label: std::sync::OnceLock::new(),
             }),
             key,
             classifier,
@@ -605,6 +622,21 @@ impl<K, F, C: Clone> KeyedLayer<K, F, C> {
             ));
         }
         self.shared.map.set_idle(idle);
+        Ok(self)
+    }
+
+    /// Names each key's bulkhead `"{name}/{label(key)}"` (`"db/tenant-7"`), so its
+    /// events and log lines (a full bulkhead's warning) say which key was refused.
+    /// The label is made once per key, when its bulkhead is made, never on a hit.
+    /// Set once, before the first call: a second call is an error naming the field.
+    pub fn key_label(
+        self,
+        label: impl Fn(&K) -> String + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        self.shared
+            .label
+            .set(Arc::new(label))
+            .map_err(|_| ConfigError::new("bulkhead.keyed.key_label", "is already set"))?;
         Ok(self)
     }
 

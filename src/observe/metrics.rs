@@ -37,10 +37,11 @@
 //!
 //! **Label bounds.** `name` takes the values you give your instances; `backend` the
 //! router's backend ids (bounded by its membership); every other label a fixed set
-//! listed above. Keys of keyed bulkheads are never labels; a keyed breaker's key is part of its
-//! `name` only when its builder has a
-//! [`key_label`](crate::circuit_breaker::KeyedCircuitBreakerBuilder::key_label), and then
-//! the series are bounded by the map's `max_keys`.
+//! listed above. A keyed breaker's or bulkhead's key is part of its `name` only when
+//! it has a `key_label`
+//! ([breaker](crate::circuit_breaker::KeyedCircuitBreakerBuilder::key_label),
+//! [bulkhead](crate::bulkhead::partition::KeyedLayer::key_label)), and then the series
+//! are bounded by the map's `max_keys` (an evicted key's series keep their last value).
 //!
 //! **Cost.** Nothing unless a `MetricsListener` is installed: events are only built
 //! for a layer with a listener. With one installed, the per-request series (requests,
