@@ -46,6 +46,53 @@ impl Service<u64> for Bare {
     }
 }
 
+/// `governor`'s direct (unkeyed) GCRA limiter wired in front of [`Bare`] by hand, as
+/// users do: `check()` in `call`, a ready error when over the quota. On its
+/// `MonotonicClock` (std's `Instant`, as our tokio clock reads): its default clock
+/// (`quanta`) calibrates itself for a varying time at first use, which no
+/// instruction count can difference away.
+// governor's clock type names std's Instant; the ban on it is for library code.
+#[allow(clippy::disallowed_types)]
+pub struct Governed {
+    limiter: Arc<
+        governor::RateLimiter<
+            governor::state::NotKeyed,
+            governor::state::InMemoryState,
+            governor::clock::MonotonicClock,
+            governor::middleware::NoOpMiddleware<std::time::Instant>,
+        >,
+    >,
+}
+
+impl Governed {
+    fn per_second(rate: u32) -> Self {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(rate).unwrap());
+        Self {
+            limiter: Arc::new(governor::RateLimiter::direct_with_clock(
+                quota,
+                governor::clock::MonotonicClock,
+            )),
+        }
+    }
+}
+
+impl Service<u64> for Governed {
+    type Response = u64;
+    type Error = std::io::Error;
+    type Future = Ready<Result<u64, std::io::Error>>;
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    #[inline]
+    fn call(&mut self, req: u64) -> Self::Future {
+        match self.limiter.check() {
+            Ok(()) => Bare.call(req),
+            Err(_) => ready(Err(std::io::Error::other("rate limited"))),
+        }
+    }
+}
+
 /// Like [`Bare`] with an infallible error (what tower's balancer wants of a backend).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Echo;
@@ -485,6 +532,12 @@ pub fn scenarios(v: &mut impl Visit) {
         tower_fortify::rate_limit::RateLimitLayer::per_second(1_000_000_000)
             .unwrap()
             .layer(Bare)
+    });
+    v.visit("rate_limit/governor_direct_monotonic", false, || {
+        Governed::per_second(1_000_000_000)
+    });
+    v.visit("rate_limit/tower_rate_limit", false, || {
+        tower::limit::RateLimitLayer::new(1_000_000_000, Duration::from_secs(1)).layer(Bare)
     });
     v.visit("chaos/fortify_off", false, || {
         fortify_chaos_off().layer(Bare)
