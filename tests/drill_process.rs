@@ -77,6 +77,16 @@ async fn a_killed_and_restarted_backend_loses_nothing_and_gets_traffic_back() {
         "a breaker opened: {:?}",
         report.transitions
     );
+    // The same chart as the paused-time drill's, kept with the test's outputs.
+    let svg = tower_fortify::drill::svg_chart(std::slice::from_ref(&report));
+    assert!(
+        svg.starts_with("<svg") && svg.contains("recommended"),
+        "{}",
+        &svg[..80]
+    );
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("drill-process.svg");
+    std::fs::write(&path, svg).unwrap();
+    println!("chart: {}", path.display());
 }
 
 /// A program that does not exist is an error naming it, not a hang or a panic.
