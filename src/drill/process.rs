@@ -96,6 +96,8 @@ impl fmt::Debug for ProcessDrill {
 #[derive(Clone)]
 pub struct ProcessEnv {
     urls: Vec<String>,
+    /// The scenario's backend names, in the order of `urls`.
+    names: Vec<String>,
     events: EventLog,
     counts: Arc<Counts>,
 }
@@ -119,6 +121,12 @@ impl ProcessEnv {
     /// the calls each backend got, the retry layer's count the retries, and every
     /// event goes to the report under `source`.
     pub fn listener_for(&self, source: &str) -> ProcessListener {
+        // A backend's breaker is named after its URL: report it under the scenario's
+        // name for the backend, as the paused-time drill does.
+        let source = match self.urls.iter().position(|u| u == source) {
+            Some(i) => &self.names[i],
+            None => source,
+        };
         ProcessListener {
             log: self.events.with_source(source),
             counts: self.counts.clone(),
@@ -701,6 +709,7 @@ impl ProcessDrill {
         let events = EventLog::new(epoch, self.states.clone());
         let env = ProcessEnv {
             urls: urls.clone(),
+            names: scenario.backends.iter().map(|b| b.name.clone()).collect(),
             events: events.clone(),
             counts: counts.clone(),
         };
