@@ -29,7 +29,9 @@ thread_local! {
 /// The deadline of the request being served on this thread, if one is in scope.
 #[inline]
 pub(crate) fn current() -> Option<Instant> {
-    CURRENT.try_with(Cell::get).ok().flatten()
+    // A const-initialised `Cell` of a `Copy` type has no destructor, so the slot is
+    // never torn down and `with` cannot fail.
+    CURRENT.with(Cell::get)
 }
 
 /// The earlier of two optional deadlines.
@@ -43,23 +45,33 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 }
 
 /// Restores the previous deadline on drop, so a panicking poll leaves no scope set.
-struct Restore(Option<Instant>);
+struct Restore<'a> {
+    cell: &'a Cell<Option<Instant>>,
+    prev: Option<Instant>,
+}
 
-impl Drop for Restore {
+impl Drop for Restore<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let prev = self.0;
-        let _ = CURRENT.try_with(|c| c.set(prev));
+        self.cell.set(self.prev);
     }
 }
 
 /// Runs `f` with `at` (or the current deadline, if earlier) in scope.
+///
+/// When the deadline in scope is already `at` or earlier, the scope does not change:
+/// the thread-local is not written, only put back as it was.
 #[inline]
 pub(crate) fn enter<R>(at: Option<Instant>, f: impl FnOnce() -> R) -> R {
     let Some(at) = at else { return f() };
-    let prev = current();
-    let _restore = Restore(prev);
-    let _ = CURRENT.try_with(|c| c.set(earliest(prev, Some(at))));
-    f()
+    CURRENT.with(|cell| {
+        let prev = cell.get();
+        let _restore = Restore { cell, prev };
+        if !matches!(prev, Some(p) if p <= at) {
+            cell.set(Some(at));
+        }
+        f()
+    })
 }
 
 pin_project! {

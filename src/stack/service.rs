@@ -170,7 +170,7 @@ where
         // The earlier of the stack's deadline and the one in scope (a server handling
         // a request with a deadline): the retry and hedging layers see this instant.
         let now = Instant::now();
-        let at = crate::timeout::effective(now + self.parts.deadline);
+        let at = crate::timeout::effective(crate::timeout::until(now, self.parts.deadline));
         let attempt = Attempt {
             request,
             tried: Tried::new(),

@@ -12,17 +12,21 @@ use tokio::time::{Instant, Sleep};
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::BoxError;
 
+/// Which timeout a future is, and what its error says it waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Attempt,
-    Request,
+    /// A per-attempt timeout of this length.
+    Attempt(Duration),
+    /// A request deadline, sent at this instant.
+    Request(Instant),
 }
 
 pin_project! {
     /// The future of [`Timeout`](super::Timeout) and [`Deadline`](super::Deadline):
     /// the inner result, or [`Elapsed`] / [`DeadlineExceeded`] when the timer fires
     /// first. The inner future is polled first, so a response that is ready when the
-    /// timer fires is kept.
+    /// timer fires is kept; the timer itself is made the first time the inner future
+    /// is not ready, so a call answered at once never touches the timer wheel.
     ///
     /// The deadline (or the attempt's end, if earlier) is in scope while the inner
     /// future is polled ([`current_deadline`](super::current_deadline)), so the calls
@@ -33,44 +37,48 @@ pin_project! {
         #[pin]
         fut: Option<F>,
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        at: Instant,
         kind: Kind,
-        after: Duration,
-        scope: Option<Instant>,
+        scoped: bool,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(fut: F, sleep: Sleep, kind: Kind, after: Duration) -> Self {
+    /// An attempt timeout of `after` ending at `at`; with `scoped`, `at` is in scope
+    /// while `fut` is polled.
+    #[inline]
+    pub(crate) fn attempt(fut: F, at: Instant, after: Duration, scoped: bool) -> Self {
         Self {
             fut: Some(fut),
-            sleep,
-            kind,
-            after,
-            scope: None,
+            sleep: None,
+            at,
+            kind: Kind::Attempt(after),
+            scoped,
         }
     }
 
-    /// An attempt timeout ending at `at`, in scope while `fut` is polled.
-    pub(crate) fn attempt(fut: F, at: Instant, after: Duration) -> Self {
-        Self {
-            fut: Some(fut),
-            sleep: tokio::time::sleep_until(at),
-            kind: Kind::Attempt,
-            after,
-            scope: Some(at),
-        }
-    }
-
-    /// A request deadline at `at`, in scope while `fut` is polled; `fut` is `None`
-    /// when the deadline passed before the request could be sent.
-    pub(crate) fn scoped(fut: Option<F>, at: Instant, after: Duration) -> Self {
+    /// A request sent at `now` with its deadline at `at`, in scope while `fut` is
+    /// polled; `fut` is `None` when the deadline passed before the request could be
+    /// sent.
+    #[inline]
+    pub(crate) fn scoped(fut: Option<F>, at: Instant, now: Instant) -> Self {
         Self {
             fut,
-            sleep: tokio::time::sleep_until(at),
-            kind: Kind::Request,
-            after,
-            scope: Some(at),
+            sleep: None,
+            at,
+            kind: Kind::Request(now),
+            scoped: true,
+        }
+    }
+}
+
+impl Kind {
+    /// How long a future of this kind, ending at `at`, waited.
+    fn after(self, at: Instant) -> Duration {
+        match self {
+            Kind::Attempt(after) => after,
+            Kind::Request(sent) => at.saturating_duration_since(sent),
         }
     }
 }
@@ -79,7 +87,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("kind", &self.kind)
-            .field("after", &self.after)
+            .field("at", &self.at)
             .finish_non_exhaustive()
     }
 }
@@ -91,35 +99,65 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let at = *this.at;
         let Some(fut) = this.fut.as_pin_mut() else {
-            tracing::debug!(
-                target: "tower_fortify::timeout",
-                "deadline passed before the request was sent"
-            );
-            return Poll::Ready(Err(Box::new(DeadlineExceeded { after: *this.after })));
+            return Poll::Ready(Err(not_sent(at, *this.kind)));
         };
-        let polled = crate::scope::enter(*this.scope, || fut.poll(cx));
-        if let Poll::Ready(result) = polled {
-            return Poll::Ready(result.map_err(Into::into));
-        }
-        match this.sleep.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                let after = *this.after;
-                tracing::debug!(
-                    target: "tower_fortify::timeout",
-                    after_ms = after.as_millis() as u64,
-                    per_request = *this.kind == Kind::Request,
-                    "timed out"
-                );
-                Poll::Ready(Err(match this.kind {
-                    Kind::Attempt => Box::new(Elapsed { after }) as BoxError,
-                    Kind::Request => Box::new(DeadlineExceeded { after }),
-                }))
-            }
+        let polled = if *this.scoped {
+            crate::scope::enter(Some(at), || fut.poll(cx))
+        } else {
+            fut.poll(cx)
+        };
+        match polled {
+            Poll::Ready(result) => Poll::Ready(result.map_err(Into::into)),
+            Poll::Pending => poll_timer(this.sleep, at, *this.kind, cx).map(Err),
         }
     }
+}
+
+/// The error of a request whose deadline passed before it could be sent.
+#[cold]
+#[inline(never)]
+fn not_sent(at: Instant, kind: Kind) -> BoxError {
+    tracing::debug!(
+        target: "tower_fortify::timeout",
+        "deadline passed before the request was sent"
+    );
+    Box::new(DeadlineExceeded {
+        after: kind.after(at),
+    })
+}
+
+/// Polls the timer (making it the first time) once the inner future is not ready;
+/// the error when it fired. Not generic, so every timeout shares one copy.
+#[inline(never)]
+fn poll_timer(
+    mut sleep: Pin<&mut Option<Sleep>>,
+    at: Instant,
+    kind: Kind,
+    cx: &mut Context<'_>,
+) -> Poll<BoxError> {
+    if sleep.is_none() {
+        sleep.set(Some(tokio::time::sleep_until(at)));
+    }
+    let Some(sleep) = sleep.as_pin_mut() else {
+        unreachable!("the timer was made above");
+    };
+    if sleep.poll(cx).is_pending() {
+        return Poll::Pending;
+    }
+    let after = kind.after(at);
+    tracing::debug!(
+        target: "tower_fortify::timeout",
+        after_ms = after.as_millis() as u64,
+        per_request = matches!(kind, Kind::Request(_)),
+        "timed out"
+    );
+    Poll::Ready(match kind {
+        Kind::Attempt(_) => Box::new(Elapsed { after }),
+        Kind::Request(_) => Box::new(DeadlineExceeded { after }),
+    })
 }

@@ -96,4 +96,4 @@ pub fn current_deadline() -> Option<tokio::time::Instant> {
 #[allow(unused_imports)] // Used by the one-call stack.
 pub(crate) use layer::check;
 #[allow(unused_imports)] // Used by the one-call stack.
-pub(crate) use service::{effective, scoped_call};
+pub(crate) use service::{effective, scoped_call, until};

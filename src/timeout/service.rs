@@ -4,7 +4,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::future::{Kind, ResponseFuture};
+use super::future::ResponseFuture;
 use crate::BoxError;
 
 /// Fails a call that takes longer than its timeout with [`Elapsed`](super::Elapsed).
@@ -53,19 +53,19 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
-        let Some(at) = now.checked_add(self.timeout) else {
-            let fut = self.inner.call(req);
-            let sleep = tokio::time::sleep(self.timeout);
-            return ResponseFuture::new(fut, sleep, Kind::Attempt, self.timeout);
-        };
         // The attempt's end is the deadline in scope below it, if earlier than the
         // request's: a client below writes what is left of the attempt, as Envoy's
-        // per-try timeout does.
-        let fut = crate::scope::enter(Some(at), || self.inner.call(req));
-        ResponseFuture::attempt(fut, at, self.timeout)
+        // per-try timeout does. An end too far to represent puts nothing in scope,
+        // and its timer never fires.
+        let end = now.checked_add(self.timeout);
+        let fut = crate::scope::enter(end, || self.inner.call(req));
+        match end {
+            Some(at) => ResponseFuture::attempt(fut, at, self.timeout, true),
+            None => ResponseFuture::attempt(fut, now + FAR, self.timeout, false),
+        }
     }
 }
 
@@ -114,45 +114,48 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
-        // Saturating: a deadline too far to represent is no deadline of ours.
-        let own = now.checked_add(self.deadline).unwrap_or(now + FAR);
-        scoped_call(&mut self.inner, req, own, now)
+        let at = effective(until(now, self.deadline));
+        scoped_call(&mut self.inner, req, at, now)
     }
 }
 
 /// About 30 years: what a deadline that does not fit an `Instant` becomes.
 const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
-/// Calls `inner` with the earlier of `own` and the deadline in scope, inside that
-/// scope; past it, does not call at all.
+/// `now + d`, saturating: a deadline too far to represent is no deadline of ours.
 #[inline]
+pub(crate) fn until(now: Instant, d: Duration) -> Instant {
+    match now.checked_add(d) {
+        Some(at) => at,
+        None => now + FAR,
+    }
+}
+
+/// Calls `inner` with the request's effective deadline `at` (see [`effective`]) in
+/// scope; past it, does not call at all.
+#[inline(always)]
 pub(crate) fn scoped_call<S, Req>(
     inner: &mut S,
     req: Req,
-    own: Instant,
+    at: Instant,
     now: Instant,
 ) -> ResponseFuture<S::Future>
 where
     S: Service<Req>,
 {
-    let at = match crate::scope::current() {
-        Some(inherited) if inherited < own => inherited,
-        _ => own,
-    };
-    let after = at.saturating_duration_since(now);
     if at <= now {
-        return ResponseFuture::scoped(None, at, after);
+        return ResponseFuture::scoped(None, at, now);
     }
     let fut = crate::scope::enter(Some(at), || inner.call(req));
-    ResponseFuture::scoped(Some(fut), at, after)
+    ResponseFuture::scoped(Some(fut), at, now)
 }
 
 /// The effective deadline of a request entering with its own deadline `own`: the
 /// earlier of it and the deadline in scope.
-#[allow(dead_code)] // Used by the one-call stack.
+#[inline]
 pub(crate) fn effective(own: Instant) -> Instant {
     match crate::scope::current() {
         Some(inherited) if inherited < own => inherited,
