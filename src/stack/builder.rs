@@ -387,10 +387,15 @@ impl<S, C, P> StackBuilder<S, C, P> {
             breakers.push((Arc::<str>::from(backend.id.as_str()), layer.handle()));
             let attempt_timeout = self.attempt_timeout;
             let handle = layer.handle();
+            let timeout_name: Arc<str> = format!("{name}/{}", backend.id).into();
             legs.push(
                 backend
                     .map(|s| -> Leg<S, C> {
-                        layer.layer(Timeout::new(Unwrap::new(s), attempt_timeout))
+                        layer.layer(Timeout::named(
+                            Unwrap::new(s),
+                            attempt_timeout,
+                            Some(timeout_name),
+                        ))
                     })
                     .breaker(handle),
             );

@@ -176,6 +176,12 @@ where
             tried: Tried::new(),
             deadline: at,
         };
-        crate::timeout::scoped_call(&mut self.inner, attempt, at, now)
+        crate::timeout::scoped_call(
+            &mut self.inner,
+            attempt,
+            at,
+            now,
+            Some(self.parts.name.clone()),
+        )
     }
 }
