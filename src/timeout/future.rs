@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::BoxError;
+use crate::observe::NameId;
 
 /// Which timeout a future is, and what its error says it waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pin_project! {
         at: Instant,
         kind: Kind,
         scoped: bool,
-        name: Option<Arc<str>>,
+        name: NameId,
     }
 }
 
@@ -55,7 +55,7 @@ impl<F> ResponseFuture<F> {
         at: Instant,
         after: Duration,
         scoped: bool,
-        name: Option<Arc<str>>,
+        name: NameId,
     ) -> Self {
         Self {
             fut: Some(fut),
@@ -71,12 +71,7 @@ impl<F> ResponseFuture<F> {
     /// polled; `fut` is `None` when the deadline passed before the request could be
     /// sent.
     #[inline]
-    pub(crate) fn scoped(
-        fut: Option<F>,
-        at: Instant,
-        now: Instant,
-        name: Option<Arc<str>>,
-    ) -> Self {
+    pub(crate) fn scoped(fut: Option<F>, at: Instant, now: Instant, name: NameId) -> Self {
         Self {
             fut,
             sleep: None,
@@ -120,7 +115,7 @@ where
         let this = self.project();
         let at = *this.at;
         let Some(fut) = this.fut.as_pin_mut() else {
-            return Poll::Ready(Err(not_sent(at, *this.kind, this.name.take())));
+            return Poll::Ready(Err(not_sent(at, *this.kind, *this.name)));
         };
         let polled = if *this.scoped {
             crate::scope::enter(Some(at), || fut.poll(cx))
@@ -129,7 +124,7 @@ where
         };
         match polled {
             Poll::Ready(result) => Poll::Ready(result.map_err(Into::into)),
-            Poll::Pending => poll_timer(this.sleep, at, *this.kind, this.name, cx).map(Err),
+            Poll::Pending => poll_timer(this.sleep, at, *this.kind, *this.name, cx).map(Err),
         }
     }
 }
@@ -137,7 +132,8 @@ where
 /// The error of a request whose deadline passed before it could be sent.
 #[cold]
 #[inline(never)]
-fn not_sent(at: Instant, kind: Kind, name: Option<Arc<str>>) -> BoxError {
+fn not_sent(at: Instant, kind: Kind, name: NameId) -> BoxError {
+    let name = name.get();
     tracing::debug!(
         target: "tower_fortify::timeout",
         name = name.as_deref().unwrap_or(""),
@@ -156,7 +152,7 @@ fn poll_timer(
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
     kind: Kind,
-    name: &mut Option<Arc<str>>,
+    name: NameId,
     cx: &mut Context<'_>,
 ) -> Poll<BoxError> {
     if sleep.is_none() {
@@ -169,7 +165,7 @@ fn poll_timer(
         return Poll::Pending;
     }
     let after = kind.after(at);
-    let name = name.take();
+    let name = name.get();
     tracing::debug!(
         target: "tower_fortify::timeout",
         name = name.as_deref().unwrap_or(""),

@@ -5,12 +5,13 @@ use tower_layer::Layer;
 
 use super::service::{Deadline, Timeout};
 use crate::config::ConfigError;
+use crate::observe::NameId;
 
 /// Wraps services in a per-attempt [`Timeout`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     timeout: Duration,
-    name: Option<Arc<str>>,
+    name: NameId,
 }
 
 impl TimeoutLayer {
@@ -20,7 +21,7 @@ impl TimeoutLayer {
     pub const fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            name: None,
+            name: NameId::NONE,
         }
     }
 
@@ -36,10 +37,11 @@ impl TimeoutLayer {
     }
 
     /// Names the timeout: [`Elapsed`](super::Elapsed) carries the name and its message
-    /// starts with it, as does the DEBUG line logged when it fires. Costs a reference
-    /// count per call (two atomic operations); unnamed, nothing.
+    /// starts with it, as does the DEBUG line logged when it fires. Costs nothing per
+    /// call: the future carries a 4-byte id, and the name is looked up when it fires
+    /// (a process keeps at most 4,096 distinct names for this).
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
+        self.name = NameId::intern(&name.into());
         self
     }
 }
@@ -48,15 +50,15 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout::named(inner, self.timeout, self.name.clone())
+        Timeout::with_name(inner, self.timeout, self.name)
     }
 }
 
 /// Wraps services in an overall [`Deadline`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct DeadlineLayer {
     deadline: Duration,
-    name: Option<Arc<str>>,
+    name: NameId,
 }
 
 impl DeadlineLayer {
@@ -65,7 +67,7 @@ impl DeadlineLayer {
     pub const fn new(deadline: Duration) -> Self {
         Self {
             deadline,
-            name: None,
+            name: NameId::NONE,
         }
     }
 
@@ -81,10 +83,10 @@ impl DeadlineLayer {
     }
 
     /// Names the deadline: [`DeadlineExceeded`](super::DeadlineExceeded) carries the
-    /// name and its message starts with it. Costs a reference count per call (two
-    /// atomic operations); unnamed, nothing.
+    /// name and its message starts with it. Costs nothing per call (see
+    /// [`TimeoutLayer::name`]).
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
+        self.name = NameId::intern(&name.into());
         self
     }
 }
@@ -93,7 +95,7 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline::named(inner, self.deadline, self.name.clone())
+        Deadline::with_name(inner, self.deadline, self.name)
     }
 }
 

@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -7,6 +6,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use crate::BoxError;
+use crate::observe::NameId;
 
 /// Fails a call that takes longer than its timeout with [`Elapsed`](super::Elapsed).
 /// Built by [`TimeoutLayer`](super::TimeoutLayer); see the [module docs](super).
@@ -16,17 +16,17 @@ use crate::BoxError;
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
-    name: Option<Arc<str>>,
+    name: NameId,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner`.
     pub const fn new(inner: S, timeout: Duration) -> Self {
-        Self::named(inner, timeout, None)
+        Self::with_name(inner, timeout, NameId::NONE)
     }
 
-    /// Wraps `inner`, naming the timeout (see [`TimeoutLayer::name`](super::TimeoutLayer::name)).
-    pub const fn named(inner: S, timeout: Duration, name: Option<Arc<str>>) -> Self {
+    /// Wraps `inner`, naming the timeout.
+    pub(crate) const fn with_name(inner: S, timeout: Duration, name: NameId) -> Self {
         Self {
             inner,
             timeout,
@@ -73,7 +73,7 @@ where
         // and its timer never fires.
         let end = now.checked_add(self.timeout);
         let fut = crate::scope::enter(end, || self.inner.call(req));
-        let name = self.name.clone();
+        let name = self.name;
         match end {
             Some(at) => ResponseFuture::attempt(fut, at, self.timeout, true, name),
             None => ResponseFuture::attempt(fut, now + FAR, self.timeout, false, name),
@@ -88,17 +88,17 @@ where
 pub struct Deadline<S> {
     inner: S,
     deadline: Duration,
-    name: Option<Arc<str>>,
+    name: NameId,
 }
 
 impl<S> Deadline<S> {
     /// Wraps `inner`.
     pub const fn new(inner: S, deadline: Duration) -> Self {
-        Self::named(inner, deadline, None)
+        Self::with_name(inner, deadline, NameId::NONE)
     }
 
-    /// Wraps `inner`, naming the deadline (see [`DeadlineLayer::name`](super::DeadlineLayer::name)).
-    pub const fn named(inner: S, deadline: Duration, name: Option<Arc<str>>) -> Self {
+    /// Wraps `inner`, naming the deadline.
+    pub(crate) const fn with_name(inner: S, deadline: Duration, name: NameId) -> Self {
         Self {
             inner,
             deadline,
@@ -140,7 +140,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
         let at = effective(until(now, self.deadline));
-        scoped_call(&mut self.inner, req, at, now, self.name.clone())
+        scoped_call(&mut self.inner, req, at, now, self.name)
     }
 }
 
@@ -164,7 +164,7 @@ pub(crate) fn scoped_call<S, Req>(
     req: Req,
     at: Instant,
     now: Instant,
-    name: Option<Arc<str>>,
+    name: NameId,
 ) -> ResponseFuture<S::Future>
 where
     S: Service<Req>,
