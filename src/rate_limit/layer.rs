@@ -42,6 +42,7 @@ pub struct RateLimitBuilder {
     rate: u32,
     per: Duration,
     burst: Option<u32>,
+    max_wait: Duration,
     listeners: Listeners,
 }
 
@@ -53,6 +54,7 @@ impl RateLimitLayer {
             rate: 100,
             per: Duration::from_secs(1),
             burst: None,
+            max_wait: Duration::ZERO,
             listeners: Listeners::default(),
         }
     }
@@ -75,6 +77,30 @@ impl RateLimitBuilder {
     /// the calls of one second at the rate (at least 1).
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
+        self
+    }
+
+    /// Lets a call over the limit wait for its slot when the slot comes within
+    /// `max_wait`, instead of being rejected; a call whose slot is further away is
+    /// still rejected at once with [`RateLimited`](super::RateLimited). Default zero:
+    /// every call over the limit is rejected.
+    ///
+    /// This is resilience4j's `timeoutDuration` and Guava's `tryAcquire(timeout)`;
+    /// the name is the one this crate's bulkhead uses for its queue (`queue(max_queued,
+    /// max_wait)`), and "timeout" here would read as the timeout layer.
+    ///
+    /// The decision is still made in `call`, never in `poll_ready`: a waiting call
+    /// reserves its slot at once (later callers queue behind it, in arrival order)
+    /// and its response future sleeps until the slot, then readies a clone of the
+    /// inner service and sends. Dropping the future before it sends gives the slot
+    /// back when no later call has reserved since (otherwise the slot goes unused:
+    /// fewer calls than the quota, never more). The waiting call's future holds one
+    /// allocation (the timer, the request and the clone); a call admitted at once
+    /// allocates nothing.
+    #[doc(alias = "wait_up_to")]
+    #[doc(alias = "timeout_duration")]
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
         self
     }
 
@@ -101,7 +127,7 @@ impl RateLimitBuilder {
         let burst = self
             .burst
             .unwrap_or(per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
-        Ok(Quota::new(self.rate, self.per, burst))
+        Ok(Quota::new(self.rate, self.per, burst, self.max_wait))
     }
 
     fn shared(self) -> Result<Shared, ConfigError> {
@@ -147,6 +173,13 @@ impl<F> KeyedRateLimitBuilder<F> {
     /// The most keys tracked at once (at least 1). Default 10,000.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
+        self
+    }
+
+    /// Lets a call over its key's limit wait up to `max_wait` for its slot; see
+    /// [`RateLimitBuilder::max_wait`].
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.inner.max_wait = max_wait;
         self
     }
 
