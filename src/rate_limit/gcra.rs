@@ -48,15 +48,9 @@ impl Quota {
     }
 }
 
-/// An admitted call: now, or at a reserved time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admit {
-    /// Send at once.
-    Now,
-    /// Send at `at` (nanoseconds since the epoch). `stored` is the TAT this
-    /// reservation wrote, for [`Gcra::refund`].
-    At { at: u64, stored: u64 },
-}
+/// An admitted call that waits: `stored` is the TAT its reservation wrote (for
+/// [`Gcra::refund`]); it may be sent at [`Gcra::send_at`]. `0` means "send now".
+pub(crate) type Admit = u64;
 
 impl Default for Gcra {
     fn default() -> Self {
@@ -71,8 +65,15 @@ impl Gcra {
     /// time at most `max_wait` away, or says how long until one would be admitted at
     /// once.
     #[inline]
+    /// `Ok(0)`: send now; `Ok(stored)`: send at [`send_at(stored)`](Self::send_at).
     pub(crate) fn check(&self, quota: Quota, now: u64) -> Result<Admit, Duration> {
-        let mut seen = self.tat.load(Ordering::Relaxed);
+        // Read TAT with a compare-and-swap that never changes it (0 stays 0; any
+        // other value fails and is returned), not a plain load: the read then takes
+        // the cache line for writing, so the swap below finds it still owned instead
+        // of asking the other cores for it a second time.
+        let (Ok(mut seen) | Err(mut seen)) =
+            self.tat
+                .compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
         loop {
             let tat = seen.saturating_sub(1).max(now);
             let next = tat.saturating_add(quota.interval);
@@ -85,16 +86,17 @@ impl Gcra {
                 .tat
                 .compare_exchange_weak(seen, stored, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) if ahead <= quota.tolerance => return Ok(Admit::Now),
-                Ok(_) => {
-                    return Ok(Admit::At {
-                        at: next - quota.tolerance,
-                        stored,
-                    });
-                }
+                Ok(_) if ahead <= quota.tolerance => return Ok(0),
+                Ok(_) => return Ok(stored),
                 Err(actual) => seen = actual,
             }
         }
+    }
+
+    /// When a call whose reservation stored `stored` may be sent (nanoseconds since
+    /// the epoch): the moment it would have been admitted without waiting.
+    pub(crate) fn send_at(quota: Quota, stored: u64) -> u64 {
+        (stored - 1).saturating_sub(quota.tolerance)
     }
 
     /// Gives back the slot a reservation took, if no later call reserved after it:

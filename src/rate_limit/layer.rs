@@ -11,12 +11,15 @@ use crate::clock::Epoch;
 use crate::config::ConfigError;
 use crate::keyed::KeyedMap;
 use crate::observe::Listeners;
+use crate::shard::Padded;
 
 /// What every clone of one limiter shares.
 pub(crate) struct Shared {
     pub(crate) quota: Quota,
     pub(crate) epoch: Epoch,
-    pub(crate) cell: Gcra,
+    /// On its own cache line: every call writes it, and the fields around it are
+    /// read by every call on every core.
+    pub(crate) cell: Padded<Gcra>,
     pub(crate) listeners: Listeners,
 }
 
@@ -39,11 +42,11 @@ impl fmt::Debug for RateLimitLayer {
 /// [`KeyedRateLimitLayer`].
 #[derive(Debug)]
 pub struct RateLimitBuilder {
-    rate: u32,
-    per: Duration,
-    burst: Option<u32>,
-    max_wait: Duration,
-    listeners: Listeners,
+    pub(super) rate: u32,
+    pub(super) per: Duration,
+    pub(super) burst: Option<u32>,
+    pub(super) max_wait: Duration,
+    pub(super) listeners: Listeners,
 }
 
 impl RateLimitLayer {
@@ -110,7 +113,7 @@ impl RateLimitBuilder {
         self
     }
 
-    fn quota(&self) -> Result<Quota, ConfigError> {
+    pub(super) fn quota(&self) -> Result<Quota, ConfigError> {
         if self.rate == 0 {
             return Err(ConfigError::new("rate_limit.rate", "must be at least 1"));
         }
@@ -134,7 +137,7 @@ impl RateLimitBuilder {
         Ok(Shared {
             quota: self.quota()?,
             epoch: Epoch::new(),
-            cell: Gcra::default(),
+            cell: Padded(Gcra::default()),
             listeners: self.listeners,
         })
     }

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::error::RateLimited;
-use super::gcra::{Admit, Gcra};
+use super::gcra::Gcra;
 use super::layer::{Keyed, Shared};
 use crate::BoxError;
 use crate::keyed::Evict;
@@ -109,6 +109,19 @@ pin_project! {
     }
 }
 
+/// A waiting call, boxed, with its drop out of line: the response future's drop
+/// (on every call) then stays small enough to inline.
+/// (Always `Some` until dropped.)
+struct Waiter<S, Req>(Option<Pin<Box<Wait<S, Req>>>>);
+
+impl<S, Req> Drop for Waiter<S, Req> {
+    #[cold]
+    #[inline(never)]
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
+
 pin_project! {
     /// The future of a rate-limited call: the inner call, a call waiting for its
     /// slot ([`max_wait`](super::RateLimitBuilder::max_wait)), or a ready
@@ -126,7 +139,7 @@ pin_project! {
     #[project = Proj]
     enum State<S, Req, F> {
         Called { #[pin] fut: F },
-        Waiting { wait: Pin<Box<Wait<S, Req>>> },
+        Waiting { wait: Waiter<S, Req> },
         Limited { error: Option<RateLimited> },
     }
 }
@@ -163,39 +176,60 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                Proj::Called { fut } => return fut.poll(cx).map_err(Into::into),
-                Proj::Limited { error } => {
-                    return Poll::Ready(Err(match error.take() {
-                        Some(e) => Box::new(e),
-                        None => "rate limit future polled after completion".into(),
-                    }));
+        if let Proj::Called { fut } = state.as_mut().project() {
+            return fut.poll(cx).map_err(Into::into);
+        }
+        poll_slow(state, cx)
+    }
+}
+
+/// A refusal, or a call waiting for its slot.
+#[cold]
+#[inline(never)]
+fn poll_slow<S, Req>(
+    mut state: Pin<&mut State<S, Req, S::Future>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    loop {
+        match state.as_mut().project() {
+            Proj::Called { fut } => return fut.poll(cx).map_err(Into::into),
+            Proj::Limited { error } => {
+                return Poll::Ready(Err(match error.take() {
+                    Some(e) => Box::new(e),
+                    None => "rate limit future polled after completion".into(),
+                }));
+            }
+            Proj::Waiting { wait } => {
+                let Some(wait) = wait.0.as_mut() else {
+                    unreachable!("a waiting call holds its wait until dropped")
+                };
+                let w = wait.as_mut().project();
+                if !*w.slept {
+                    ready!(w.sleep.poll(cx));
+                    *w.slept = true;
                 }
-                Proj::Waiting { wait } => {
-                    let w = wait.as_mut().project();
-                    if !*w.slept {
-                        ready!(w.sleep.poll(cx));
-                        *w.slept = true;
-                    }
-                    if let Err(e) = ready!(w.svc.poll_ready(cx)) {
-                        // Not sent: dropping the wait gives the slot back.
-                        state.set(State::Limited { error: None });
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    let req = w.req.take().expect("a waiting call holds its request");
-                    if let Some(r) = w.reservation.take() {
-                        r.spend();
-                    }
-                    let fut = w.svc.call(req);
-                    state.set(State::Called { fut });
+                if let Err(e) = ready!(w.svc.poll_ready(cx)) {
+                    // Not sent: dropping the wait gives the slot back.
+                    state.set(State::Limited { error: None });
+                    return Poll::Ready(Err(e.into()));
                 }
+                let req = w.req.take().expect("a waiting call holds its request");
+                if let Some(r) = w.reservation.take() {
+                    r.spend();
+                }
+                let fut = w.svc.call(req);
+                state.set(State::Called { fut });
             }
         }
     }
 }
 
 #[cold]
+#[inline(never)]
 fn limited<S, Req, F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<S, Req, F> {
     if shared.listeners.warn_due(Warn::RateLimited) {
         tracing::warn!(
@@ -215,16 +249,17 @@ fn limited<S, Req, F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<
     }
 }
 
-/// A call that waits for its slot at `at` (nanoseconds since the epoch).
+/// A call that waits for the slot its reservation (`stored`) took.
 #[cold]
+#[inline(never)]
 fn waiting<S, Req, F>(
     shared: &Shared,
     svc: S,
     req: Req,
-    at: u64,
     cell: impl FnOnce() -> Cell,
     stored: u64,
 ) -> ResponseFuture<S, Req, F> {
+    let at = Gcra::send_at(shared.quota, stored);
     tracing::trace!(
         target: "tower_fortify::rate_limit",
         name = shared.listeners.name(),
@@ -232,7 +267,7 @@ fn waiting<S, Req, F>(
     );
     ResponseFuture {
         state: State::Waiting {
-            wait: Box::pin(Wait {
+            wait: Waiter(Some(Box::pin(Wait {
                 sleep: tokio::time::sleep_until(shared.epoch.origin() + Duration::from_nanos(at)),
                 slept: false,
                 svc,
@@ -241,7 +276,7 @@ fn waiting<S, Req, F>(
                     cell: cell(),
                     stored,
                 }),
-            }),
+            }))),
         },
     }
 }
@@ -260,16 +295,18 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    // Always: the slow paths (waiting, refused) are out of line, what is left is a
+    // clock read and a compare-and-swap, and a call made out of line costs more
+    // than that (measured: +23 instructions per call).
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
         match shared.cell.check(shared.quota, shared.epoch.now()) {
-            Ok(Admit::Now) => ResponseFuture::called(self.inner.call(req)),
-            Ok(Admit::At { at, stored }) => waiting(
+            Ok(0) => ResponseFuture::called(self.inner.call(req)),
+            Ok(stored) => waiting(
                 shared,
                 self.inner.clone(),
                 req,
-                at,
                 || Cell::One(self.shared.clone()),
                 stored,
             ),
@@ -314,12 +351,11 @@ where
             )
             .expect("the rate limiter's map always makes room");
         match cell.check(shared.quota, now) {
-            Ok(Admit::Now) => ResponseFuture::called(self.inner.call(req)),
-            Ok(Admit::At { at, stored }) => waiting(
+            Ok(0) => ResponseFuture::called(self.inner.call(req)),
+            Ok(stored) => waiting(
                 shared,
                 self.inner.clone(),
                 req,
-                at,
                 || Cell::Key(cell.clone(), shared.quota),
                 stored,
             ),
