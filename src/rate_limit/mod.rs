@@ -104,6 +104,9 @@ pub mod future {
 }
 mod gcra;
 mod layer;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod service;
 
 pub use error::RateLimited;
