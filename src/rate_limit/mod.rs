@@ -97,6 +97,37 @@
 //! # }
 //! ```
 
+//!
+//! # One quota for the whole fleet
+//!
+//! Each limiter above counts in its own process: ten instances admit ten quotas.
+//! With the `redis` feature, [`RateLimitBuilder::redis`] keeps the quota in Redis
+//! instead (GCRA in one atomic Lua script, keyed as `prefix:key`), shared by every
+//! instance that names the same key, and decides by a local limiter, or fails open
+//! or closed, as configured, while Redis is unreachable — saying so once per
+//! transition in the logs and metrics. See the [`redis`] module (it is
+//! documented with the feature on; docs.rs builds every feature). A check then
+//! costs a round trip to Redis (tens of µs on one host, see the README) rather than
+//! a compare-and-swap.
+//!
+//! ```
+//! # #[cfg(feature = "redis")]
+//! # async fn fleet(conn: redis::aio::ConnectionManager) -> Result<(), tower_fortify::ConfigError> {
+//! use std::time::Duration;
+//! use tower_fortify::rate_limit::RateLimitLayer;
+//! use tower_fortify::rate_limit::redis::Unavailable;
+//!
+//! let limit = RateLimitLayer::builder()
+//!     .rate(1_000, Duration::from_secs(1))
+//!     .name("checkout")
+//!     .redis(conn, "ratelimit:checkout")
+//!     .when_unavailable(Unavailable::Local)
+//!     .build()?;
+//! # let _ = limit;
+//! # Ok(())
+//! # }
+//! ```
+
 pub mod error;
 pub mod future {
     //! The rate limiter's response future.

@@ -46,7 +46,7 @@
 //! use tower_fortify::rate_limit::redis::Unavailable;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), tower_fortify::BoxError> {
 //! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
 //! let conn = redis::aio::ConnectionManager::new(client).await?;
 //! // 100 calls a second per tenant, across every instance of the service.
