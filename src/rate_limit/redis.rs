@@ -11,7 +11,10 @@
 //! agree), and either move it on by one interval or answer how long to wait. The
 //! key expires when its quota is full again, so idle keys cost Redis nothing. Keyed
 //! limits ([`RedisRateLimitBuilder::keyed`]) use the key `prefix:key`. Times are in
-//! microseconds: rates up to a million calls a second.
+//! microseconds: rates up to a million calls a second. Redis 5 or later (a script
+//! that reads `TIME` and then writes needs effects replication, the default since 5).
+//! The client is the `redis` crate (redis-rs) with its tokio `ConnectionManager`,
+//! which reconnects on its own; build it with the timeouts and retries you want.
 //!
 //! **When Redis is unreachable** (an error, or no answer within
 //! [`timeout`](RedisRateLimitBuilder::timeout), default 100 ms) the call is decided
