@@ -67,13 +67,7 @@ impl Gcra {
     #[inline]
     /// `Ok(0)`: send now; `Ok(stored)`: send at [`send_at(stored)`](Self::send_at).
     pub(crate) fn check(&self, quota: Quota, now: u64) -> Result<Admit, Duration> {
-        // Read TAT with a compare-and-swap that never changes it (0 stays 0; any
-        // other value fails and is returned), not a plain load: the read then takes
-        // the cache line for writing, so the swap below finds it still owned instead
-        // of asking the other cores for it a second time.
-        let (Ok(mut seen) | Err(mut seen)) =
-            self.tat
-                .compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
+        let mut seen = self.tat.load(Ordering::Relaxed);
         loop {
             let tat = seen.saturating_sub(1).max(now);
             let next = tat.saturating_add(quota.interval);
