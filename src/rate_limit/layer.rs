@@ -214,8 +214,12 @@ impl<F> KeyedRateLimitBuilder<F> {
     }
 }
 
+/// A key's cell, on its own cache line: keys' cells are small allocations that
+/// would otherwise share lines, and two threads on two keys would bounce them.
+pub(crate) type KeyCell = Arc<Padded<Gcra>>;
+
 pub(crate) struct Keyed<K> {
-    pub(crate) map: KeyedMap<K, Arc<Gcra>>,
+    pub(crate) map: KeyedMap<K, KeyCell>,
     /// The quota, epoch and listeners (its own cell is unused).
     pub(crate) shared: Shared,
 }
@@ -267,12 +271,13 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-impl<S, K, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
+impl<S, K: Hash + Eq, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
     type Service = KeyedRateLimit<S, K, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
             inner,
+            view: self.keyed.map.view(),
             keyed: self.keyed.clone(),
             key: self.key.clone(),
         }

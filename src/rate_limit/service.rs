@@ -11,10 +11,11 @@ use tower_service::Service;
 
 use super::error::RateLimited;
 use super::gcra::Gcra;
-use super::layer::{Keyed, Shared};
+use super::layer::{KeyCell, Keyed, Shared};
 use crate::BoxError;
-use crate::keyed::Evict;
+use crate::keyed::{Evict, View};
 use crate::observe::Warn;
+use crate::shard::Padded;
 
 /// A service under a rate limit; from [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -47,6 +48,8 @@ impl<S> fmt::Debug for RateLimit<S> {
 /// [`KeyedRateLimitLayer`](super::KeyedRateLimitLayer).
 pub struct KeyedRateLimit<S, K, F> {
     pub(crate) inner: S,
+    /// This clone's view of the key map: a hit takes no lock.
+    pub(crate) view: View<K, KeyCell>,
     pub(crate) keyed: Arc<Keyed<K>>,
     pub(crate) key: F,
 }
@@ -55,6 +58,7 @@ impl<S: Clone, K, F: Clone> Clone for KeyedRateLimit<S, K, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            view: self.view.clone(),
             keyed: self.keyed.clone(),
             key: self.key.clone(),
         }
@@ -70,7 +74,7 @@ impl<S, K, F> fmt::Debug for KeyedRateLimit<S, K, F> {
 /// The cell a reservation was taken from.
 enum Cell {
     One(Arc<Shared>),
-    Key(Arc<Gcra>, super::gcra::Quota),
+    Key(KeyCell, super::gcra::Quota),
 }
 
 /// A reserved slot not yet used: gives it back when dropped unless the call was sent.
@@ -338,9 +342,10 @@ where
         let key = (self.key)(&req);
         let cell = keyed
             .map
-            .get_or_insert(
+            .get_or_insert_in(
+                &mut self.view,
                 key,
-                |_| Arc::new(Gcra::default()),
+                |_| Arc::new(Padded(Gcra::default())),
                 |c| {
                     if c.is_idle(shared.epoch.now()) {
                         Evict::First
