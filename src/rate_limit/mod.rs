@@ -25,7 +25,8 @@
 //! `poll_ready` passes on the inner service's readiness; the decision is made in
 //! `call` (tower's `RateLimit` stalls `poll_ready` instead, which axum turns into
 //! queueing). Per call: one clock read and one compare-and-swap, no allocation, no
-//! lock; keyed, a read lock on the key map and a reference count on the key's cell.
+//! lock; keyed, a check that this clone's view of the key map is current (no lock on a
+//! hit) and a reference count on the key's cell.
 //! A call that waits for its slot allocates once (its timer, request and service
 //! clone, boxed); a call admitted at once never does.
 //!
