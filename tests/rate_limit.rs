@@ -213,7 +213,8 @@ async fn a_refusal_is_a_429_with_retry_after() {
     }
 }
 
-/// No allocation per admitted call, keyed or not (after a key's first call).
+/// No allocation per admitted call, keyed or not (after a key's first call), with
+/// or without a `max_wait`.
 #[tokio::test(start_paused = true)]
 async fn admitted_calls_allocate_nothing() {
     let layer = RateLimitLayer::builder()
@@ -225,6 +226,7 @@ async fn admitted_calls_allocate_nothing() {
     }));
     let keyed = RateLimitLayer::builder()
         .rate(1_000_000, Duration::from_secs(1))
+        .max_wait(Duration::from_millis(10)) // never needed: no call waits
         .keyed(|k: &u32| *k % 4)
         .build()
         .unwrap();

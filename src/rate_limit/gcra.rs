@@ -11,6 +11,12 @@ use std::time::Duration;
 /// interval, and then moves TAT to `max(TAT, now) + T`. It is a token bucket of
 /// `burst` tokens refilled one per `T`, stored as one word and updated with one
 /// compare-and-swap.
+///
+/// **Waiting** (`max_wait`): a call that finds `max(TAT, now) + T − now` above the
+/// tolerance by at most `max_wait` reserves its slot at once (TAT moves as for an
+/// admitted call) and is told when it may go: `max(TAT, now) + T − burst × T`, the
+/// moment it would have been admitted without waiting. Calls reserve in arrival
+/// order, so the waiters go in that order, one per `T`.
 #[derive(Debug)]
 pub(crate) struct Gcra {
     /// Nanoseconds since the limiter's epoch, plus one (0 is "never used").
@@ -24,18 +30,27 @@ pub(crate) struct Quota {
     pub(crate) interval: u64,
     /// `burst × T`: how far ahead of now TAT may run.
     pub(crate) tolerance: u64,
+    /// `tolerance` plus the longest wait: how far ahead of now TAT may run when a
+    /// call may wait for its slot. Equal to `tolerance` when calls never wait.
+    pub(crate) reserve: u64,
 }
 
 impl Quota {
-    pub(crate) fn new(rate: u32, per: Duration, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, per: Duration, burst: u32, max_wait: Duration) -> Self {
         let per = crate::clock::nanos(per);
         let interval = (per / u64::from(rate.max(1))).max(1);
+        let tolerance = interval.saturating_mul(u64::from(burst.max(1)));
         Self {
             interval,
-            tolerance: interval.saturating_mul(u64::from(burst.max(1))),
+            tolerance,
+            reserve: tolerance.saturating_add(crate::clock::nanos(max_wait)),
         }
     }
 }
+
+/// An admitted call that waits: `stored` is the TAT its reservation wrote (for
+/// [`Gcra::refund`]); it may be sent at [`Gcra::send_at`]. `0` means "send now".
+pub(crate) type Admit = u64;
 
 impl Default for Gcra {
     fn default() -> Self {
@@ -46,28 +61,59 @@ impl Default for Gcra {
 }
 
 impl Gcra {
-    /// Admits a call at `now` (nanoseconds since the epoch), or says how long until
-    /// one would be admitted.
+    /// Admits a call at `now` (nanoseconds since the epoch), at once or at a reserved
+    /// time at most `max_wait` away, or says how long until one would be admitted at
+    /// once.
     #[inline]
-    pub(crate) fn check(&self, quota: Quota, now: u64) -> Result<(), Duration> {
+    /// `Ok(0)`: send now; `Ok(stored)`: send at [`send_at(stored)`](Self::send_at).
+    pub(crate) fn check(&self, quota: Quota, now: u64) -> Result<Admit, Duration> {
         let mut seen = self.tat.load(Ordering::Relaxed);
         loop {
             let tat = seen.saturating_sub(1).max(now);
             let next = tat.saturating_add(quota.interval);
             let ahead = next - now;
-            if ahead > quota.tolerance {
+            if ahead > quota.reserve {
                 return Err(Duration::from_nanos(ahead - quota.tolerance));
             }
-            match self.tat.compare_exchange_weak(
-                seen,
-                next.saturating_add(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
+            let stored = next.saturating_add(1);
+            match self
+                .tat
+                .compare_exchange_weak(seen, stored, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) if ahead <= quota.tolerance => return Ok(0),
+                Ok(_) => return Ok(stored),
                 Err(actual) => seen = actual,
             }
         }
+    }
+
+    /// When a call whose reservation stored `stored` may be sent (nanoseconds since
+    /// the epoch): the moment it would have been admitted without waiting.
+    pub(crate) fn send_at(quota: Quota, stored: u64) -> u64 {
+        (stored - 1).saturating_sub(quota.tolerance)
+    }
+
+    /// Gives back the slot a reservation took, if no later call reserved after it:
+    /// TAT goes back to what it was before the reservation (or to the reservation's
+    /// own arrival time, which is the same state: both are at or before now).
+    ///
+    /// When a later call has reserved since, the slot is not given back: the later
+    /// calls already hold their times, and moving TAT back would let the next caller
+    /// share the last one's slot (two calls in one slot, over the burst). The slot
+    /// then goes unused, which admits fewer calls than the quota, never more.
+    ///
+    /// TAT only moves forward except here, and here only back to the previous
+    /// reservation's value, so it can equal `stored` again only when this
+    /// reservation is once more the last one: no ABA.
+    pub(crate) fn refund(&self, quota: Quota, stored: u64) -> bool {
+        self.tat
+            .compare_exchange(
+                stored,
+                stored - quota.interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Whether the cell is full again at `now` (a call would find its whole burst):

@@ -11,12 +11,15 @@ use crate::clock::Epoch;
 use crate::config::ConfigError;
 use crate::keyed::KeyedMap;
 use crate::observe::Listeners;
+use crate::shard::Padded;
 
 /// What every clone of one limiter shares.
 pub(crate) struct Shared {
     pub(crate) quota: Quota,
     pub(crate) epoch: Epoch,
-    pub(crate) cell: Gcra,
+    /// On its own cache line: every call writes it, and the fields around it are
+    /// read by every call on every core.
+    pub(crate) cell: Padded<Gcra>,
     pub(crate) listeners: Listeners,
 }
 
@@ -39,10 +42,11 @@ impl fmt::Debug for RateLimitLayer {
 /// [`KeyedRateLimitLayer`].
 #[derive(Debug)]
 pub struct RateLimitBuilder {
-    rate: u32,
-    per: Duration,
-    burst: Option<u32>,
-    listeners: Listeners,
+    pub(super) rate: u32,
+    pub(super) per: Duration,
+    pub(super) burst: Option<u32>,
+    pub(super) max_wait: Duration,
+    pub(super) listeners: Listeners,
 }
 
 impl RateLimitLayer {
@@ -53,6 +57,7 @@ impl RateLimitLayer {
             rate: 100,
             per: Duration::from_secs(1),
             burst: None,
+            max_wait: Duration::ZERO,
             listeners: Listeners::default(),
         }
     }
@@ -78,13 +83,37 @@ impl RateLimitBuilder {
         self
     }
 
+    /// Lets a call over the limit wait for its slot when the slot comes within
+    /// `max_wait`, instead of being rejected; a call whose slot is further away is
+    /// still rejected at once with [`RateLimited`](super::RateLimited). Default zero:
+    /// every call over the limit is rejected.
+    ///
+    /// This is resilience4j's `timeoutDuration` and Guava's `tryAcquire(timeout)`;
+    /// the name is the one this crate's bulkhead uses for its queue (`queue(max_queued,
+    /// max_wait)`), and "timeout" here would read as the timeout layer.
+    ///
+    /// The decision is still made in `call`, never in `poll_ready`: a waiting call
+    /// reserves its slot at once (later callers queue behind it, in arrival order)
+    /// and its response future sleeps until the slot, then readies a clone of the
+    /// inner service and sends. Dropping the future before it sends gives the slot
+    /// back when no later call has reserved since (otherwise the slot goes unused:
+    /// fewer calls than the quota, never more). The waiting call's future holds one
+    /// allocation (the timer, the request and the clone); a call admitted at once
+    /// allocates nothing.
+    #[doc(alias = "wait_up_to")]
+    #[doc(alias = "timeout_duration")]
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
     /// Names this limiter: its log lines carry the name.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.listeners = std::mem::take(&mut self.listeners).named(name);
         self
     }
 
-    fn quota(&self) -> Result<Quota, ConfigError> {
+    pub(super) fn quota(&self) -> Result<Quota, ConfigError> {
         if self.rate == 0 {
             return Err(ConfigError::new("rate_limit.rate", "must be at least 1"));
         }
@@ -101,14 +130,14 @@ impl RateLimitBuilder {
         let burst = self
             .burst
             .unwrap_or(per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
-        Ok(Quota::new(self.rate, self.per, burst))
+        Ok(Quota::new(self.rate, self.per, burst, self.max_wait))
     }
 
     fn shared(self) -> Result<Shared, ConfigError> {
         Ok(Shared {
             quota: self.quota()?,
             epoch: Epoch::new(),
-            cell: Gcra::default(),
+            cell: Padded(Gcra::default()),
             listeners: self.listeners,
         })
     }
@@ -150,6 +179,13 @@ impl<F> KeyedRateLimitBuilder<F> {
         self
     }
 
+    /// Lets a call over its key's limit wait up to `max_wait` for its slot; see
+    /// [`RateLimitBuilder::max_wait`].
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.inner.max_wait = max_wait;
+        self
+    }
+
     /// How long a key may go unused before it may be forgotten. Default 60 s.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = idle;
@@ -178,8 +214,12 @@ impl<F> KeyedRateLimitBuilder<F> {
     }
 }
 
+/// A key's cell, on its own cache line: keys' cells are small allocations that
+/// would otherwise share lines, and two threads on two keys would bounce them.
+pub(crate) type KeyCell = Arc<Padded<Gcra>>;
+
 pub(crate) struct Keyed<K> {
-    pub(crate) map: KeyedMap<K, Arc<Gcra>>,
+    pub(crate) map: KeyedMap<K, KeyCell>,
     /// The quota, epoch and listeners (its own cell is unused).
     pub(crate) shared: Shared,
 }
@@ -231,12 +271,13 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-impl<S, K, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
+impl<S, K: Hash + Eq, F: Clone> Layer<S> for KeyedRateLimitLayer<K, F> {
     type Service = KeyedRateLimit<S, K, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
             inner,
+            view: self.keyed.map.view(),
             keyed: self.keyed.clone(),
             key: self.key.clone(),
         }

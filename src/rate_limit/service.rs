@@ -3,7 +3,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -11,16 +11,19 @@ use tower_service::Service;
 
 use super::error::RateLimited;
 use super::gcra::Gcra;
-use super::layer::{Keyed, Shared};
+use super::layer::{KeyCell, Keyed, Shared};
 use crate::BoxError;
-use crate::keyed::Evict;
+use crate::keyed::{Evict, View};
 use crate::observe::Warn;
+use crate::shard::Padded;
 
 /// A service under a rate limit; from [`RateLimitLayer`](super::RateLimitLayer).
 ///
 /// `poll_ready` passes on the inner service's readiness; a call over the limit fails
 /// at once from `call` with [`RateLimited`], never by stalling `poll_ready` (tower's
-/// `RateLimit` stalls, which axum turns into queueing).
+/// `RateLimit` stalls, which axum turns into queueing). With
+/// [`max_wait`](super::RateLimitBuilder::max_wait), a call whose slot is near waits
+/// in its response future instead.
 pub struct RateLimit<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
@@ -45,6 +48,8 @@ impl<S> fmt::Debug for RateLimit<S> {
 /// [`KeyedRateLimitLayer`](super::KeyedRateLimitLayer).
 pub struct KeyedRateLimit<S, K, F> {
     pub(crate) inner: S,
+    /// This clone's view of the key map: a hit takes no lock.
+    pub(crate) view: View<K, KeyCell>,
     pub(crate) keyed: Arc<Keyed<K>>,
     pub(crate) key: F,
 }
@@ -53,6 +58,7 @@ impl<S: Clone, K, F: Clone> Clone for KeyedRateLimit<S, K, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            view: self.view.clone(),
             keyed: self.keyed.clone(),
             key: self.key.clone(),
         }
@@ -65,23 +71,84 @@ impl<S, K, F> fmt::Debug for KeyedRateLimit<S, K, F> {
     }
 }
 
+/// The cell a reservation was taken from.
+enum Cell {
+    One(Arc<Shared>),
+    Key(KeyCell, super::gcra::Quota),
+}
+
+/// A reserved slot not yet used: gives it back when dropped unless the call was sent.
+struct Reservation {
+    cell: Cell,
+    stored: u64,
+}
+
+impl Reservation {
+    /// The call was sent: the slot is used.
+    fn spend(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let _ = match &self.cell {
+            Cell::One(shared) => shared.cell.refund(shared.quota, self.stored),
+            Cell::Key(cell, quota) => cell.refund(*quota, self.stored),
+        };
+    }
+}
+
 pin_project! {
-    /// The future of a rate-limited call: the inner call, or a ready [`RateLimited`].
-    pub struct ResponseFuture<F> {
+    /// A call waiting for its reserved slot: the timer, a clone of the inner service
+    /// (readied when the slot comes) and the request. Boxed: only calls that wait
+    /// pay for it.
+    struct Wait<S, Req> {
         #[pin]
-        state: State<F>,
+        sleep: tokio::time::Sleep,
+        slept: bool,
+        svc: S,
+        req: Option<Req>,
+        reservation: Option<Reservation>,
+    }
+}
+
+/// A waiting call, boxed, with its drop out of line: the response future's drop
+/// (on every call) then stays small enough to inline.
+/// (Always `Some` until dropped.)
+struct Waiter<S, Req>(Option<Pin<Box<Wait<S, Req>>>>);
+
+impl<S, Req> Drop for Waiter<S, Req> {
+    #[cold]
+    #[inline(never)]
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+pin_project! {
+    /// The future of a rate-limited call: the inner call, a call waiting for its
+    /// slot ([`max_wait`](super::RateLimitBuilder::max_wait)), or a ready
+    /// [`RateLimited`].
+    ///
+    /// Dropping it while it waits gives the reserved slot back (when no later call
+    /// has reserved since; otherwise the slot goes unused).
+    pub struct ResponseFuture<S, Req, F> {
+        #[pin]
+        state: State<S, Req, F>,
     }
 }
 
 pin_project! {
     #[project = Proj]
-    enum State<F> {
+    enum State<S, Req, F> {
         Called { #[pin] fut: F },
+        Waiting { wait: Waiter<S, Req> },
         Limited { error: Option<RateLimited> },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<S, Req, F> ResponseFuture<S, Req, F> {
     #[inline]
     fn called(fut: F) -> Self {
         Self {
@@ -90,35 +157,84 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<S, Req, F> fmt::Debug for ResponseFuture<S, Req, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Limited { .. } => "limited",
+        };
         f.debug_struct("ResponseFuture")
-            .field("limited", &matches!(self.state, State::Limited { .. }))
+            .field("state", &state)
             .finish()
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<S, Req> Future for ResponseFuture<S, Req, S::Future>
 where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<S::Response, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            Proj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            Proj::Limited { error } => Poll::Ready(Err(match error.take() {
-                Some(e) => Box::new(e),
-                None => "rate limit future polled after completion".into(),
-            })),
+        let mut state = self.project().state;
+        if let Proj::Called { fut } = state.as_mut().project() {
+            return fut.poll(cx).map_err(Into::into);
+        }
+        poll_slow(state, cx)
+    }
+}
+
+/// A refusal, or a call waiting for its slot.
+#[cold]
+#[inline(never)]
+fn poll_slow<S, Req>(
+    mut state: Pin<&mut State<S, Req, S::Future>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    loop {
+        match state.as_mut().project() {
+            Proj::Called { fut } => return fut.poll(cx).map_err(Into::into),
+            Proj::Limited { error } => {
+                return Poll::Ready(Err(match error.take() {
+                    Some(e) => Box::new(e),
+                    None => "rate limit future polled after completion".into(),
+                }));
+            }
+            Proj::Waiting { wait } => {
+                let Some(wait) = wait.0.as_mut() else {
+                    unreachable!("a waiting call holds its wait until dropped")
+                };
+                let w = wait.as_mut().project();
+                if !*w.slept {
+                    ready!(w.sleep.poll(cx));
+                    *w.slept = true;
+                }
+                if let Err(e) = ready!(w.svc.poll_ready(cx)) {
+                    // Not sent: dropping the wait gives the slot back.
+                    state.set(State::Limited { error: None });
+                    return Poll::Ready(Err(e.into()));
+                }
+                let req = w.req.take().expect("a waiting call holds its request");
+                if let Some(r) = w.reservation.take() {
+                    r.spend();
+                }
+                let fut = w.svc.call(req);
+                state.set(State::Called { fut });
+            }
         }
     }
 }
 
 #[cold]
-fn limited<F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<F> {
+#[inline(never)]
+fn limited<S, Req, F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<S, Req, F> {
     if shared.listeners.warn_due(Warn::RateLimited) {
         tracing::warn!(
             target: "tower_fortify::rate_limit",
@@ -137,25 +253,67 @@ fn limited<F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<F> {
     }
 }
 
+/// A call that waits for the slot its reservation (`stored`) took.
+#[cold]
+#[inline(never)]
+fn waiting<S, Req, F>(
+    shared: &Shared,
+    svc: S,
+    req: Req,
+    cell: impl FnOnce() -> Cell,
+    stored: u64,
+) -> ResponseFuture<S, Req, F> {
+    let at = Gcra::send_at(shared.quota, stored);
+    tracing::trace!(
+        target: "tower_fortify::rate_limit",
+        name = shared.listeners.name(),
+        "over the rate: waiting for a reserved slot"
+    );
+    ResponseFuture {
+        state: State::Waiting {
+            wait: Waiter(Some(Box::pin(Wait {
+                sleep: tokio::time::sleep_until(shared.epoch.origin() + Duration::from_nanos(at)),
+                slept: false,
+                svc,
+                req: Some(req),
+                reservation: Some(Reservation {
+                    cell: cell(),
+                    stored,
+                }),
+            }))),
+        },
+    }
+}
+
 impl<S, Req> Service<Req> for RateLimit<S>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Req, S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    // Always: the slow paths (waiting, refused) are out of line, what is left is a
+    // clock read and a compare-and-swap, and a call made out of line costs more
+    // than that (measured: +23 instructions per call).
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
         match shared.cell.check(shared.quota, shared.epoch.now()) {
-            Ok(()) => ResponseFuture::called(self.inner.call(req)),
+            Ok(0) => ResponseFuture::called(self.inner.call(req)),
+            Ok(stored) => waiting(
+                shared,
+                self.inner.clone(),
+                req,
+                || Cell::One(self.shared.clone()),
+                stored,
+            ),
             Err(wait) => limited(shared, wait),
         }
     }
@@ -163,14 +321,14 @@ where
 
 impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     K: Hash + Eq,
     F: Fn(&Req) -> K,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Req, S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -184,9 +342,10 @@ where
         let key = (self.key)(&req);
         let cell = keyed
             .map
-            .get_or_insert(
+            .get_or_insert_in(
+                &mut self.view,
                 key,
-                |_| Arc::new(Gcra::default()),
+                |_| Arc::new(Padded(Gcra::default())),
                 |c| {
                     if c.is_idle(shared.epoch.now()) {
                         Evict::First
@@ -197,7 +356,14 @@ where
             )
             .expect("the rate limiter's map always makes room");
         match cell.check(shared.quota, now) {
-            Ok(()) => ResponseFuture::called(self.inner.call(req)),
+            Ok(0) => ResponseFuture::called(self.inner.call(req)),
+            Ok(stored) => waiting(
+                shared,
+                self.inner.clone(),
+                req,
+                || Cell::Key(cell.clone(), shared.quota),
+                stored,
+            ),
             Err(wait) => limited(shared, wait),
         }
     }
