@@ -196,10 +196,6 @@ impl<K, V> KeyedMap<K, V> {
     }
 
     /// A view of the map as it is now, for a new service.
-    #[cfg_attr(
-        not(any(feature = "circuit-breaker", feature = "bulkhead")),
-        allow(dead_code)
-    )]
     pub(crate) fn view(&self) -> View<K, V> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         View(map.snapshot.clone())
@@ -250,7 +246,7 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
     /// The value of `key`, made by `make` and inserted if it has none; `None` when the
     /// map is full and `rank` allows no eviction. Without a view: a hit takes the read
     /// lock (for callers that keep no view).
-    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn get_or_insert(
         &self,
         key: K,
