@@ -244,3 +244,98 @@ async fn admitted_calls_allocate_nothing() {
     }
     assert_eq!(counting_alloc::allocations() - before, 0);
 }
+
+/// Calls over the limit are events: a rejection says when to come back, a waiting
+/// call how long it waits; a call within the limit sends none. Each carries the
+/// limiter's name.
+#[tokio::test(start_paused = true)]
+async fn calls_over_the_limit_are_events_with_the_limiters_name() {
+    use std::sync::{Arc, Mutex};
+    use tower_fortify::observe::{Event, Listener, RateLimitEvent};
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<(String, RateLimitEvent)>>>);
+    impl Listener for Log {
+        fn on_event(&self, _: &Event) {}
+        fn on_named_event(&self, name: &str, event: &Event) {
+            if let Event::RateLimit(e) = event {
+                self.0.lock().unwrap().push((name.to_string(), e.clone()));
+            }
+        }
+    }
+
+    let log = Log::default();
+    let limit = RateLimitLayer::builder()
+        .rate(10, Duration::from_secs(1))
+        .burst(1)
+        .name("api")
+        .listener(log.clone())
+        .build()
+        .unwrap();
+    let mut svc = limit.layer(echo());
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    assert!(log.0.lock().unwrap().is_empty(), "within the limit: no event");
+    let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
+    assert!(err.is::<RateLimited>());
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![(
+            "api".to_string(),
+            RateLimitEvent::Rejected {
+                retry_after: Duration::from_millis(100)
+            }
+        )]
+    );
+
+    let log = Log::default();
+    let limit = RateLimitLayer::builder()
+        .rate(10, Duration::from_secs(1))
+        .burst(1)
+        .max_wait(Duration::from_millis(500))
+        .listener(log.clone())
+        .build()
+        .unwrap();
+    let mut svc = limit.layer(echo());
+    svc.ready().await.unwrap().call(1).await.unwrap();
+    svc.ready().await.unwrap().call(2).await.unwrap();
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![(
+            String::new(),
+            RateLimitEvent::Waiting {
+                wait: Duration::from_millis(100)
+            }
+        )]
+    );
+}
+
+/// With the metrics listener, a rejection is counted under the rate limiter's layer.
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn a_rejection_is_counted_in_the_rejections_series() {
+    use futures::FutureExt;
+    use tower_fortify::observe::MetricsListener;
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let limit = RateLimitLayer::builder()
+        .rate(10, Duration::from_secs(1))
+        .burst(1)
+        .name("api")
+        .listener(MetricsListener::new())
+        .build()
+        .unwrap();
+    let mut svc = limit.layer(echo());
+    for i in 0..3 {
+        svc.ready().await.unwrap();
+        let done = metrics::with_local_recorder(&recorder, || svc.call(i).now_or_never());
+        assert!(done.is_some(), "admitted or rejected at once");
+    }
+    let text = handle.render();
+    assert!(
+        text.contains(
+            r#"fortify_rejections_total{name="api",layer="rate_limit",reason="rate_limited"} 2"#
+        ),
+        "{text}"
+    );
+}

@@ -16,7 +16,7 @@
 //! | `fortify_breaker_state` | gauge | `name` | 0 closed, 1 half-open, 2 open |
 //! | `fortify_breaker_transitions_total` | counter | `name`, `to` (`closed`, `half_open`, `open`) | state changes |
 //! | `fortify_breaker_opened_total` | counter | `name`, `reason` (`consecutive_failures`, `count_window_failure_rate`, `probe_failed`, ...) | trips, and why |
-//! | `fortify_rejections_total` | counter | `name`, `layer` (`breaker`, `bulkhead`, `router`), `reason` (`circuit_open`, `bulkhead_full`, `queue_timeout`, `no_healthy_backend`) | calls refused without being sent |
+//! | `fortify_rejections_total` | counter | `name`, `layer` (`breaker`, `bulkhead`, `router`, `rate_limit`), `reason` (`circuit_open`, `bulkhead_full`, `queue_timeout`, `no_healthy_backend`, `rate_limited`) | calls refused without being sent |
 //! | `fortify_bulkhead_limit` | gauge | `name` | the limit in force (adaptive ones move) |
 //! | `fortify_bulkhead_queued_total` | counter | `name` | calls that had to queue |
 //! | `fortify_backend_ejections_total` | counter | `name`, `backend`, `reason` | ejections by the router's outlier detection |
@@ -29,6 +29,8 @@
 //! | `fortify_hedges_total` | counter | `name` | hedges sent |
 //! | `fortify_hedges_skipped_total` | counter | `name`, `reason` (`budget`, `deadline`, `not_replayable`, `not_ready`) | hedges due but not sent, and why |
 //! | `fortify_fallbacks_total` | counter | `name` | failures answered by a fallback |
+//! | `fortify_rate_limit_redis_up` | gauge | `name` | 1 while a Redis-backed rate limiter's store answers, 0 while its calls are decided without it |
+//! | `fortify_rate_limit_redis_transitions_total` | counter | `name`, `to` (`up`, `down`) | changes of the Redis store's reachability |
 //!
 //! Gauges read from the handles at scrape time (bulkhead in flight and queue depth,
 //! budget balance, each backend's state and load, the share of backends out of
@@ -399,6 +401,11 @@ impl Listener for MetricsListener {
                     _ => {}
                 }
             }
+            #[cfg(feature = "rate-limit")]
+            Event::RateLimit(super::RateLimitEvent::Rejected { .. }) => {
+                counter!("fortify_rejections_total", "name" => label(name), "layer" => "rate_limit", "reason" => "rate_limited")
+                    .increment(1);
+            }
             #[cfg(feature = "fallback")]
             Event::Fallback(_) => {
                 counter!("fortify_fallbacks_total", "name" => label(name)).increment(1);
@@ -441,6 +448,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "fortify_hedges_total",
     "fortify_hedges_skipped_total",
     "fortify_fallbacks_total",
+    "fortify_rate_limit_redis_up",
+    "fortify_rate_limit_redis_transitions_total",
 ];
 
 /// Gauges read from the layers' handles when you ask: calls in flight and queued in a

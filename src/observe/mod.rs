@@ -42,6 +42,8 @@ mod interned;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "retry")]
 mod retry;
 
@@ -61,6 +63,8 @@ pub use fallback::*;
 pub use hedge::*;
 #[allow(unused_imports)] // Used by the timeouts and the one-call stack.
 pub(crate) use interned::NameId;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
 
@@ -120,6 +124,9 @@ pub enum Event {
     /// From a fallback layer.
     #[cfg(feature = "fallback")]
     Fallback(FallbackEvent),
+    /// From a rate limiter.
+    #[cfg(feature = "rate-limit")]
+    RateLimit(RateLimitEvent),
 }
 
 impl Event {
@@ -143,6 +150,8 @@ impl Event {
             Event::Hedge(ref e) => e.kind(),
             #[cfg(feature = "fallback")]
             Event::Fallback(ref e) => e.kind(),
+            #[cfg(feature = "rate-limit")]
+            Event::RateLimit(ref e) => e.kind(),
         }
     }
 }

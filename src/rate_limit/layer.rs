@@ -107,9 +107,17 @@ impl RateLimitBuilder {
         self
     }
 
-    /// Names this limiter: its log lines carry the name.
+    /// Names this limiter: its log lines, events and errors carry the name.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self
+    }
+
+    /// Sends [`RateLimitEvent`](crate::observe::RateLimitEvent)s to `listener`: one
+    /// per call over the limit (rejected or waiting) and one per change of the Redis
+    /// store's reachability; a call within the limit sends none. Listeners add up.
+    pub fn listener(mut self, listener: impl crate::observe::Listener) -> Self {
+        self.listeners = std::mem::take(&mut self.listeners).with(listener);
         self
     }
 

@@ -357,6 +357,11 @@ impl RedisShared {
                 "rate limit exceeded: calls rejected"
             );
         }
+        self.listeners.emit(|| {
+            crate::observe::Event::RateLimit(crate::observe::RateLimitEvent::Rejected {
+                retry_after,
+            })
+        });
         RateLimited {
             retry_after,
             name: self.listeners.name_arc(),
@@ -424,6 +429,11 @@ impl RedisShared {
                 "redis unreachable: rate limit decided without it (mode {}) until it answers again",
                 self.unavailable.as_str()
             );
+            self.listeners.emit(|| {
+                crate::observe::Event::RateLimit(crate::observe::RateLimitEvent::RedisDown {
+                    mode: self.unavailable.as_str(),
+                })
+            });
             #[cfg(feature = "metrics")]
             {
                 let name = self.listeners.name().to_owned();
@@ -441,6 +451,8 @@ impl RedisShared {
                 name = self.listeners.name(),
                 "redis reachable again: the rate limit is shared again"
             );
+            self.listeners
+                .emit(|| crate::observe::Event::RateLimit(crate::observe::RateLimitEvent::RedisUp));
             #[cfg(feature = "metrics")]
             {
                 let name = self.listeners.name().to_owned();

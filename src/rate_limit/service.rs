@@ -243,6 +243,9 @@ fn limited<S, Req, F>(shared: &Shared, retry_after: Duration) -> ResponseFuture<
             "rate limit exceeded: calls rejected"
         );
     }
+    shared.listeners.emit(|| {
+        crate::observe::Event::RateLimit(crate::observe::RateLimitEvent::Rejected { retry_after })
+    });
     ResponseFuture {
         state: State::Limited {
             error: Some(RateLimited {
@@ -269,6 +272,10 @@ fn waiting<S, Req, F>(
         name = shared.listeners.name(),
         "over the rate: waiting for a reserved slot"
     );
+    shared.listeners.emit(|| {
+        let wait = Duration::from_nanos(at.saturating_sub(shared.epoch.now()));
+        crate::observe::Event::RateLimit(crate::observe::RateLimitEvent::Waiting { wait })
+    });
     ResponseFuture {
         state: State::Waiting {
             wait: Waiter(Some(Box::pin(Wait {
