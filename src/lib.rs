@@ -123,6 +123,7 @@ pub mod budget;
 pub mod classify;
 mod clock;
 mod config;
+pub mod guard;
 #[cfg(any(
     feature = "circuit-breaker",
     feature = "bulkhead",

@@ -157,3 +157,13 @@ impl Drop for BulkheadPermit {
         self.complete(None);
     }
 }
+
+impl crate::guard::EndGuard for BulkheadPermit {
+    #[inline]
+    fn finish(self, outcome: Option<Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
+    }
+}

@@ -140,3 +140,33 @@ where
         }
     }
 }
+
+impl<C> crate::guard::EndGuard for FailoverPermit<C> {
+    #[inline]
+    fn finish(self, outcome: Option<crate::classify::Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
+    }
+}
+
+impl<F, C, T, E> crate::guard::GuardedFuture for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Guard = FailoverPermit<C>;
+
+    #[inline]
+    fn hold_guard(self: Pin<&mut Self>) -> Option<FailoverPermit<C>> {
+        // Routed at `call`: the claim on the backend is there already.
+        self.take_permit()
+    }
+
+    #[inline]
+    fn take_guard(self: Pin<&mut Self>) -> Option<FailoverPermit<C>> {
+        None
+    }
+}

@@ -104,9 +104,10 @@ pub mod deadline;
 mod eos;
 mod hint;
 mod hold;
+mod peek;
 mod rejection;
 #[cfg(feature = "retry")]
-mod replay;
+pub(crate) mod replay;
 mod replay_body;
 #[cfg(feature = "failover")]
 mod tried;
@@ -118,13 +119,16 @@ pub use deadline::{
     MAX_INHERITED, PropagateDeadline, PropagateDeadlineLayer, RequestDeadline, format_grpc_timeout,
     inherited_timeout, parse_deadline_ms, parse_grpc_timeout,
 };
-pub use eos::{EosBody, PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
+pub use eos::{EosBody, HeldBody, HttpEos};
 pub use hint::{
     GRPC_RETRY_PUSHBACK_MS, MAX_HINT, grpc_pushback, parse_grpc_pushback, parse_retry_after_date,
     parse_retry_after_seconds, retry_after,
 };
-pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
-pub use rejection::{REJECTED_HEADER, Rejection, RejectionKind};
+// The ground-floor seams, re-exported where they were first defined.
+pub use crate::guard::{EndGuard, GuardedFuture, Rejection, RejectionKind};
+pub use hold::{HoldFuture, HoldToEos, HoldToEosLayer};
+pub use peek::{PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
+pub use rejection::REJECTED_HEADER;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use replay::HttpReplay;
