@@ -12,9 +12,9 @@ use tower_service::Service;
 
 use super::BulkheadPermit;
 use super::error::BulkheadFull;
-use super::layer::Slot;
 use super::limiter::WaitState;
-use super::service::full;
+use super::shared::Slot;
+use super::shared::full;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::observe::{BulkheadEvent, Event};

@@ -111,6 +111,7 @@ mod limiter;
 pub mod partition;
 mod permit;
 mod service;
+mod shared;
 
 pub use adaptive::{AdaptiveLimit, Aimd, Gradient2, Vegas};
 pub use error::BulkheadFull;

@@ -98,8 +98,8 @@ use tower_service::Service;
 
 use super::error::BulkheadFull;
 use super::future::ResponseFuture;
-use super::layer::Slots;
 use super::service::dispatch;
+use super::shared::Slots;
 use super::{BulkheadBuilder, BulkheadHandle};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::core::Admit;
 use super::error::{BreakerError, CircuitOpen};
-use super::layer::Slot;
+use super::shared::Slot;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::shard::Padded;

@@ -159,6 +159,7 @@ mod handle;
 mod keyed;
 mod layer;
 mod service;
+mod shared;
 
 pub use self::core::{Figures, Status, WindowFigures};
 pub use crate::observe::{CircuitState, Mode, TripReason};

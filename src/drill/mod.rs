@@ -125,6 +125,7 @@
 
 mod backend;
 mod chart;
+mod measure;
 #[cfg(feature = "drill-process")]
 mod process;
 #[cfg(feature = "drill-process")]
@@ -140,6 +141,7 @@ pub use backend::{
     SimResponse,
 };
 pub use chart::svg_chart;
+pub use measure::{EventLog, MAX_EVENTS, StateFn};
 #[cfg(feature = "drill-process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
 pub use process::{ProcessBody, ProcessDrill, ProcessDrillError, ProcessEnv, ProcessListener};
@@ -152,5 +154,5 @@ pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
     StateSpan, Transition, comparison_table, verdicts,
 };
-pub use runner::{Drill, DrillEnv, EventLog, MAX_EVENTS, StateFn};
+pub use runner::{Drill, DrillEnv};
 pub use scenario::{Load, Scenario, ScenarioError};

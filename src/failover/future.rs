@@ -11,8 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::error::NoHealthyBackend;
+use super::judge::Judge;
 use super::pool::Node;
-use super::service::Judge;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::shard::Padded;

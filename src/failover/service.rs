@@ -8,12 +8,12 @@ use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::builder::FailoverBuilder;
 use super::config::{PanicMode, Selection};
 use super::core::Core;
 use super::error::NoHealthyBackend;
 use super::future::{Guard, ResponseFuture};
 use super::handle::FailoverHandle;
+use super::judge::{Judge, Judges};
 use super::member::{Instances, Member};
 use super::pool::Pool;
 use super::tried::{NoTried, TriedAccess};
@@ -21,14 +21,6 @@ use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::observe::{Event, FailoverEvent};
 use crate::shard::{self, Padded, SHARDS};
-
-/// What a response future needs to judge its call, one copy per shard.
-pub(crate) struct Judge<C> {
-    pub(crate) classifier: C,
-    pub(crate) pool: Arc<Pool>,
-}
-
-pub(crate) type Judges<C> = Arc<[Arc<Padded<Judge<C>>>]>;
 
 /// Routes each call to one backend: the highest-priority tier that is healthy enough,
 /// and within it the less loaded of two random backends (or weighted round robin).
@@ -113,20 +105,6 @@ struct TierRoute {
 }
 
 const MILLION: u32 = 1_000_000;
-
-impl<S> Failover<S> {
-    /// A builder with the defaults: peak-EWMA selection with failures as cost (decay
-    /// 1 s); ejection after 5 consecutive failures, a failure rate of 50 %, a success
-    /// rate 15 points below the median, or a mean latency 5× the median (rates and
-    /// latency judged every 2 s over backends with at least 10 calls, relative rules
-    /// with at least 3 backends); ejections of 2 s × times ejected, at most 10 s, at
-    /// most 50 % of backends at once; overprovisioning factor 1.4; panic below 50 %
-    /// total health, routing to every member not held off; [`DefaultClassifier`]; no
-    /// attempt tracking. The [module docs](super) say why.
-    pub fn builder() -> FailoverBuilder<S> {
-        FailoverBuilder::new()
-    }
-}
 
 impl<S, C, T> Failover<S, C, T> {
     pub(crate) fn new(core: Arc<Core<S>>, classifier: C, tried: T) -> Self
