@@ -288,7 +288,7 @@ impl DrillEnv {
         self.seed
     }
 
-    /// A [`Listener`] to pass to your layers' builders: their events (breaker
+    /// A [`Listener`](crate::observe::Listener) to pass to your layers' builders: their events (breaker
     /// transitions, ejections, retries) appear in the report and the chart, with the
     /// source `"stack"`.
     pub fn listener(&self) -> EventLog {
