@@ -124,7 +124,10 @@
 //! ```
 
 mod backend;
+mod builtin;
 mod chart;
+mod file_model;
+mod load;
 mod measure;
 #[cfg(feature = "drill-process")]
 mod process;
@@ -135,12 +138,15 @@ mod recorder;
 mod report;
 mod runner;
 mod scenario;
+mod scenario_error;
+mod scenario_file;
 
 pub use backend::{
     BackendSpec, Phase, SimBackend, SimClassifier, SimError, SimErrorKind, SimFuture, SimRequest,
     SimResponse,
 };
 pub use chart::svg_chart;
+pub use load::Load;
 pub use measure::{EventLog, MAX_EVENTS, StateFn};
 #[cfg(feature = "drill-process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
@@ -155,4 +161,5 @@ pub use report::{
     StateSpan, Transition, comparison_table, verdicts,
 };
 pub use runner::{Drill, DrillEnv};
-pub use scenario::{Load, Scenario, ScenarioError};
+pub use scenario::Scenario;
+pub use scenario_error::ScenarioError;
