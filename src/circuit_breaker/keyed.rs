@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::core::{Config, Core};
+use super::config::Config;
+use super::core::Core;
 use super::error::BreakerError;
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;

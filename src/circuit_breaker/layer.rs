@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::core::{Config, Core, OpenPolicy};
+use super::config::{Config, OpenPolicy};
+use super::core::Core;
 use super::handle::CircuitBreakerHandle;
 use super::service::CircuitBreaker;
 use super::shared::{Shards, shards};
