@@ -16,17 +16,19 @@
 //!   only lets idempotent methods (or requests marked [`RetrySafe`]) be retried; a
 //!   [`RetryOverride`](crate::retry::RetryOverride) in a request's extensions changes
 //!   its attempts or deadline.
-//! * [`EosBody`] reports a call's final outcome when a streamed response ends or
-//!   fails, and reports a body dropped early as a cancellation (no outcome), so
-//!   layers can hold permits and verdicts for the life of a stream;
-//!   [`HoldToEosLayer`] uses it to keep a bulkhead's permit and a breaker's
-//!   verdict until a streamed response ends (gRPC: judged from its trailers);
+//! * [`HeldBody`] finishes a call when a streamed response ends or fails, and
+//!   reports a body dropped early as a cancellation (no outcome), so layers can hold
+//!   permits and verdicts for the life of a stream: [`HoldToEosLayer`] moves in the
+//!   guard of any layer that implements [`GuardedFuture`] (a bulkhead's permit, a
+//!   breaker's verdict; gRPC: judged from its trailers), and [`EosBody`] is the same
+//!   body reporting to a callback;
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
 //! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry
 //!   the caller's deadline across the wire in `grpc-timeout` or [`DEADLINE_HEADER`],
 //!   so a server's own outgoing calls stop when its caller gave up ([`deadline`]).
-//! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
+//! * [`Rejection`] (from [`guard`](crate::guard), where each layer says what its
+//!   refusal means) is what a layer's error means on the wire (503 + `Retry-After`,
 //!   429, 504); the `axum` and `grpc` features turn it into responses and statuses.
 //!
 //! The header parsers ([`retry_after`], [`parse_grpc_pushback`], …) never panic and
