@@ -196,6 +196,10 @@ impl<K, V> KeyedMap<K, V> {
     }
 
     /// A view of the map as it is now, for a new service.
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "bulkhead")),
+        allow(dead_code)
+    )]
     pub(crate) fn view(&self) -> View<K, V> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         View(map.snapshot.clone())

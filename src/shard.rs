@@ -25,6 +25,16 @@ pub(crate) type Padded<T> = crossbeam_utils::CachePadded<T>;
 /// `Padded(value)`: the constructor keeps the spelling of the tuple struct this
 /// module had before it used crossbeam's type, so the layers' code reads as before.
 #[allow(non_snake_case)]
+#[cfg_attr(
+    not(any(
+        feature = "retry",
+        feature = "circuit-breaker",
+        feature = "bulkhead",
+        feature = "failover",
+        feature = "http"
+    )),
+    allow(dead_code)
+)]
 #[inline]
 pub(crate) const fn Padded<T>(value: T) -> Padded<T> {
     crossbeam_utils::CachePadded::new(value)

@@ -109,7 +109,15 @@ async fn no_attempt_starts_past_the_deadline() {
     let start = Instant::now();
     let err = stack.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::from_millis(900));
-    assert!(err.downcast_ref::<Elapsed>().is_some(), "{err}");
+    let elapsed = err
+        .downcast_ref::<Elapsed>()
+        .expect("the attempt timed out");
+    // The attempt timeout is named after the stack and the backend, as its breaker is.
+    assert_eq!(elapsed.name(), Some("stack/slow"));
+    assert_eq!(
+        err.to_string(),
+        "stack/slow: attempt timed out after 400 ms"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -117,6 +125,7 @@ async fn no_attempt_starts_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn the_deadline_cuts_the_request() {
     let mut stack = Stack::builder()
+        .name("payments")
         .backend("slow", backend(Mode::Hang, counter()))
         .deadline(Duration::from_millis(250))
         .build()
@@ -124,7 +133,18 @@ async fn the_deadline_cuts_the_request() {
     let start = Instant::now();
     let err = stack.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::from_millis(250));
-    assert!(err.downcast_ref::<DeadlineExceeded>().is_some(), "{err}");
+    let exceeded = err
+        .downcast_ref::<DeadlineExceeded>()
+        .expect("the deadline passed");
+    assert_eq!(
+        exceeded.name(),
+        Some("payments"),
+        "the stack's deadline has its name"
+    );
+    assert_eq!(
+        err.to_string(),
+        "payments: request deadline of 250 ms exceeded"
+    );
 }
 
 /// A backend that sheds load (its classifier says `Overloaded`) is alive: its

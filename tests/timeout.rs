@@ -57,6 +57,39 @@ async fn a_request_past_its_deadline_fails_with_deadline_exceeded() {
     assert_eq!(err.to_string(), "request deadline of 12.0 s exceeded");
 }
 
+/// A named timeout or deadline puts its name in its error and at the start of the
+/// message, so that a log line says which one fired; unnamed, the message is bare.
+#[tokio::test(start_paused = true)]
+async fn named_timeouts_name_themselves_in_their_errors() {
+    let svc = TimeoutLayer::new(Duration::from_millis(300))
+        .name("payments/eu-1")
+        .layer(after(Duration::from_secs(10)));
+    let err = svc.oneshot(()).await.unwrap_err();
+    let e = err.downcast_ref::<Elapsed>().expect("Elapsed");
+    assert_eq!(e.name(), Some("payments/eu-1"));
+    assert_eq!(
+        err.to_string(),
+        "payments/eu-1: attempt timed out after 300 ms"
+    );
+
+    let svc = DeadlineLayer::new(Duration::from_secs(2))
+        .name("payments")
+        .layer(after(Duration::from_secs(10)));
+    let err = svc.oneshot(()).await.unwrap_err();
+    let e = err
+        .downcast_ref::<DeadlineExceeded>()
+        .expect("DeadlineExceeded");
+    assert_eq!(e.name(), Some("payments"));
+    assert_eq!(
+        err.to_string(),
+        "payments: request deadline of 2000 ms exceeded"
+    );
+
+    let svc = TimeoutLayer::new(Duration::from_millis(300)).layer(after(Duration::from_secs(10)));
+    let err = svc.oneshot(()).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<Elapsed>().unwrap().name(), None);
+}
+
 /// The inner future is dropped when the timer fires: whatever it held is released.
 #[tokio::test(start_paused = true)]
 async fn the_timed_out_call_is_cancelled() {

@@ -33,7 +33,8 @@ pub type ProcessBody = Full<Bytes>;
 ///
 /// Each backend is one process of `program` (the crate ships one:
 /// `fortify-drill-backend`, the binary of the `drill-process` feature), started with
-/// `--port P --latency-ms L --error-rate E`. Faults are applied as they would be in
+/// `--port P --latency-ms L --error-rate E` (and `--grpc` by
+/// [`run_grpc`](Self::run_grpc), which drills a gRPC client stack). Faults are applied as they would be in
 /// production:
 ///
 /// * `down` — the process is killed with SIGKILL (connections reset, port closed) and
@@ -422,6 +423,22 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, usize, Action)> {
     out
 }
 
+/// Whether a gRPC answer says `OK`: its `grpc-status` in the headers (trailers-only),
+/// or else in the trailers at the end of the body.
+async fn grpc_ok<B: http_body::Body>(response: http::Response<B>) -> bool {
+    use http_body_util::BodyExt;
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status == "0";
+    }
+    match response.into_body().collect().await {
+        Ok(collected) => collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .is_some_and(|s| s == "0"),
+        Err(_) => false,
+    }
+}
+
 /// A free port on 127.0.0.1 (bound, then released for the child to take).
 fn free_port() -> Result<u16, ProcessDrillError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -461,7 +478,11 @@ async fn control(port: u16, [error_rate, factor, tail_share, tail_factor]: [f64;
 }
 
 /// Starts one process per backend and waits until each listens.
-async fn start_processes(scenario: &Scenario, program: &Path) -> Result<Fleet, ProcessDrillError> {
+async fn start_processes(
+    scenario: &Scenario,
+    program: &Path,
+    grpc: bool,
+) -> Result<Fleet, ProcessDrillError> {
     let n = scenario.backends.len();
     let mut fleet = Fleet {
         program: program.to_path_buf(),
@@ -470,12 +491,16 @@ async fn start_processes(scenario: &Scenario, program: &Path) -> Result<Fleet, P
             .backends
             .iter()
             .map(|b| {
-                vec![
+                let mut args = vec![
                     "--latency-ms".into(),
                     format!("{}", b.latency.median().as_secs_f64() * 1000.0),
                     "--error-rate".into(),
                     b.error_rate.to_string(),
-                ]
+                ];
+                if grpc {
+                    args.push("--grpc".into());
+                }
+                args
             })
             .collect(),
         children: (0..n).map(|_| None).collect(),
@@ -670,6 +695,8 @@ impl ProcessDrill {
     /// Starts the backends, builds the stack with `build`, sends the scenario's load
     /// through it in real time while applying the faults, and reports. Takes the
     /// scenario's run time (its duration, then at most its drain time).
+    ///
+    /// Each request is a `GET /drill?id=N`; a call succeeds when it answers a `2xx`.
     pub async fn run<F, S, RB>(&self, build: F) -> Result<Report, ProcessDrillError>
     where
         F: FnOnce(&ProcessEnv) -> S,
@@ -681,13 +708,120 @@ impl ProcessDrill {
         S::Error: Send + 'static,
         RB: Send + 'static,
     {
+        self.run_with(build, false, |mut svc: S, id| async move {
+            let req = http::Request::get(format!("/drill?id={id}"))
+                .body(ProcessBody::default())
+                .expect("a valid request");
+            let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
+                Ok(()) => svc.call(req).await,
+                Err(e) => Err(e),
+            };
+            matches!(&result, Ok(r) if r.status().is_success())
+        })
+        .await
+    }
+
+    /// [`run`](Self::run) over gRPC: the backend processes speak gRPC over HTTP/2
+    /// (`fortify-drill-backend --grpc`; a failed call is `UNAVAILABLE`), and each
+    /// request is a unary call to `/fortify.drill.Backend/Call` with
+    /// `content-type: application/grpc`. A call succeeds when its `grpc-status` —
+    /// in the headers of a trailers-only answer, or in the trailers — is `0`.
+    ///
+    /// Build the stack over tonic `Channel`s, one per URL, as a service would:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "grpc")]
+    /// # async fn run() -> Result<(), tower_fortify::BoxError> {
+    /// use tower::ServiceBuilder;
+    /// use tower_fortify::drill::{ProcessBody, ProcessDrill, Scenario};
+    /// use tower_fortify::http::{ReplayBody, ReplayBodyLayer};
+    /// use tower_fortify::stack::Stack;
+    ///
+    /// let scenario = Scenario::builtin("backend-outage").unwrap().scaled(0.1, 0.1);
+    /// let drill = ProcessDrill::new(scenario, "target/debug/fortify-drill-backend");
+    /// let report = drill
+    ///     .run_grpc(|env| {
+    ///         let log = env.clone();
+    ///         let mut stack = Stack::grpc();
+    ///         for url in env.urls() {
+    ///             let channel = tonic::transport::Channel::from_shared(url.clone())
+    ///                 .unwrap()
+    ///                 .connect_lazy();
+    ///             let backend = ServiceBuilder::new()
+    ///                 .map_request(|r: http::Request<ReplayBody<ProcessBody>>| {
+    ///                     r.map(tonic::body::Body::new)
+    ///                 })
+    ///                 .service(channel);
+    ///             stack = stack.backend(url.clone(), backend);
+    ///         }
+    ///         let stack = stack
+    ///             .listeners(move |source| Some(log.listener_for(source)))
+    ///             .build()
+    ///             .unwrap();
+    ///         ServiceBuilder::new()
+    ///             .layer(ReplayBodyLayer::new(64 * 1024))
+    ///             .service(stack)
+    ///     })
+    ///     .await?;
+    /// report.assert_availability_at_least(0.999)?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_grpc<F, S, RB>(&self, build: F) -> Result<Report, ProcessDrillError>
+    where
+        F: FnOnce(&ProcessEnv) -> S,
+        S: Service<http::Request<ProcessBody>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+        S::Error: Send + 'static,
+        RB: http_body::Body + Send + 'static,
+        RB::Data: Send,
+        RB::Error: Send,
+    {
+        self.run_with(build, true, |mut svc: S, id| async move {
+            // One message: not compressed, then its length and the id as text.
+            let message = id.to_string();
+            let mut frame = Vec::with_capacity(5 + message.len());
+            frame.push(0);
+            frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            frame.extend_from_slice(message.as_bytes());
+            let req = http::Request::post("/fortify.drill.Backend/Call")
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers")
+                .body(ProcessBody::new(Bytes::from(frame)))
+                .expect("a valid request");
+            let response = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
+                Ok(()) => match svc.call(req).await {
+                    Ok(response) => response,
+                    Err(_) => return false,
+                },
+                Err(_) => return false,
+            };
+            grpc_ok(response).await
+        })
+        .await
+    }
+
+    async fn run_with<F, S, G, Fut>(
+        &self,
+        build: F,
+        grpc: bool,
+        send: G,
+    ) -> Result<Report, ProcessDrillError>
+    where
+        F: FnOnce(&ProcessEnv) -> S,
+        S: Clone,
+        G: Fn(S, u64) -> Fut,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
         let scenario = &self.scenario;
         scenario.validate()?;
         check_range("drill.threshold", self.threshold, 0.0, 1.0)?;
         let n = scenario.backends.len();
         let backends = match &self.target {
             Target::Program(program) => {
-                Backends::Processes(start_processes(scenario, program).await?)
+                Backends::Processes(start_processes(scenario, program, grpc).await?)
             }
             Target::Services(services) => {
                 Backends::Proxies(start_proxies(scenario, services).await?)
@@ -757,17 +891,8 @@ impl ProcessDrill {
             epoch,
             &recorder,
             |id, done| {
-                let mut svc = service.clone();
-                async move {
-                    let req = http::Request::get(format!("/drill?id={id}"))
-                        .body(ProcessBody::default())
-                        .expect("a valid request");
-                    let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
-                        Ok(()) => svc.call(req).await,
-                        Err(e) => Err(e),
-                    };
-                    done(matches!(&result, Ok(r) if r.status().is_success()));
-                }
+                let call = send(service.clone(), id);
+                async move { done(call.await) }
             },
         )
         .await;

@@ -358,7 +358,7 @@ impl<S, C, T> Failover<S, C, T> {
                     let b_wins = match selection {
                         Selection::PeakEwma { decay, .. } => {
                             let now = self.core.pool.now();
-                            let d = decay.as_nanos() as f64;
+                            let d = super::pool::nanos_f64(decay);
                             nb.ewma_cost(now, d) < na.ewma_cost(now, d)
                         }
                         _ => nb.cost() < na.cost(),

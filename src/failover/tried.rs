@@ -1,5 +1,6 @@
 //! Attempt-aware routing: the backends a request has already been sent to.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +16,11 @@ pub const TRIED_CAPACITY: usize = 8;
 /// the copy shares this set, so the next attempt avoids the backends that already
 /// took the request as long as another eligible backend is ready.
 ///
-/// A `Tried` is one small allocation (an `Arc` of [`TRIED_CAPACITY`] atomic words),
-/// made by the caller once per request that wants attempt-aware routing; recording
-/// is lock-free.
+/// A `Tried` is an `Arc` of [`TRIED_CAPACITY`] atomic words, made by the caller once
+/// per request that wants attempt-aware routing; recording is lock-free. The set is
+/// recycled: when the last copy of a request's set is dropped it is cleared and kept
+/// in a small per-thread cache (at most 16), where the next [`Tried::new`] on that
+/// thread takes it, so a steady stream of requests allocates none.
 ///
 /// ```
 /// use tower_fortify::failover::Tried;
@@ -27,20 +30,51 @@ pub const TRIED_CAPACITY: usize = 8;
 /// assert_eq!(copy.len(), 0);
 /// assert!(tried.is_empty());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tried {
-    slots: Arc<[AtomicU64; TRIED_CAPACITY]>,
+    /// `None` only while being dropped.
+    slots: Option<Arc<Slots>>,
+}
+
+type Slots = [AtomicU64; TRIED_CAPACITY];
+
+/// What a set being dropped reads as (never, in practice).
+static EMPTY: Slots = [const { AtomicU64::new(0) }; TRIED_CAPACITY];
+
+/// Sets kept per thread for reuse.
+const SPARES: usize = 16;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Arc<Slots>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Default for Tried {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Tried {
-    /// An empty set.
+    /// An empty set: a cleared one from this thread's cache, or a new allocation.
+    #[inline]
     pub fn new() -> Self {
-        Self::default()
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .ok()
+            .flatten();
+        Self {
+            slots: Some(spare.unwrap_or_else(|| Arc::new(Default::default()))),
+        }
+    }
+
+    #[inline]
+    fn slots(&self) -> &Slots {
+        self.slots.as_deref().unwrap_or(&EMPTY)
     }
 
     /// How many backends were recorded.
     pub fn len(&self) -> usize {
-        self.slots
+        self.slots()
             .iter()
             .take_while(|s| s.load(Ordering::Acquire) != 0)
             .count()
@@ -48,13 +82,13 @@ impl Tried {
 
     /// Whether no backend was recorded yet.
     pub fn is_empty(&self) -> bool {
-        self.slots[0].load(Ordering::Acquire) == 0
+        self.slots()[0].load(Ordering::Acquire) == 0
     }
 
     /// Whether the backend with this internal serial was recorded.
     pub(crate) fn contains(&self, serial: u64) -> bool {
         let key = serial + 1;
-        for s in self.slots.iter() {
+        for s in self.slots().iter() {
             match s.load(Ordering::Acquire) {
                 0 => return false,
                 v if v == key => return true,
@@ -67,13 +101,39 @@ impl Tried {
     /// Records a backend (no-op if present or full).
     pub(crate) fn insert(&self, serial: u64) {
         let key = serial + 1;
-        for s in self.slots.iter() {
+        for s in self.slots().iter() {
             match s.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return,
                 Err(v) if v == key => return,
                 Err(_) => {}
             }
         }
+    }
+}
+
+impl Drop for Tried {
+    /// The last copy clears the set and keeps it for the thread's next request.
+    #[inline]
+    fn drop(&mut self) {
+        let Some(mut slots) = self.slots.take() else {
+            return;
+        };
+        let Some(words) = Arc::get_mut(&mut slots) else {
+            return;
+        };
+        for w in words.iter_mut() {
+            *w.get_mut() = 0;
+        }
+        let _ = SPARE.try_with(move |s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < SPARES
+            {
+                if s.capacity() == 0 {
+                    s.reserve_exact(SPARES);
+                }
+                s.push(slots);
+            }
+        });
     }
 }
 
@@ -162,5 +222,23 @@ mod tests {
         assert_eq!(c.len(), TRIED_CAPACITY);
         assert!(c.contains(0) && c.contains(7));
         assert!(!c.contains(8));
+    }
+
+    /// A set is reused only once its last copy is gone, and comes back empty.
+    #[test]
+    fn a_recycled_set_is_empty_and_not_shared_with_a_live_copy() {
+        let a = Tried::new();
+        a.insert(3);
+        let keep = a.clone();
+        drop(a); // `keep` still holds it: not recycled
+        let b = Tried::new();
+        assert!(b.is_empty(), "a new set is empty");
+        b.insert(5);
+        assert!(keep.contains(3) && !keep.contains(5), "not the same set");
+        let ptr = Arc::as_ptr(keep.slots.as_ref().unwrap());
+        drop(keep); // last copy: cleared and cached
+        let c = Tried::new();
+        assert_eq!(Arc::as_ptr(c.slots.as_ref().unwrap()), ptr, "reused");
+        assert!(c.is_empty() && !c.contains(3), "cleared");
     }
 }

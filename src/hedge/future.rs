@@ -42,8 +42,10 @@ struct Hedging<S, Req, C, P> {
     shared: Arc<Shared<S, C, P>>,
     /// The copy hedges are made from; `None` once no further hedge will be sent.
     request: Option<Req>,
-    /// A clone of the inner service being readied for the next hedge.
-    service: Option<S>,
+    /// A clone of the inner service being readied for the next hedge, boxed: made
+    /// only once a hedge is due, it would otherwise make every request's future as
+    /// large as the service (a router: about 150 bytes) for nothing.
+    service: Option<Box<S>>,
     withdrawal: Option<Withdrawal>,
     /// When the original was sent (percentile mode) or first found pending.
     start: Option<Instant>,
@@ -287,7 +289,7 @@ where
                     .template
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                h.service = Some(template.clone());
+                h.service = Some(Box::new(template.clone()));
             }
             let service = h.service.as_mut().expect("set above");
             match service.poll_ready(cx) {

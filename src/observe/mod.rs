@@ -37,6 +37,8 @@ mod failover;
 mod fallback;
 #[cfg(feature = "hedge")]
 mod hedge;
+#[cfg_attr(not(feature = "timeout"), allow(dead_code))]
+mod interned;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -57,6 +59,8 @@ pub use failover::*;
 pub use fallback::*;
 #[cfg(feature = "hedge")]
 pub use hedge::*;
+#[allow(unused_imports)] // Used by the timeouts and the one-call stack.
+pub(crate) use interned::NameId;
 #[cfg(feature = "retry")]
 pub use retry::*;
 

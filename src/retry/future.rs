@@ -62,13 +62,17 @@ const DISABLED: u8 = 1;
 const NOT_REPLAYABLE: u8 = 2;
 
 pin_project! {
+    // The timers are boxed: they exist only once a retry is due (a slow path, where
+    // an allocation is cheap next to the wait), and inline they would make every
+    // request's future a `Sleep` (112 bytes) larger, which each move of the future
+    // copies on the success path.
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] fut: F },
-        Waiting { #[pin] sleep: Sleep },
+        Waiting { sleep: Pin<Box<Sleep>> },
         // The sleep, set once the inner service was not ready at once, ends at the
         // deadline.
-        Readying { #[pin] deadline: Option<Sleep> },
+        Readying { deadline: Option<Pin<Box<Sleep>>> },
     }
 }
 
@@ -195,28 +199,26 @@ where
                                 this.state.set(State::Readying { deadline: None });
                             } else {
                                 this.state.set(State::Waiting {
-                                    sleep: tokio::time::sleep(delay),
+                                    sleep: Box::pin(tokio::time::sleep(delay)),
                                 });
                             }
                         }
                     }
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Readying { deadline: None });
                 }
-                StateProj::Readying { mut deadline } => {
+                StateProj::Readying { deadline } => {
                     let ready = match this.service.poll_ready(cx) {
                         Poll::Ready(ready) => ready,
                         Poll::Pending => {
                             let Some(at) = *this.deadline else {
                                 return Poll::Pending;
                             };
-                            if deadline.is_none() {
-                                deadline.set(Some(tokio::time::sleep_until(at)));
-                            }
-                            let sleep = deadline.as_pin_mut().expect("set above");
-                            ready!(sleep.poll(cx));
+                            let sleep = deadline
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                            ready!(sleep.as_mut().poll(cx));
                             // Not ready by the deadline: the retry is skipped, and the
                             // caller gets the last attempt's result.
                             this.withdrawal.take();

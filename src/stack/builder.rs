@@ -15,6 +15,7 @@ use crate::classify::DefaultClassifier;
 use crate::config::ConfigError;
 use crate::failover::{Backend, BreakerAware, Failover, FailoverBuilder};
 use crate::hedge::{HedgeBuilder, HedgeLayer};
+use crate::observe::NameId;
 use crate::observe::{Event, Listener};
 use crate::retry::{CloneReplay, RetryBuilder, RetryLayer};
 use crate::rng::Rng;
@@ -387,10 +388,15 @@ impl<S, C, P> StackBuilder<S, C, P> {
             breakers.push((Arc::<str>::from(backend.id.as_str()), layer.handle()));
             let attempt_timeout = self.attempt_timeout;
             let handle = layer.handle();
+            let timeout_name = NameId::intern(&format!("{name}/{}", backend.id));
             legs.push(
                 backend
                     .map(|s| -> Leg<S, C> {
-                        layer.layer(Timeout::new(Unwrap::new(s), attempt_timeout))
+                        layer.layer(Timeout::with_name(
+                            Unwrap::new(s),
+                            attempt_timeout,
+                            timeout_name,
+                        ))
                     })
                     .breaker(handle),
             );
@@ -414,6 +420,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             .build()?;
 
         let parts = Arc::new(Parts {
+            name_id: NameId::intern(&self.name),
             name: self.name.clone(),
             deadline: self.deadline,
             router: router.handle(),

@@ -60,6 +60,8 @@ pub struct Stack<S, C = DefaultClassifier, P = CloneReplay> {
 pub(crate) struct Parts<S, C> {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // Read by `gauges` only.
     pub(crate) name: Arc<str>,
+    /// `name`, interned for the deadline's error (a 4-byte id in the future).
+    pub(crate) name_id: crate::observe::NameId,
     pub(crate) deadline: Duration,
     pub(crate) router: FailoverHandle<Leg<S, C>>,
     pub(crate) breakers: Vec<(Arc<str>, CircuitBreakerHandle)>,
@@ -176,6 +178,6 @@ where
             tried: Tried::new(),
             deadline: at,
         };
-        crate::timeout::scoped_call(&mut self.inner, attempt, at, now)
+        crate::timeout::scoped_call(&mut self.inner, attempt, at, now, self.parts.name_id)
     }
 }

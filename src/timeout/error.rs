@@ -1,6 +1,7 @@
 //! The timeouts' errors.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) fn fmt_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -13,9 +14,14 @@ pub(crate) fn fmt_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Resu
 /// [`DefaultClassifier`](crate::classify::DefaultClassifier) and the HTTP and gRPC
 /// classifiers count every error as retryable). A server that gets it answers `504`
 /// / `DEADLINE_EXCEEDED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its message starts with the timeout's name when it has one
+/// ([`TimeoutLayer::name`](super::TimeoutLayer::name); the one-call stack names each
+/// backend's `stack/backend`): "payments/eu-1: attempt timed out after 2000 ms".
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Elapsed {
     pub(super) after: Duration,
+    pub(super) name: Option<Arc<str>>,
 }
 
 impl Elapsed {
@@ -23,10 +29,23 @@ impl Elapsed {
     pub fn after(&self) -> Duration {
         self.after
     }
+
+    /// The name of the timeout that fired, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+fn fmt_name(name: &Option<Arc<str>>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match name {
+        Some(name) => write!(f, "{name}: "),
+        None => Ok(()),
+    }
 }
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_name(&self.name, f)?;
         f.write_str("attempt timed out after ")?;
         fmt_duration(self.after, f)
     }
@@ -37,9 +56,14 @@ impl fmt::Display for Elapsed {
 ///
 /// Final: whatever was running below was cancelled, and there is no time left for
 /// another attempt. A server that gets it answers `504` / `DEADLINE_EXCEEDED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its message starts with the deadline's name when it has one
+/// ([`DeadlineLayer::name`](super::DeadlineLayer::name); the one-call stack's is the
+/// stack's name): "payments: request deadline of 5000 ms exceeded".
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadlineExceeded {
     pub(super) after: Duration,
+    pub(super) name: Option<Arc<str>>,
 }
 
 impl DeadlineExceeded {
@@ -47,10 +71,16 @@ impl DeadlineExceeded {
     pub fn after(&self) -> Duration {
         self.after
     }
+
+    /// The name of the deadline that passed, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
 }
 
 impl fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_name(&self.name, f)?;
         f.write_str("request deadline of ")?;
         fmt_duration(self.after, f)?;
         f.write_str(" exceeded")

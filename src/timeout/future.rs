@@ -11,6 +11,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::BoxError;
+use crate::observe::NameId;
 
 /// Which timeout a future is, and what its error says it waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,7 @@ pin_project! {
         at: Instant,
         kind: Kind,
         scoped: bool,
+        name: NameId,
     }
 }
 
@@ -48,13 +50,20 @@ impl<F> ResponseFuture<F> {
     /// An attempt timeout of `after` ending at `at`; with `scoped`, `at` is in scope
     /// while `fut` is polled.
     #[inline]
-    pub(crate) fn attempt(fut: F, at: Instant, after: Duration, scoped: bool) -> Self {
+    pub(crate) fn attempt(
+        fut: F,
+        at: Instant,
+        after: Duration,
+        scoped: bool,
+        name: NameId,
+    ) -> Self {
         Self {
             fut: Some(fut),
             sleep: None,
             at,
             kind: Kind::Attempt(after),
             scoped,
+            name,
         }
     }
 
@@ -62,13 +71,14 @@ impl<F> ResponseFuture<F> {
     /// polled; `fut` is `None` when the deadline passed before the request could be
     /// sent.
     #[inline]
-    pub(crate) fn scoped(fut: Option<F>, at: Instant, now: Instant) -> Self {
+    pub(crate) fn scoped(fut: Option<F>, at: Instant, now: Instant, name: NameId) -> Self {
         Self {
             fut,
             sleep: None,
             at,
             kind: Kind::Request(now),
             scoped: true,
+            name,
         }
     }
 }
@@ -88,6 +98,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         f.debug_struct("ResponseFuture")
             .field("kind", &self.kind)
             .field("at", &self.at)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +115,7 @@ where
         let this = self.project();
         let at = *this.at;
         let Some(fut) = this.fut.as_pin_mut() else {
-            return Poll::Ready(Err(not_sent(at, *this.kind)));
+            return Poll::Ready(Err(not_sent(at, *this.kind, *this.name)));
         };
         let polled = if *this.scoped {
             crate::scope::enter(Some(at), || fut.poll(cx))
@@ -113,7 +124,7 @@ where
         };
         match polled {
             Poll::Ready(result) => Poll::Ready(result.map_err(Into::into)),
-            Poll::Pending => poll_timer(this.sleep, at, *this.kind, cx).map(Err),
+            Poll::Pending => poll_timer(this.sleep, at, *this.kind, *this.name, cx).map(Err),
         }
     }
 }
@@ -121,13 +132,16 @@ where
 /// The error of a request whose deadline passed before it could be sent.
 #[cold]
 #[inline(never)]
-fn not_sent(at: Instant, kind: Kind) -> BoxError {
+fn not_sent(at: Instant, kind: Kind, name: NameId) -> BoxError {
+    let name = name.get();
     tracing::debug!(
         target: "tower_fortify::timeout",
+        name = name.as_deref().unwrap_or(""),
         "deadline passed before the request was sent"
     );
     Box::new(DeadlineExceeded {
         after: kind.after(at),
+        name,
     })
 }
 
@@ -138,6 +152,7 @@ fn poll_timer(
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
     kind: Kind,
+    name: NameId,
     cx: &mut Context<'_>,
 ) -> Poll<BoxError> {
     if sleep.is_none() {
@@ -150,14 +165,16 @@ fn poll_timer(
         return Poll::Pending;
     }
     let after = kind.after(at);
+    let name = name.get();
     tracing::debug!(
         target: "tower_fortify::timeout",
+        name = name.as_deref().unwrap_or(""),
         after_ms = after.as_millis() as u64,
         per_request = matches!(kind, Kind::Request(_)),
         "timed out"
     );
     Poll::Ready(match kind {
-        Kind::Attempt(_) => Box::new(Elapsed { after }),
-        Kind::Request(_) => Box::new(DeadlineExceeded { after }),
+        Kind::Attempt(_) => Box::new(Elapsed { after, name }),
+        Kind::Request(_) => Box::new(DeadlineExceeded { after, name }),
     })
 }

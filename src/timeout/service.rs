@@ -6,6 +6,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use crate::BoxError;
+use crate::observe::NameId;
 
 /// Fails a call that takes longer than its timeout with [`Elapsed`](super::Elapsed).
 /// Built by [`TimeoutLayer`](super::TimeoutLayer); see the [module docs](super).
@@ -15,12 +16,22 @@ use crate::BoxError;
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+    name: NameId,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner`.
     pub const fn new(inner: S, timeout: Duration) -> Self {
-        Self { inner, timeout }
+        Self::with_name(inner, timeout, NameId::NONE)
+    }
+
+    /// Wraps `inner`, naming the timeout.
+    pub(crate) const fn with_name(inner: S, timeout: Duration, name: NameId) -> Self {
+        Self {
+            inner,
+            timeout,
+            name,
+        }
     }
 
     /// The inner service.
@@ -62,9 +73,10 @@ where
         // and its timer never fires.
         let end = now.checked_add(self.timeout);
         let fut = crate::scope::enter(end, || self.inner.call(req));
+        let name = self.name;
         match end {
-            Some(at) => ResponseFuture::attempt(fut, at, self.timeout, true),
-            None => ResponseFuture::attempt(fut, now + FAR, self.timeout, false),
+            Some(at) => ResponseFuture::attempt(fut, at, self.timeout, true, name),
+            None => ResponseFuture::attempt(fut, now + FAR, self.timeout, false, name),
         }
     }
 }
@@ -76,12 +88,22 @@ where
 pub struct Deadline<S> {
     inner: S,
     deadline: Duration,
+    name: NameId,
 }
 
 impl<S> Deadline<S> {
     /// Wraps `inner`.
     pub const fn new(inner: S, deadline: Duration) -> Self {
-        Self { inner, deadline }
+        Self::with_name(inner, deadline, NameId::NONE)
+    }
+
+    /// Wraps `inner`, naming the deadline.
+    pub(crate) const fn with_name(inner: S, deadline: Duration, name: NameId) -> Self {
+        Self {
+            inner,
+            deadline,
+            name,
+        }
     }
 
     /// The inner service.
@@ -118,7 +140,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
         let at = effective(until(now, self.deadline));
-        scoped_call(&mut self.inner, req, at, now)
+        scoped_call(&mut self.inner, req, at, now, self.name)
     }
 }
 
@@ -135,22 +157,23 @@ pub(crate) fn until(now: Instant, d: Duration) -> Instant {
 }
 
 /// Calls `inner` with the request's effective deadline `at` (see [`effective`]) in
-/// scope; past it, does not call at all.
+/// scope; past it, does not call at all. `name` goes into its error.
 #[inline(always)]
 pub(crate) fn scoped_call<S, Req>(
     inner: &mut S,
     req: Req,
     at: Instant,
     now: Instant,
+    name: NameId,
 ) -> ResponseFuture<S::Future>
 where
     S: Service<Req>,
 {
     if at <= now {
-        return ResponseFuture::scoped(None, at, now);
+        return ResponseFuture::scoped(None, at, now, name);
     }
     let fut = crate::scope::enter(Some(at), || inner.call(req));
-    ResponseFuture::scoped(Some(fut), at, now)
+    ResponseFuture::scoped(Some(fut), at, now, name)
 }
 
 /// The effective deadline of a request entering with its own deadline `own`: the

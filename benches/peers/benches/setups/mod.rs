@@ -398,11 +398,21 @@ pub fn recommended_stack(
     n: usize,
 ) -> impl Service<u64, Response = u64, Error = tower_fortify::BoxError, Future: Send> + Clone + Send
 {
-    Stack::builder()
+    recommended_stack_with(n, false)
+}
+
+/// [`recommended_stack`], with `.metrics()` when `metrics` (no recorder is installed
+/// in these suites: the facade's no-op recorder takes every write).
+pub fn recommended_stack_with(
+    n: usize,
+    metrics: bool,
+) -> impl Service<u64, Response = u64, Error = tower_fortify::BoxError, Future: Send> + Clone + Send
+{
+    let builder = Stack::builder()
         .backends((0..n).map(|i| Backend::new(format!("b{i}"), Bare)))
-        .rng(Rng::seeded(7))
-        .build()
-        .unwrap()
+        .rng(Rng::seeded(7));
+    let builder = if metrics { builder.metrics() } else { builder };
+    builder.build().unwrap()
 }
 
 // ---- the scenarios ------------------------------------------------------------------
@@ -549,6 +559,11 @@ pub fn scenarios(v: &mut impl Visit) {
     v.visit("stack/fortify_recommended_1_backend", false, || {
         recommended_stack(1)
     });
+    v.visit(
+        "stack/fortify_recommended_3_backends_metrics_no_recorder",
+        false,
+        || recommended_stack_with(3, true),
+    );
 }
 
 /// The scenarios' names, in order.
