@@ -106,6 +106,7 @@ pub mod adaptive;
 pub mod error;
 pub mod future;
 mod handle;
+mod keyed;
 mod layer;
 mod limiter;
 pub mod partition;
