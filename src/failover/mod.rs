@@ -253,7 +253,11 @@ mod handle;
 mod judge;
 mod member;
 mod pool;
+mod ready;
+mod route;
+mod select;
 mod service;
+mod tiers;
 mod tried;
 
 #[cfg(feature = "circuit-breaker")]
