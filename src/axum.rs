@@ -73,7 +73,7 @@ use http::{HeaderValue, StatusCode, header};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::http::{Rejection, RejectionKind};
+use crate::guard::{Rejection, RejectionKind};
 
 /// The `Retry-After` sent with a 503 or 429 when the layer that refused the call
 /// does not know when it will accept again: one second.

@@ -94,7 +94,8 @@ use tonic::Code;
 
 use crate::BoxError;
 use crate::classify::{Classified, Classify, ClassifyEos, Outcome, ServerHint};
-use crate::http::{PeekedTrailers, Rejection, RejectionKind, grpc_pushback};
+use crate::guard::{Rejection, RejectionKind};
+use crate::http::{HttpEos, PeekedTrailers, grpc_pushback};
 
 /// A set of gRPC status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -269,6 +270,14 @@ impl ClassifyEos for GrpcEos {
     }
 }
 
+/// Lets [`HoldToEos`](crate::http::HoldToEos) judge a held gRPC call from its
+/// trailers.
+impl HttpEos for GrpcEos {
+    fn classify_trailers(self, trailers: Option<&HeaderMap>) -> Outcome {
+        self.classify_eos(trailers)
+    }
+}
+
 /// Replays gRPC requests for the retry layer: bodies wrapped in a
 /// [`ReplayBody`](crate::http::ReplayBody) (tonic's client streams included) and
 /// `Clone` bodies.
@@ -290,14 +299,10 @@ impl<B> crate::retry::Replay<http::Request<crate::http::ReplayBody<B>>> for Grpc
         &self,
         req: &http::Request<crate::http::ReplayBody<B>>,
     ) -> Option<http::Request<crate::http::ReplayBody<B>>> {
-        let body = req.body().try_clone()?;
-        let mut copy = http::Request::new(body);
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        *copy.extensions_mut() = req.extensions().clone();
-        Some(copy)
+        Some(crate::http::replay::copy_request(
+            req,
+            req.body().try_clone()?,
+        ))
     }
 
     fn is_replayable(&self, req: &http::Request<crate::http::ReplayBody<B>>) -> bool {
@@ -308,10 +313,7 @@ impl<B> crate::retry::Replay<http::Request<crate::http::ReplayBody<B>>> for Grpc
         &self,
         req: &http::Request<crate::http::ReplayBody<B>>,
     ) -> crate::retry::RetryOverride {
-        req.extensions()
-            .get::<crate::retry::RetryOverride>()
-            .copied()
-            .unwrap_or_default()
+        crate::http::replay::override_of(req)
     }
 }
 

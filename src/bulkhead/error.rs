@@ -64,4 +64,26 @@ impl fmt::Display for BulkheadFull {
     }
 }
 
-impl std::error::Error for BulkheadFull {}
+static BULKHEAD_FULL: crate::guard::Registration = crate::guard::Registration::of::<BulkheadFull>();
+
+impl std::error::Error for BulkheadFull {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        BULKHEAD_FULL.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for BulkheadFull {
+    /// Unavailable: `bulkhead-full`, or `queue-timeout` after the maximum wait.
+    fn rejection(&self) -> crate::guard::Rejection {
+        let r = crate::guard::Rejection::new(crate::guard::RejectionKind::Unavailable);
+        if self.waited {
+            r.with_reason("queue-timeout")
+                .with_description("waited too long for a slot")
+        } else {
+            r.with_reason("bulkhead-full")
+                .with_description("too many requests in flight")
+        }
+    }
+}

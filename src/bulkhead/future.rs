@@ -12,9 +12,9 @@ use tower_service::Service;
 
 use super::BulkheadPermit;
 use super::error::BulkheadFull;
-use super::layer::Slot;
 use super::limiter::WaitState;
-use super::service::full;
+use super::shared::Slot;
+use super::shared::full;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::observe::{BulkheadEvent, Event};
@@ -299,4 +299,25 @@ where
     C: Classify<T, E>,
 {
     permit.complete(Some(classifier.classify(result.as_ref()).now_or_success()));
+}
+
+impl<S, Req, C> crate::guard::GuardedFuture for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Guard = BulkheadPermit;
+
+    #[inline]
+    fn hold_guard(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
+        // The permit may come later (a queued call): keep it past completion.
+        self.hold_permit();
+        None
+    }
+
+    #[inline]
+    fn take_guard(self: Pin<&mut Self>) -> Option<BulkheadPermit> {
+        self.take_permit()
+    }
 }

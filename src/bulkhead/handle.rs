@@ -2,7 +2,7 @@ use std::fmt;
 
 use super::BulkheadPermit;
 use super::error::BulkheadFull;
-use super::layer::Slots;
+use super::shared::Slots;
 use crate::config::ConfigError;
 use crate::observe::{BulkheadEvent, Event};
 use crate::shard;

@@ -1,49 +1,15 @@
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::adaptive::{Adaptive, AdaptiveLimit};
 use super::limiter::Core;
+use super::shared::{Shared, Slots, slots};
 use super::{Bulkhead, BulkheadHandle};
 use crate::classify::DefaultClassifier;
 use crate::config::ConfigError;
 use crate::observe::{Listener, Listeners};
-use crate::shard::{Padded, SHARDS};
-
-/// The state every clone of one bulkhead shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) core: Core,
-    pub(crate) adaptive: Option<Adaptive>,
-    pub(crate) max_wait: Duration,
-    pub(crate) listeners: Listeners,
-}
-
-/// A per-thread handle on the shared state: each thread clones its own `Arc`, so the
-/// reference count a permit takes is not one cache line shared by all cores.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) shared: Arc<Shared>,
-    /// `shared.adaptive.is_some()`, on the line the thread already reads.
-    pub(crate) adaptive: bool,
-}
-
-pub(crate) type Slots = Arc<[Arc<Padded<Slot>>]>;
-
-pub(crate) fn slots(shared: Shared) -> Slots {
-    let adaptive = shared.adaptive.is_some();
-    let shared = Arc::new(shared);
-    (0..SHARDS)
-        .map(|_| {
-            Arc::new(Padded(Slot {
-                shared: shared.clone(),
-                adaptive,
-            }))
-        })
-        .collect()
-}
 
 /// Wraps services in [`Bulkhead`]. Built by [`BulkheadLayer::builder`].
 ///

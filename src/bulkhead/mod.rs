@@ -106,11 +106,13 @@ pub mod adaptive;
 pub mod error;
 pub mod future;
 mod handle;
+mod keyed;
 mod layer;
 mod limiter;
 pub mod partition;
 mod permit;
 mod service;
+mod shared;
 
 pub use adaptive::{AdaptiveLimit, Aimd, Gradient2, Vegas};
 pub use error::BulkheadFull;

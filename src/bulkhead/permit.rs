@@ -1,8 +1,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::layer::Slot;
 use super::limiter::Ticket;
+use super::shared::Slot;
 use crate::classify::Outcome;
 use crate::observe::{BulkheadEvent, Event};
 use crate::shard::Padded;
@@ -109,7 +109,7 @@ fn now(slot: &Slot) -> u64 {
 
 /// Feeds one finished call to the adaptive limit.
 #[inline]
-fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
+fn learn(shared: &super::shared::Shared, started: u64, outcome: Outcome) {
     let Some(adaptive) = &shared.adaptive else {
         return;
     };
@@ -121,7 +121,7 @@ fn learn(shared: &super::layer::Shared, started: u64, outcome: Outcome) {
 
 #[cold]
 #[inline(never)]
-fn limit_changed(shared: &super::layer::Shared, change: super::adaptive::Change) {
+fn limit_changed(shared: &super::shared::Shared, change: super::adaptive::Change) {
     // An adaptive limit moves often: one INFO line a second at most, the rest DEBUG.
     if shared
         .listeners
@@ -155,5 +155,15 @@ impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
         self.complete(None);
+    }
+}
+
+impl crate::guard::EndGuard for BulkheadPermit {
+    #[inline]
+    fn finish(self, outcome: Option<Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
     }
 }

@@ -3,10 +3,9 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::error::BulkheadFull;
 use super::future::{ResponseFuture, Waiter};
-use super::layer::{Shared, Slots};
 use super::limiter::{Enqueued, Ticket};
+use super::shared::{Slots, full};
 use super::{BulkheadHandle, BulkheadPermit};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
@@ -72,52 +71,6 @@ impl<S, C> Bulkhead<S, C> {
             slots: self.slots.clone(),
         }
     }
-}
-
-pub(crate) fn full(shared: &Shared, waited: bool) -> BulkheadFull {
-    let core = &shared.core;
-    core.note_rejected();
-    let err = BulkheadFull {
-        limit: core.limit(),
-        in_flight: core.in_flight(),
-        queued: core.queued(),
-        waited,
-        name: shared.listeners.name_arc(),
-    };
-    if shared
-        .listeners
-        .warn_due(crate::observe::Warn::BulkheadFull)
-    {
-        tracing::warn!(
-            target: "tower_fortify::bulkhead",
-            name = shared.listeners.name(),
-            limit = err.limit,
-            in_flight = err.in_flight,
-            queued = err.queued,
-            waited,
-            "bulkhead full: calls rejected"
-        );
-    } else {
-        tracing::debug!(
-            target: "tower_fortify::bulkhead",
-            name = shared.listeners.name(),
-            limit = err.limit,
-            waited,
-            "call rejected"
-        );
-    }
-    shared.listeners.emit(|| {
-        Event::Bulkhead(if waited {
-            BulkheadEvent::QueueTimeout { limit: err.limit }
-        } else {
-            BulkheadEvent::Rejected {
-                limit: err.limit,
-                in_flight: err.in_flight,
-                queued: err.queued,
-            }
-        })
-    });
-    err
 }
 
 impl<S, Req, C> Service<Req> for Bulkhead<S, C>

@@ -6,16 +6,10 @@ use tower_layer::Layer;
 use super::handle::{ChaosHandle, Control};
 use super::rule::Rule;
 use super::service::Chaos;
+use super::shared::Shared;
 use crate::config::ConfigError;
 use crate::observe::{Listener, Listeners};
 use crate::rng::Rng;
-
-pub(super) struct Shared<Req, Res, E> {
-    pub(super) rules: Box<[Rule<Req, Res, E>]>,
-    pub(super) rng: Rng,
-    pub(super) control: Arc<Control>,
-    pub(super) listeners: Listeners,
-}
 
 /// Wraps services in [`Chaos`]. Built by [`ChaosLayer::builder`].
 ///

@@ -75,6 +75,7 @@ mod latency;
 mod layer;
 mod rule;
 mod service;
+mod shared;
 
 pub use error::Aborted;
 pub use handle::ChaosHandle;

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::Shared;
 use super::rule::FaultKind;
+use super::shared::Shared;
 use crate::observe::{ChaosEvent, Event};
 
 /// Injects faults into calls to the inner service. Made by a

@@ -1,5 +1,6 @@
-//! The breaker's shared state: one state word, sharded success counters, and a
-//! slow-path mutex for everything that only failures and transitions touch.
+//! The breaker's state machine: admission, recording and transitions over one state
+//! word (`word.rs`), sharded success counters, and a slow-path mutex for everything
+//! that only failures and transitions touch (the windows of `window.rs`).
 
 use std::collections::VecDeque;
 use std::sync::PoisonError;
@@ -10,108 +11,20 @@ use crossbeam_utils::atomic::AtomicCell;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::config::{Config, OpenPolicy};
 use super::error::CircuitOpen;
-use crate::backoff::{Backoff, Rng};
+use super::figures::{Figures, Status};
+use super::window::{Bucket, CountWindow, TIME_TICK, TimeWindow};
+use super::word::{
+    GEN_SHIFT, HALF_OPEN, LOW_MASK, MODE_MASK, OPEN, PHASE_MASK, PROBE_ONE, generation, mode,
+    mode_bits, phase, probes, word,
+};
+use crate::backoff::Rng;
 use crate::classify::{Outcome, ServerHint};
 use crate::clock::{Epoch, nanos};
 use crate::observe::{CircuitBreakerEvent, CircuitState, Event, Listeners, Mode, TripReason};
 use crate::shard::{self, Padded, SHARDS};
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
-
-// The state word: bits 0-1 the phase, bits 2-3 the mode, bits 16-31 the probes
-// admitted in this half-open period, bits 32-63 the generation. Closed + Automatic is
-// all zero in the low bits, so the success path tests one mask.
-const PHASE_MASK: u64 = 0b11;
-const MODE_SHIFT: u32 = 2;
-const MODE_MASK: u64 = 0b11 << MODE_SHIFT;
-const LOW_MASK: u64 = PHASE_MASK | MODE_MASK;
-const PROBE_SHIFT: u32 = 16;
-const PROBE_ONE: u64 = 1 << PROBE_SHIFT;
-const PROBE_MASK: u64 = 0xFFFF << PROBE_SHIFT;
-const GEN_SHIFT: u32 = 32;
-
-const CLOSED: u64 = 0;
-const OPEN: u64 = 1;
-const HALF_OPEN: u64 = 2;
-
-#[inline]
-fn generation(w: u64) -> u32 {
-    (w >> GEN_SHIFT) as u32
-}
-
-#[inline]
-fn probes(w: u64) -> u32 {
-    ((w & PROBE_MASK) >> PROBE_SHIFT) as u32
-}
-
-fn phase(w: u64) -> CircuitState {
-    match w & PHASE_MASK {
-        OPEN => CircuitState::Open,
-        HALF_OPEN => CircuitState::HalfOpen,
-        _ => CircuitState::Closed,
-    }
-}
-
-fn mode(w: u64) -> Mode {
-    match (w & MODE_MASK) >> MODE_SHIFT {
-        1 => Mode::Disabled,
-        2 => Mode::ForcedOpen,
-        3 => Mode::MetricsOnly,
-        _ => Mode::Automatic,
-    }
-}
-
-const fn mode_bits(m: Mode) -> u64 {
-    (match m {
-        Mode::Automatic => 0,
-        Mode::Disabled => 1,
-        Mode::ForcedOpen => 2,
-        Mode::MetricsOnly => 3,
-    }) << MODE_SHIFT
-}
-
-fn phase_bits(s: CircuitState) -> u64 {
-    match s {
-        CircuitState::Closed => CLOSED,
-        CircuitState::Open => OPEN,
-        CircuitState::HalfOpen => HALF_OPEN,
-    }
-}
-
-fn word(s: CircuitState, m: Mode, generation: u32) -> u64 {
-    ((generation as u64) << GEN_SHIFT) | mode_bits(m) | phase_bits(s)
-}
-
-/// A time window is brought up to date every this many successes of one shard.
-const TIME_TICK: u64 = 256;
-
-/// How long the breaker stays open.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum OpenPolicy {
-    Fixed(Duration),
-    Backoff(Backoff),
-}
-
-/// Validated configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Config {
-    pub(crate) consecutive: Option<u32>,
-    pub(crate) count_window: Option<u32>,
-    pub(crate) time_window: Option<(Duration, u32)>,
-    pub(crate) failure_rate: f64,
-    pub(crate) slow: Option<(Duration, f64)>,
-    pub(crate) min_calls: u32,
-    pub(crate) open: OpenPolicy,
-    pub(crate) reset_after: Duration,
-    pub(crate) max_hint: Duration,
-    pub(crate) probes: u32,
-}
-
-impl Config {
-    fn counts_successes(&self) -> bool {
-        self.count_window.is_some() || self.time_window.is_some()
-    }
-}
 
 /// The decision to admit a call, carried by its future: the generation it was
 /// admitted in (high 32 bits) and its kind (low bits), packed in one word so that it
@@ -144,184 +57,6 @@ impl Admit {
 
     pub(crate) fn is_probe(self) -> bool {
         self.kind() == PROBE
-    }
-}
-
-/// The automatic state and the mode, as observed through a handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Status {
-    /// The state of the automatic state machine.
-    pub state: CircuitState,
-    /// How the breaker is operated.
-    pub mode: Mode,
-}
-
-/// Calls, failures and slow calls in one window.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct WindowFigures {
-    /// Calls recorded in the window (for a time window, an estimate: successes
-    /// between two failures are spread evenly over the time between them).
-    pub calls: f64,
-    /// Failures recorded in the window.
-    pub failures: u64,
-    /// Slow calls recorded in the window (zero unless slow-call detection is on).
-    pub slow_calls: u64,
-}
-
-impl WindowFigures {
-    /// `failures / calls`, or zero when the window is empty.
-    pub fn failure_rate(&self) -> f64 {
-        if self.calls > 0.0 {
-            (self.failures as f64 / self.calls).min(1.0)
-        } else {
-            0.0
-        }
-    }
-
-    /// `slow_calls / calls`, or zero when the window is empty.
-    pub fn slow_call_rate(&self) -> f64 {
-        if self.calls > 0.0 {
-            (self.slow_calls as f64 / self.calls).min(1.0)
-        } else {
-            0.0
-        }
-    }
-}
-
-/// A snapshot of what a breaker has recorded since it last changed state.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Figures {
-    /// Failures in a row since the last success.
-    pub consecutive_failures: u32,
-    /// The count window, if one is configured.
-    pub count_window: Option<WindowFigures>,
-    /// The time window, if one is configured.
-    pub time_window: Option<WindowFigures>,
-    /// How many times in a row the breaker has opened (drives a growing open
-    /// duration; reset after staying closed).
-    pub consecutive_trips: u32,
-}
-
-struct CountWindow {
-    size: u64,
-    /// Total calls when the window was last cleared.
-    base: u64,
-    /// Sequence numbers of recent failures and slow calls, oldest first: 8 bytes per
-    /// failure in the window, allocated as failures arrive (at most `size` each).
-    failures: VecDeque<u64>,
-    slow: VecDeque<u64>,
-}
-
-impl CountWindow {
-    fn prune(&mut self, total: u64) {
-        let floor = total.saturating_sub(self.size);
-        for ring in [&mut self.failures, &mut self.slow] {
-            while ring
-                .front()
-                .is_some_and(|&s| s <= floor || ring.len() as u64 > self.size)
-            {
-                ring.pop_front();
-            }
-        }
-    }
-
-    fn figures(&self, total: u64) -> WindowFigures {
-        WindowFigures {
-            calls: total.saturating_sub(self.base).min(self.size) as f64,
-            failures: self.failures.len() as u64,
-            slow_calls: self.slow.len() as u64,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Default)]
-struct Bucket {
-    epoch: u64,
-    calls: f64,
-    failures: u64,
-    slow: u64,
-}
-
-struct TimeWindow {
-    width: u64,
-    buckets: Vec<Bucket>,
-    /// Successes counted by the last update, and when (nanoseconds since the epoch).
-    seen: u64,
-    seen_at: u64,
-}
-
-impl TimeWindow {
-    fn len(&self) -> u64 {
-        self.buckets.len() as u64
-    }
-
-    fn bucket(&mut self, epoch: u64) -> &mut Bucket {
-        let n = self.len();
-        let b = &mut self.buckets[(epoch % n) as usize];
-        if b.epoch != epoch {
-            *b = Bucket {
-                epoch,
-                ..Bucket::default()
-            };
-        }
-        b
-    }
-
-    /// Spreads the successes counted since the last update evenly over the time
-    /// since then, or over the window if that was longer ago.
-    fn update(&mut self, now: u64, successes: u64) {
-        let width = self.width;
-        let epoch = now / width;
-        let new = successes.saturating_sub(self.seen);
-        if new > 0 {
-            let oldest = epoch.saturating_sub(self.len() - 1);
-            // Successes left unplaced for longer than the window (none arrived
-            // for a while, then a burst) are all placed inside it: counting a
-            // few old successes as recent is safer than losing a burst.
-            let from = self
-                .seen_at
-                .min(now)
-                .max(now.saturating_sub(width * self.len()));
-            let span = now - from;
-            let first = (from / width).max(oldest);
-            for e in first..=epoch {
-                let share = if span == 0 {
-                    if e == epoch { 1.0 } else { 0.0 }
-                } else {
-                    let lo = (e * width).max(from);
-                    let hi = ((e + 1) * width).min(now);
-                    hi.saturating_sub(lo) as f64 / span as f64
-                };
-                if share > 0.0 {
-                    self.bucket(e).calls += new as f64 * share;
-                }
-            }
-        }
-        self.seen = successes;
-        self.seen_at = now;
-    }
-
-    fn figures(&self, now: u64) -> WindowFigures {
-        let epoch = now / self.width;
-        let oldest = epoch.saturating_sub(self.len() - 1);
-        let mut f = WindowFigures::default();
-        for b in &self.buckets {
-            if b.epoch >= oldest && b.epoch <= epoch {
-                f.calls += b.calls;
-                f.failures += b.failures;
-                f.slow_calls += b.slow;
-            }
-        }
-        f
-    }
-
-    fn clear(&mut self, now: u64, successes: u64) {
-        self.buckets.fill(Bucket {
-            epoch: u64::MAX,
-            ..Bucket::default()
-        });
-        self.seen = successes;
-        self.seen_at = now;
     }
 }
 

@@ -73,7 +73,25 @@ impl fmt::Display for CircuitOpen {
     }
 }
 
-impl StdError for CircuitOpen {}
+static CIRCUIT_OPEN: crate::guard::Registration = crate::guard::Registration::of::<CircuitOpen>();
+
+impl StdError for CircuitOpen {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        CIRCUIT_OPEN.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for CircuitOpen {
+    /// Unavailable (`circuit-open`), with the time until the breaker may admit again.
+    fn rejection(&self) -> crate::guard::Rejection {
+        crate::guard::Rejection::new(crate::guard::RejectionKind::Unavailable)
+            .with_reason("circuit-open")
+            .with_description("circuit breaker open")
+            .retry_after_opt(self.retry_after())
+    }
+}
 
 enum Repr {
     Open(CircuitOpen),

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::core::Admit;
 use super::error::{BreakerError, CircuitOpen};
-use super::layer::Slot;
+use super::shared::Slot;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::shard::Padded;
@@ -169,5 +169,35 @@ where
                 error.take().expect("polled after completion"),
             ))),
         }
+    }
+}
+
+impl<C> crate::guard::EndGuard for BreakerPermit<C> {
+    #[inline]
+    fn finish(self, outcome: Option<crate::classify::Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
+    }
+}
+
+impl<F, C, T, E> crate::guard::GuardedFuture for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Guard = BreakerPermit<C>;
+
+    #[inline]
+    fn hold_guard(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+        // Admitted at `call`: the claim is there already.
+        self.take_permit()
+    }
+
+    #[inline]
+    fn take_guard(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+        None
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::core::{Core, Figures, Status};
+use super::core::Core;
+use super::figures::{Figures, Status};
 use crate::observe::{CircuitState, Mode};
 
 /// Read access and manual control of one circuit breaker.

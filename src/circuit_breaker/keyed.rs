@@ -11,11 +11,13 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::core::{Config, Core};
+use super::config::Config;
+use super::core::Core;
 use super::error::BreakerError;
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
-use super::layer::{CircuitBreakerBuilder, Slot};
+use super::layer::CircuitBreakerBuilder;
+use super::shared::Slot;
 use crate::BoxError;
 use crate::backoff::Rng;
 use crate::classify::Classify;
@@ -23,6 +25,18 @@ use crate::config::ConfigError;
 use crate::keyed::{Evict, KeyedMap, View};
 use crate::observe::{CircuitState, Listeners};
 use crate::shard::Padded;
+
+impl<C> CircuitBreakerBuilder<C> {
+    /// One breaker per key: `key` picks the key of each request (host, route,
+    /// tenant). See [`KeyedCircuitBreakerBuilder`].
+    pub fn keyed<K, F, Req>(self, key: F) -> KeyedCircuitBreakerBuilder<K, F, C>
+    where
+        F: Fn(&Req) -> K,
+        K: Hash + Eq,
+    {
+        KeyedCircuitBreakerBuilder::new(self, key)
+    }
+}
 
 /// Builds a [`KeyedCircuitBreakerLayer`]: every key gets its own breaker with the
 /// configuration of the [`CircuitBreakerBuilder`] it came from.

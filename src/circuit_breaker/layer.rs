@@ -1,41 +1,18 @@
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::core::{Config, Core, OpenPolicy};
+use super::config::{Config, OpenPolicy};
+use super::core::Core;
 use super::handle::CircuitBreakerHandle;
-use super::keyed::KeyedCircuitBreakerBuilder;
 use super::service::CircuitBreaker;
+use super::shared::{Shards, shards};
 use crate::backoff::{Backoff, Rng};
 use crate::classify::DefaultClassifier;
 use crate::config::{ConfigError, check_range};
 use crate::observe::{Listener, Listeners};
-use crate::shard::{Padded, SHARDS};
-
-/// What a response future needs to record its outcome: the breaker and the
-/// classifier.
-pub(crate) struct Slot<C> {
-    pub(crate) core: Arc<Core>,
-    pub(crate) classifier: C,
-}
-
-/// One handle per shard, each in its own allocation, so that the reference count a
-/// response future takes is not one cache line shared by every core.
-pub(crate) type Shards<C> = Arc<[Arc<Padded<Slot<C>>>]>;
-
-pub(crate) fn shards<C: Clone>(core: Arc<Core>, classifier: &C) -> Shards<C> {
-    (0..SHARDS)
-        .map(|_| {
-            Arc::new(Padded(Slot {
-                core: core.clone(),
-                classifier: classifier.clone(),
-            }))
-        })
-        .collect()
-}
 
 /// Wraps services in a [`CircuitBreaker`]. Built by [`CircuitBreakerLayer::builder`].
 ///
@@ -319,16 +296,6 @@ impl<C> CircuitBreakerBuilder<C> {
             listeners: self.listeners,
             classifier,
         }
-    }
-
-    /// One breaker per key: `key` picks the key of each request (host, route,
-    /// tenant). See [`KeyedCircuitBreakerBuilder`].
-    pub fn keyed<K, F, Req>(self, key: F) -> KeyedCircuitBreakerBuilder<K, F, C>
-    where
-        F: Fn(&Req) -> K,
-        K: Hash + Eq,
-    {
-        KeyedCircuitBreakerBuilder::new(self, key)
     }
 
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {

@@ -152,16 +152,21 @@
 //! [`CircuitOpen`]: error::CircuitOpen
 //! [`Mode`]: crate::observe::Mode
 
+mod config;
 mod core;
 pub mod error;
+mod figures;
 pub mod future;
 mod handle;
 mod keyed;
 mod layer;
 mod service;
+mod shared;
+mod window;
+mod word;
 
-pub use self::core::{Figures, Status, WindowFigures};
 pub use crate::observe::{CircuitState, Mode, TripReason};
+pub use figures::{Figures, Status, WindowFigures};
 pub use future::BreakerPermit;
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{

@@ -8,7 +8,7 @@ use tower_service::Service;
 use super::error::BreakerError;
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
-use super::layer::{Shards, Slot};
+use super::shared::{Shards, Slot};
 use crate::BoxError;
 use crate::shard::{self, Padded, SHARDS};
 

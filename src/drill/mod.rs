@@ -124,7 +124,11 @@
 //! ```
 
 mod backend;
+mod builtin;
 mod chart;
+mod file_model;
+mod load;
+mod measure;
 #[cfg(feature = "drill-process")]
 mod process;
 #[cfg(feature = "drill-process")]
@@ -134,12 +138,16 @@ mod recorder;
 mod report;
 mod runner;
 mod scenario;
+mod scenario_error;
+mod scenario_file;
 
 pub use backend::{
     BackendSpec, Phase, SimBackend, SimClassifier, SimError, SimErrorKind, SimFuture, SimRequest,
     SimResponse,
 };
 pub use chart::svg_chart;
+pub use load::Load;
+pub use measure::{EventLog, MAX_EVENTS, StateFn};
 #[cfg(feature = "drill-process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drill-process")))]
 pub use process::{ProcessBody, ProcessDrill, ProcessDrillError, ProcessEnv, ProcessListener};
@@ -152,5 +160,6 @@ pub use report::{
     AssertionFailed, BackendReport, EventRecord, FaultReport, Quantiles, Report, SecondReport,
     StateSpan, Transition, comparison_table, verdicts,
 };
-pub use runner::{Drill, DrillEnv, EventLog, MAX_EVENTS, StateFn};
-pub use scenario::{Load, Scenario, ScenarioError};
+pub use runner::{Drill, DrillEnv};
+pub use scenario::Scenario;
+pub use scenario_error::ScenarioError;

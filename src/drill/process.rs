@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::backend::Phase;
+use super::measure::{EventLog, Recorder, StateFn};
 use super::proxy::{ChaosProxy, NetFault};
 use super::report::{self, BackendCounts, Report};
-use super::runner::{EventLog, Recorder, StateFn};
 use super::scenario::Scenario;
 use crate::config::{ConfigError, check_range};
 use crate::observe::{Event, FailoverEvent, Listener, RetryEvent};

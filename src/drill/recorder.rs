@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::backend::{BackendSpec, Phase};
-use super::scenario::{Load, Scenario};
+use super::load::Load;
+use super::scenario::Scenario;
 use crate::chaos::Latency;
 use crate::observe::{Event, FailoverEvent, Listener, RetryEvent};
 

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::backend::{Phase, SimBackend};
-use super::runner::{EventsInner, Second};
+use super::measure::{EventsInner, Second};
 use super::scenario::Scenario;
 
 /// What a drill measured. See the [module docs](super) for how each figure is defined.

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use super::builder::{Backend, HealthCheck, ProbeFn, check_backend};
+use super::backend::{Backend, HealthCheck, ProbeFn, check_backend};
 use super::config::Selection;
 use super::member::MemberCache;
 use super::pool::{Node, Pool};

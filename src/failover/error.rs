@@ -39,4 +39,22 @@ impl fmt::Display for NoHealthyBackend {
     }
 }
 
-impl std::error::Error for NoHealthyBackend {}
+static NO_HEALTHY_BACKEND: crate::guard::Registration =
+    crate::guard::Registration::of::<NoHealthyBackend>();
+
+impl std::error::Error for NoHealthyBackend {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        NO_HEALTHY_BACKEND.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for NoHealthyBackend {
+    /// Unavailable (`no-healthy-backend`).
+    fn rejection(&self) -> crate::guard::Rejection {
+        crate::guard::Rejection::new(crate::guard::RejectionKind::Unavailable)
+            .with_reason("no-healthy-backend")
+            .with_description("no healthy backend")
+    }
+}

@@ -11,8 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::error::NoHealthyBackend;
+use super::judge::Judge;
 use super::pool::Node;
-use super::service::Judge;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::shard::Padded;
@@ -138,5 +138,35 @@ where
                 .map(|e| Box::new(e) as BoxError)
                 .unwrap_or_else(|| "failover response future polled after completion".into()))),
         }
+    }
+}
+
+impl<C> crate::guard::EndGuard for FailoverPermit<C> {
+    #[inline]
+    fn finish(self, outcome: Option<crate::classify::Outcome>) {
+        match outcome {
+            Some(outcome) => self.record(outcome),
+            None => drop(self),
+        }
+    }
+}
+
+impl<F, C, T, E> crate::guard::GuardedFuture for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Guard = FailoverPermit<C>;
+
+    #[inline]
+    fn hold_guard(self: Pin<&mut Self>) -> Option<FailoverPermit<C>> {
+        // Routed at `call`: the claim on the backend is there already.
+        self.take_permit()
+    }
+
+    #[inline]
+    fn take_guard(self: Pin<&mut Self>) -> Option<FailoverPermit<C>> {
+        None
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tower::discover::{Change, Discover};
 
-use super::builder::Backend;
+use super::backend::Backend;
 use super::core::Core;
 use super::pool::{Node, Pool};
 use crate::config::ConfigError;

@@ -243,23 +243,30 @@
 //!
 //! [classifier]: crate::classify
 
+mod backend;
 mod builder;
 mod config;
 mod core;
 mod error;
 pub mod future;
 mod handle;
+mod judge;
 mod member;
 mod pool;
+mod ready;
+mod route;
+mod select;
 mod service;
+mod tiers;
 mod tried;
 
 #[cfg(feature = "circuit-breaker")]
 mod breaker_aware;
 
+pub use backend::{Backend, HealthCheck};
 #[cfg(feature = "circuit-breaker")]
 pub use breaker_aware::BreakerAware;
-pub use builder::{Backend, FailoverBuilder, HealthCheck};
+pub use builder::FailoverBuilder;
 pub use config::{PanicMode, Selection};
 pub use error::NoHealthyBackend;
 pub use future::FailoverPermit;

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::layer::Shared;
+use super::shared::Shared;
 use super::strategy::Strategy;
 use crate::classify::Classify;
 use crate::observe::{Event, FallbackEvent};

@@ -4,16 +4,10 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::Fallback;
+use super::shared::Shared;
 use super::strategy::{Backup, FromFailure, FromRequest, Value};
 use crate::classify::{Classified, Classify, DefaultClassifier, NeverEos, Outcome};
 use crate::observe::{Listener, Listeners};
-
-/// What the services of one layer share.
-pub(crate) struct Shared<F, C> {
-    pub(crate) strategy: F,
-    pub(crate) classifier: C,
-    pub(crate) listeners: Listeners,
-}
 
 /// Wraps services in [`Fallback`]. Made by [`value`](Self::value),
 /// [`from_failure`](Self::from_failure), [`from_request`](Self::from_request) or

@@ -59,6 +59,7 @@
 pub mod future;
 mod layer;
 mod service;
+mod shared;
 pub mod strategy;
 
 pub use layer::{FallbackLayer, OnError};

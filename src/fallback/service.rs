@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::Shared;
+use super::shared::Shared;
 use super::strategy::Strategy;
 use crate::classify::Classify;
 

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::layer::{BudgetUse, Shared};
+use super::shared::{BudgetUse, Shared};
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, Outcome};
 use crate::observe::{Event, HedgeEvent, HedgeSkipReason};

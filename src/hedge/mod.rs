@@ -110,6 +110,7 @@ pub mod future;
 mod histogram;
 mod layer;
 mod service;
+mod shared;
 
 pub use layer::{DEFAULT_PERCENTILE, HedgeBuilder, HedgeLayer};
 pub use service::Hedge;

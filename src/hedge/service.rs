@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{BudgetUse, DelayMode, Shared};
+use super::shared::{BudgetUse, DelayMode, Shared};
 use crate::classify::Classify;
 use crate::retry::Replay;
 

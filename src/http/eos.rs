@@ -1,17 +1,183 @@
-//! Response bodies that report the outcome of a call when their stream ends.
+//! End of stream: response bodies that finish a call's classification, and release
+//! what a layer held for it, when their stream ends, fails or is dropped.
+//!
+//! One state machine, [`HeldBody`], does it; [`EosBody`] is the same body reporting
+//! to a callback.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::classify::{ClassifyEos, Outcome};
+use crate::classify::{ClassifyEos, NeverEos, Outcome};
+use crate::guard::EndGuard;
+
+/// A [`ClassifyEos`] that reads HTTP trailers, as [`HoldToEos`](super::HoldToEos) needs. Implemented
+/// for [`NeverEos`] (classifiers that answer from the head, like
+/// [`HttpClassifier`](super::HttpClassifier)) and, with the `grpc` feature, for
+/// [`GrpcEos`](crate::grpc::GrpcEos); implement it for your own end-of-stream
+/// classifier by forwarding to [`ClassifyEos::classify_eos`].
+pub trait HttpEos: ClassifyEos {
+    /// The stream ended, with these trailers if it had any.
+    fn classify_trailers(self, trailers: Option<&HeaderMap>) -> Outcome;
+}
+
+impl HttpEos for NeverEos {
+    fn classify_trailers(self, _: Option<&HeaderMap>) -> Outcome {
+        match self {}
+    }
+}
+
+/// How a held call will be judged when its body ends.
+pub(super) enum Verdict<E> {
+    /// From the response head; a body that fails before its end turns a success
+    /// into a retryable failure (the stream broke).
+    Known(Outcome),
+    /// From the trailers (gRPC without `grpc-status` in its headers).
+    Eos(E),
+}
+
+impl<E: HttpEos> Verdict<E> {
+    pub(super) fn at_end(self, trailers: Option<&HeaderMap>) -> Outcome {
+        match self {
+            Verdict::Known(outcome) => outcome,
+            Verdict::Eos(eos) => eos.classify_trailers(trailers),
+        }
+    }
+
+    fn at_error(self) -> Outcome {
+        match self {
+            Verdict::Known(Outcome::Success) => Outcome::RetryableFailure,
+            Verdict::Known(outcome) => outcome,
+            Verdict::Eos(eos) => eos.classify_early_end(),
+        }
+    }
+}
+
+pin_project! {
+    /// The body of a response whose call is not over until its stream ends: the inner
+    /// body, holding a layer's guard (or an [`EosBody`]'s callback) until it ends,
+    /// fails or is dropped. [`HoldToEos`](super::HoldToEos) makes them.
+    ///
+    /// The guard is finished exactly once:
+    ///
+    /// * at the end of the stream, with the outcome the response head said, or, when
+    ///   the classifier needed the trailers (gRPC), the one they say;
+    /// * when the body fails, with a failure (a success from the head becomes a
+    ///   retryable failure: the stream broke);
+    /// * when the body is dropped before its end, with `None` (a cancelled call).
+    pub struct HeldBody<B, E, G: EndGuard> {
+        #[pin]
+        inner: B,
+        pending: Option<(Verdict<E>, G)>,
+    }
+
+    impl<B, E, G: EndGuard> PinnedDrop for HeldBody<B, E, G> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some((_, guard)) = this.project().pending.take() {
+                guard.finish(None);
+            }
+        }
+    }
+}
+
+impl<B, E, G: EndGuard> fmt::Debug for HeldBody<B, E, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldBody")
+            .field("holding", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B, E, G: EndGuard> HeldBody<B, E, G> {
+    /// `inner`, finishing `pending` when it ends; a body already at its end finishes
+    /// it at once.
+    pub(super) fn new(inner: B, pending: Option<(Verdict<E>, G)>) -> Self
+    where
+        B: Body,
+        E: HttpEos,
+    {
+        let mut pending = pending;
+        if inner.is_end_stream()
+            && let Some((verdict, guard)) = pending.take()
+        {
+            guard.finish(Some(verdict.at_end(None)));
+        }
+        Self { inner, pending }
+    }
+
+    /// `true` while the body still holds the guard (the stream has not ended).
+    pub fn is_holding(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+impl<B, E, G> Body for HeldBody<B, E, G>
+where
+    B: Body,
+    E: HttpEos,
+    G: EndGuard,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let Some((verdict, guard)) = this.pending.take() else {
+            return Poll::Ready(frame);
+        };
+        match &frame {
+            None => guard.finish(Some(verdict.at_end(None))),
+            Some(Err(_)) => guard.finish(Some(verdict.at_error())),
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref() {
+                    guard.finish(Some(verdict.at_end(Some(trailers))));
+                } else if this.inner.is_end_stream() {
+                    guard.finish(Some(verdict.at_end(None)));
+                } else {
+                    *this.pending = Some((verdict, guard));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An [`EosBody`]'s classifier, as [`HeldBody`] asks for one.
+struct FromTrailers<E>(E);
+
+impl<E: ClassifyEos<Trailers = HeaderMap>> ClassifyEos for FromTrailers<E> {
+    type Trailers = HeaderMap;
+
+    fn classify_eos(self, trailers: Option<&HeaderMap>) -> Outcome {
+        self.0.classify_eos(trailers)
+    }
+
+    fn classify_early_end(self) -> Outcome {
+        self.0.classify_early_end()
+    }
+}
+
+impl<E: ClassifyEos<Trailers = HeaderMap>> HttpEos for FromTrailers<E> {
+    fn classify_trailers(self, trailers: Option<&HeaderMap>) -> Outcome {
+        self.0.classify_eos(trailers)
+    }
+}
 
 pin_project! {
     /// A response body that finishes a classification when its stream ends.
@@ -57,20 +223,7 @@ pin_project! {
         F: FnOnce(Option<Outcome>),
     {
         #[pin]
-        inner: B,
-        pending: Option<(E, F)>,
-    }
-
-    impl<B, E, F> PinnedDrop for EosBody<B, E, F>
-    where
-        E: ClassifyEos,
-        F: FnOnce(Option<Outcome>),
-    {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some((_, report)) = this.project().pending.take() {
-                report(None);
-            }
-        }
+        inner: HeldBody<B, FromTrailers<E>, F>,
     }
 }
 
@@ -81,7 +234,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EosBody")
-            .field("pending", &self.pending.is_some())
+            .field("pending", &self.inner.is_holding())
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +248,10 @@ where
     /// `None` if the body is dropped first.
     pub fn new(inner: B, eos: E, report: F) -> Self {
         Self {
-            inner,
-            pending: Some((eos, report)),
+            inner: HeldBody {
+                inner,
+                pending: Some((Verdict::Eos(FromTrailers(eos)), report)),
+            },
         }
     }
 }
@@ -110,36 +265,12 @@ where
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some((eos, report)) = this.pending.take() {
-                    report(Some(eos.classify_eos(None)));
-                }
-            }
-            Some(Err(_)) => {
-                if let Some((eos, report)) = this.pending.take() {
-                    report(Some(eos.classify_early_end()));
-                }
-            }
-            Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref() {
-                    if let Some((eos, report)) = this.pending.take() {
-                        report(Some(eos.classify_eos(Some(trailers))));
-                    }
-                } else if this.inner.is_end_stream()
-                    && let Some((eos, report)) = this.pending.take()
-                {
-                    report(Some(eos.classify_eos(None)));
-                }
-            }
-        }
-        Poll::Ready(frame)
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -148,212 +279,5 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// The trailers of a response, read ahead by [`PeekTrailers`] and put in the
-/// response's extensions so a classifier can judge the call before the caller reads
-/// the body.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeekedTrailers(pub HeaderMap);
-
-/// Reads up to a cap of each response body ahead, so that a short response's trailers
-/// (a unary or client-streaming gRPC call's `grpc-status`) are known when the
-/// response is returned. Built by [`PeekTrailersLayer`].
-///
-/// The trailers go into the response's extensions as [`PeekedTrailers`], where
-/// [`GrpcClassifier`](crate::grpc::GrpcClassifier) looks for them; the body replays
-/// what was read, then streams the rest. A response longer than the cap is returned
-/// as soon as more than `max_bytes` were read (so at most one frame beyond the cap
-/// is held), without trailers, and is classified from its head. A body error met
-/// while reading ahead is kept and handed to the reader after the frames before it.
-///
-/// The response is returned only once its first `max_bytes` arrived: keep the cap
-/// small (a few KiB) and do not use it for long-lived streams, whose first messages
-/// would be held back.
-///
-/// Put it below the retry layer (between retry and the client) to let the retry see
-/// statuses sent in trailers.
-#[derive(Debug, Clone)]
-pub struct PeekTrailers<S> {
-    inner: S,
-    max_bytes: usize,
-}
-
-/// Makes [`PeekTrailers`] services.
-#[derive(Debug, Clone, Copy)]
-pub struct PeekTrailersLayer {
-    max_bytes: usize,
-}
-
-impl PeekTrailersLayer {
-    /// Reads at most `max_bytes` of body ahead per response.
-    pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for PeekTrailersLayer {
-    type Service = PeekTrailers<S>;
-
-    fn layer(&self, inner: S) -> PeekTrailers<S> {
-        PeekTrailers {
-            inner,
-            max_bytes: self.max_bytes,
-        }
-    }
-}
-
-impl<S, Req, B> tower_service::Service<Req> for PeekTrailers<S>
-where
-    S: tower_service::Service<Req, Response = http::Response<B>>,
-    B: Body + Unpin,
-{
-    type Response = http::Response<PeekedBody<B>>;
-    type Error = S::Error;
-    type Future = PeekFuture<S::Future, B>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        PeekFuture {
-            fut: self.inner.call(req),
-            reading: None,
-            max_bytes: self.max_bytes,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`PeekTrailers`].
-    pub struct PeekFuture<F, B: Body> {
-        #[pin]
-        fut: F,
-        reading: Option<(http::response::Parts, PeekedBody<B>, usize)>,
-        max_bytes: usize,
-    }
-}
-
-impl<F, B: Body> fmt::Debug for PeekFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeekFuture")
-            .field("reading", &self.reading.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for PeekFuture<F, B>
-where
-    F: Future<Output = Result<http::Response<B>, E>>,
-    B: Body + Unpin,
-{
-    type Output = Result<http::Response<PeekedBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if this.reading.is_none() {
-            let response = ready!(this.fut.as_mut().poll(cx))?;
-            let (parts, body) = response.into_parts();
-            let peeked = PeekedBody {
-                ahead: VecDeque::new(),
-                error: None,
-                inner: (!body.is_end_stream()).then_some(body),
-            };
-            *this.reading = Some((parts, peeked, 0));
-        }
-        let (parts, peeked, read) = this.reading.as_mut().expect("set above");
-        while *read <= *this.max_bytes {
-            let Some(inner) = peeked.inner.as_mut() else {
-                break;
-            };
-            match ready!(Pin::new(inner).poll_frame(cx)) {
-                None => {
-                    peeked.inner = None;
-                }
-                Some(Err(e)) => {
-                    peeked.error = Some(e);
-                    peeked.inner = None;
-                }
-                Some(Ok(frame)) => {
-                    if let Some(trailers) = frame.trailers_ref() {
-                        parts.extensions.insert(PeekedTrailers(trailers.clone()));
-                    } else if let Some(data) = frame.data_ref() {
-                        *read += data.remaining();
-                    }
-                    peeked.ahead.push_back(frame);
-                }
-            }
-        }
-        let (parts, body, _) = this.reading.take().expect("set above");
-        Poll::Ready(Ok(http::Response::from_parts(parts, body)))
-    }
-}
-
-/// The body of a response that went through [`PeekTrailers`]: the frames read ahead,
-/// then the rest of the stream.
-pub struct PeekedBody<B: Body> {
-    ahead: VecDeque<Frame<B::Data>>,
-    error: Option<B::Error>,
-    inner: Option<B>,
-}
-
-impl<B: Body> fmt::Debug for PeekedBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PeekedBody")
-            .field("ahead", &self.ahead.len())
-            .field("streaming", &self.inner.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-// The body is never pinned structurally: frames and errors are moved out by value.
-impl<B: Body + Unpin> Unpin for PeekedBody<B> {}
-
-impl<B: Body + Unpin> Body for PeekedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.get_mut();
-        if let Some(frame) = this.ahead.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Some(Err(e)));
-        }
-        match this.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ahead.is_empty()
-            && self.error.is_none()
-            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let ahead: u64 = self
-            .ahead
-            .iter()
-            .filter_map(|f| f.data_ref().map(|d| d.remaining() as u64))
-            .sum();
-        let rest = self
-            .inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower() + ahead);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + ahead);
-        }
-        hint
     }
 }

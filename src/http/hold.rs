@@ -6,193 +6,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::classify::{Classified, Classify, ClassifyEos, NeverEos, Outcome};
+use super::eos::{HeldBody, HttpEos, Verdict};
+use crate::classify::{Classified, Classify};
+use crate::guard::{EndGuard, GuardedFuture};
 use crate::shard::{self, Padded, SHARDS};
 
 /// One copy of the classifier per shard, so that the reference a response future
 /// takes is not one cache line shared by all cores (and the future stays small).
 type Shards<C> = Arc<[Arc<Padded<C>>]>;
-
-/// What a layer holds for one call and gives up when the call is over: a bulkhead
-/// permit, a breaker's pending verdict.
-///
-/// [`finish`](Self::finish) is called exactly once, with the call's outcome, or with
-/// `None` when the caller gave up first (a response body dropped before its end),
-/// which a layer treats as a cancelled call.
-pub trait EndGuard {
-    /// The call is over.
-    fn finish(self, outcome: Option<Outcome>);
-}
-
-/// A layer's response future that can hand its [`EndGuard`] over to the response,
-/// instead of giving it up when the future completes.
-///
-/// [`HoldToEos`] calls [`hold_guard`](Self::hold_guard) before it first polls the
-/// future and [`take_guard`](Self::take_guard) once it completed; a future hands its
-/// guard over from one of the two. Implemented for the bulkhead's and the circuit
-/// breaker's response futures, and the failover router's.
-pub trait GuardedFuture: Future {
-    /// What the future holds for the call.
-    type Guard: EndGuard;
-
-    /// Called before the first poll: from now on the future must not give its guard
-    /// up when it completes. It may hand the guard over at once.
-    fn hold_guard(self: Pin<&mut Self>) -> Option<Self::Guard>;
-
-    /// Called once the future completed: the guard it kept, if any.
-    fn take_guard(self: Pin<&mut Self>) -> Option<Self::Guard>;
-}
-
-#[cfg(feature = "bulkhead")]
-impl EndGuard for crate::bulkhead::BulkheadPermit {
-    #[inline]
-    fn finish(self, outcome: Option<Outcome>) {
-        match outcome {
-            Some(outcome) => self.record(outcome),
-            None => drop(self),
-        }
-    }
-}
-
-#[cfg(feature = "bulkhead")]
-impl<S, Req, C> GuardedFuture for crate::bulkhead::future::ResponseFuture<S, Req, C>
-where
-    S: Service<Req>,
-    S::Error: Into<crate::BoxError>,
-    C: Classify<S::Response, S::Error>,
-{
-    type Guard = crate::bulkhead::BulkheadPermit;
-
-    #[inline]
-    fn hold_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        // The permit may come later (a queued call): keep it past completion.
-        self.hold_permit();
-        None
-    }
-
-    #[inline]
-    fn take_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        self.take_permit()
-    }
-}
-
-#[cfg(feature = "circuit-breaker")]
-impl<C> EndGuard for crate::circuit_breaker::BreakerPermit<C> {
-    #[inline]
-    fn finish(self, outcome: Option<Outcome>) {
-        match outcome {
-            Some(outcome) => self.record(outcome),
-            None => drop(self),
-        }
-    }
-}
-
-#[cfg(feature = "circuit-breaker")]
-impl<F, C, T, E> GuardedFuture for crate::circuit_breaker::future::ResponseFuture<F, C>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<crate::BoxError>,
-    C: Classify<T, E>,
-{
-    type Guard = crate::circuit_breaker::BreakerPermit<C>;
-
-    #[inline]
-    fn hold_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        // Admitted at `call`: the claim is there already.
-        self.take_permit()
-    }
-
-    #[inline]
-    fn take_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        None
-    }
-}
-
-#[cfg(feature = "failover")]
-impl<C> EndGuard for crate::failover::FailoverPermit<C> {
-    #[inline]
-    fn finish(self, outcome: Option<Outcome>) {
-        match outcome {
-            Some(outcome) => self.record(outcome),
-            None => drop(self),
-        }
-    }
-}
-
-#[cfg(feature = "failover")]
-impl<F, C, T, E> GuardedFuture for crate::failover::future::ResponseFuture<F, C>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<crate::BoxError>,
-    C: Classify<T, E>,
-{
-    type Guard = crate::failover::FailoverPermit<C>;
-
-    #[inline]
-    fn hold_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        // Routed at `call`: the claim on the backend is there already.
-        self.take_permit()
-    }
-
-    #[inline]
-    fn take_guard(self: Pin<&mut Self>) -> Option<Self::Guard> {
-        None
-    }
-}
-
-/// A [`ClassifyEos`] that reads HTTP trailers, as [`HoldToEos`] needs. Implemented
-/// for [`NeverEos`] (classifiers that answer from the head, like
-/// [`HttpClassifier`](super::HttpClassifier)) and, with the `grpc` feature, for
-/// [`GrpcEos`](crate::grpc::GrpcEos); implement it for your own end-of-stream
-/// classifier by forwarding to [`ClassifyEos::classify_eos`].
-pub trait HttpEos: ClassifyEos {
-    /// The stream ended, with these trailers if it had any.
-    fn classify_trailers(self, trailers: Option<&HeaderMap>) -> Outcome;
-}
-
-impl HttpEos for NeverEos {
-    fn classify_trailers(self, _: Option<&HeaderMap>) -> Outcome {
-        match self {}
-    }
-}
-
-#[cfg(feature = "grpc")]
-impl HttpEos for crate::grpc::GrpcEos {
-    fn classify_trailers(self, trailers: Option<&HeaderMap>) -> Outcome {
-        self.classify_eos(trailers)
-    }
-}
-
-/// How a held call will be judged when its body ends.
-enum Verdict<E> {
-    /// From the response head; a body that fails before its end turns a success
-    /// into a retryable failure (the stream broke).
-    Known(Outcome),
-    /// From the trailers (gRPC without `grpc-status` in its headers).
-    Eos(E),
-}
-
-impl<E: HttpEos> Verdict<E> {
-    fn at_end(self, trailers: Option<&HeaderMap>) -> Outcome {
-        match self {
-            Verdict::Known(outcome) => outcome,
-            Verdict::Eos(eos) => eos.classify_trailers(trailers),
-        }
-    }
-
-    fn at_error(self) -> Outcome {
-        match self {
-            Verdict::Known(Outcome::Success) => Outcome::RetryableFailure,
-            Verdict::Known(outcome) => outcome,
-            Verdict::Eos(eos) => eos.classify_early_end(),
-        }
-    }
-}
 
 /// Keeps the guard of the layer below (a bulkhead's permit, a circuit breaker's
 /// verdict, the failover router's in-flight count and outlier verdict) until the response body ends, fails or is dropped, instead of releasing it when
@@ -401,16 +226,7 @@ where
                     Classified::RequiresEos(eos) => Verdict::Eos(eos),
                 };
                 let (parts, body) = response.into_parts();
-                let mut pending = guard.map(|g| (verdict, g));
-                if body.is_end_stream()
-                    && let Some((verdict, guard)) = pending.take()
-                {
-                    guard.finish(Some(verdict.at_end(None)));
-                }
-                let body = HeldBody {
-                    inner: body,
-                    pending,
-                };
+                let body = HeldBody::new(body, guard.map(|g| (verdict, g)));
                 Poll::Ready(Ok(http::Response::from_parts(parts, body)))
             }
             Err(e) => {
@@ -421,81 +237,5 @@ where
                 Poll::Ready(Err(e))
             }
         }
-    }
-}
-
-pin_project! {
-    /// The body of a response that went through [`HoldToEos`]: the inner body,
-    /// holding the layer's guard until it ends, fails or is dropped.
-    pub struct HeldBody<B, E: HttpEos, G: EndGuard> {
-        #[pin]
-        inner: B,
-        pending: Option<(Verdict<E>, G)>,
-    }
-
-    impl<B, E: HttpEos, G: EndGuard> PinnedDrop for HeldBody<B, E, G> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some((_, guard)) = this.project().pending.take() {
-                guard.finish(None);
-            }
-        }
-    }
-}
-
-impl<B, E: HttpEos, G: EndGuard> fmt::Debug for HeldBody<B, E, G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldBody")
-            .field("holding", &self.pending.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B, E: HttpEos, G: EndGuard> HeldBody<B, E, G> {
-    /// `true` while the body still holds the guard (the stream has not ended).
-    pub fn is_holding(&self) -> bool {
-        self.pending.is_some()
-    }
-}
-
-impl<B, E, G> Body for HeldBody<B, E, G>
-where
-    B: Body,
-    E: HttpEos,
-    G: EndGuard,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let Some((verdict, guard)) = this.pending.take() else {
-            return Poll::Ready(frame);
-        };
-        match &frame {
-            None => guard.finish(Some(verdict.at_end(None))),
-            Some(Err(_)) => guard.finish(Some(verdict.at_error())),
-            Some(Ok(f)) => {
-                if let Some(trailers) = f.trailers_ref() {
-                    guard.finish(Some(verdict.at_end(Some(trailers))));
-                } else if this.inner.is_end_stream() {
-                    guard.finish(Some(verdict.at_end(None)));
-                } else {
-                    *this.pending = Some((verdict, guard));
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -16,17 +16,19 @@
 //!   only lets idempotent methods (or requests marked [`RetrySafe`]) be retried; a
 //!   [`RetryOverride`](crate::retry::RetryOverride) in a request's extensions changes
 //!   its attempts or deadline.
-//! * [`EosBody`] reports a call's final outcome when a streamed response ends or
-//!   fails, and reports a body dropped early as a cancellation (no outcome), so
-//!   layers can hold permits and verdicts for the life of a stream;
-//!   [`HoldToEosLayer`] uses it to keep a bulkhead's permit and a breaker's
-//!   verdict until a streamed response ends (gRPC: judged from its trailers);
+//! * [`HeldBody`] finishes a call when a streamed response ends or fails, and
+//!   reports a body dropped early as a cancellation (no outcome), so layers can hold
+//!   permits and verdicts for the life of a stream: [`HoldToEosLayer`] moves in the
+//!   guard of any layer that implements [`GuardedFuture`] (a bulkhead's permit, a
+//!   breaker's verdict; gRPC: judged from its trailers), and [`EosBody`] is the same
+//!   body reporting to a callback;
 //!   [`PeekTrailersLayer`] reads a short response's trailers ahead so a gRPC status
 //!   sent in trailers can be retried.
 //! * [`InheritDeadlineLayer`] (server) and [`PropagateDeadlineLayer`] (client) carry
 //!   the caller's deadline across the wire in `grpc-timeout` or [`DEADLINE_HEADER`],
 //!   so a server's own outgoing calls stop when its caller gave up ([`deadline`]).
-//! * [`Rejection`] says what a layer's error means on the wire (503 + `Retry-After`,
+//! * [`Rejection`] (from [`guard`](crate::guard), where each layer says what its
+//!   refusal means) is what a layer's error means on the wire (503 + `Retry-After`,
 //!   429, 504); the `axum` and `grpc` features turn it into responses and statuses.
 //!
 //! The header parsers ([`retry_after`], [`parse_grpc_pushback`], …) never panic and
@@ -104,9 +106,10 @@ pub mod deadline;
 mod eos;
 mod hint;
 mod hold;
+mod peek;
 mod rejection;
 #[cfg(feature = "retry")]
-mod replay;
+pub(crate) mod replay;
 mod replay_body;
 #[cfg(feature = "failover")]
 mod tried;
@@ -118,13 +121,16 @@ pub use deadline::{
     MAX_INHERITED, PropagateDeadline, PropagateDeadlineLayer, RequestDeadline, format_grpc_timeout,
     inherited_timeout, parse_deadline_ms, parse_grpc_timeout,
 };
-pub use eos::{EosBody, PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
+pub use eos::{EosBody, HeldBody, HttpEos};
 pub use hint::{
     GRPC_RETRY_PUSHBACK_MS, MAX_HINT, grpc_pushback, parse_grpc_pushback, parse_retry_after_date,
     parse_retry_after_seconds, retry_after,
 };
-pub use hold::{EndGuard, GuardedFuture, HeldBody, HoldFuture, HoldToEos, HoldToEosLayer, HttpEos};
-pub use rejection::{REJECTED_HEADER, Rejection, RejectionKind};
+// The ground-floor seams, re-exported where they were first defined.
+pub use crate::guard::{EndGuard, GuardedFuture, Rejection, RejectionKind};
+pub use hold::{HoldFuture, HoldToEos, HoldToEosLayer};
+pub use peek::{PeekFuture, PeekTrailers, PeekTrailersLayer, PeekedBody, PeekedTrailers};
+pub use rejection::REJECTED_HEADER;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use replay::HttpReplay;

@@ -483,34 +483,3 @@ where
         self.inner.call(req.map(|body| ReplayBody::new(body, cap)))
     }
 }
-
-#[cfg(feature = "retry")]
-impl<B> crate::retry::Replay<http::Request<ReplayBody<B>>> for crate::http::HttpReplay {
-    fn replay(&self, req: &http::Request<ReplayBody<B>>) -> Option<http::Request<ReplayBody<B>>> {
-        let body = req.body().try_clone()?;
-        let mut copy = http::Request::new(body);
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        *copy.extensions_mut() = req.extensions().clone();
-        Some(copy)
-    }
-
-    /// A copy can still be made, and the request may be sent twice: its method is
-    /// idempotent, it is marked [`RetrySafe`](super::RetrySafe), or no attempt ever
-    /// reached the wire ([`ReplayBody::was_read`] is false: the connection failed).
-    fn is_replayable(&self, req: &http::Request<ReplayBody<B>>) -> bool {
-        let body = req.body();
-        body.is_replayable() && (super::may_retry(req) || !body.was_read())
-    }
-
-    /// The request's [`RetryOverride`](crate::retry::RetryOverride), if any.
-    /// Idempotency is checked per failure by [`is_replayable`](crate::retry::Replay::is_replayable).
-    fn overrides(&self, req: &http::Request<ReplayBody<B>>) -> crate::retry::RetryOverride {
-        req.extensions()
-            .get::<crate::retry::RetryOverride>()
-            .copied()
-            .unwrap_or_default()
-    }
-}

@@ -39,4 +39,22 @@ impl fmt::Display for RateLimited {
     }
 }
 
-impl std::error::Error for RateLimited {}
+static RATE_LIMITED: crate::guard::Registration = crate::guard::Registration::of::<RateLimited>();
+
+impl std::error::Error for RateLimited {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        RATE_LIMITED.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for RateLimited {
+    /// Throttled (`rate-limited`), with the time until a call would be admitted.
+    fn rejection(&self) -> crate::guard::Rejection {
+        crate::guard::Rejection::new(crate::guard::RejectionKind::Throttled)
+            .with_reason("rate-limited")
+            .with_description("rate limit exceeded")
+            .retry_after(self.retry_after)
+    }
+}

@@ -12,7 +12,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::Replay;
-use super::layer::Shared;
+use super::shared::Shared;
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, Outcome, ServerHint};
 use crate::observe::{DelayCause, Event, RetryEvent, SkipReason};

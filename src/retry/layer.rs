@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::shared::{Shards, Shared};
 use super::{CloneReplay, Retry};
 use crate::backoff::{Backoff, Rng};
 use crate::budget::Budget;
@@ -11,23 +12,6 @@ use crate::classify::DefaultClassifier;
 use crate::config::ConfigError;
 use crate::observe::{Listener, Listeners};
 use crate::shard::{Padded, SHARDS};
-
-/// Configuration shared by every clone of a retry layer and its services.
-pub(crate) struct Shared<C, P> {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) budget: Option<Budget>,
-    pub(crate) deadline: Option<Duration>,
-    pub(crate) max_server_delay: Duration,
-    pub(crate) rng: Rng,
-    pub(crate) listeners: Listeners,
-    pub(crate) classifier: C,
-    pub(crate) replay: P,
-}
-
-/// One copy of the configuration per shard, each in its own allocation, so that the
-/// reference count a response future takes is not one cache line shared by all cores.
-pub(crate) type Shards<C, P> = Arc<[Arc<Padded<Shared<C, P>>>]>;
 
 /// Wraps services in [`Retry`]. Built by [`RetryLayer::builder`].
 ///

@@ -88,6 +88,7 @@ pub mod future;
 mod layer;
 mod replay;
 mod service;
+mod shared;
 
 pub use layer::{RetryBuilder, RetryLayer};
 pub use replay::{CloneReplay, Replay, ReplayFn, RetryOverride, replay_fn};

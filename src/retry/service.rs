@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::Replay;
 use super::future::ResponseFuture;
-use super::layer::Shards;
+use super::shared::Shards;
 use crate::classify::Classify;
 use crate::observe::{Event, RetryEvent};
 use crate::shard;

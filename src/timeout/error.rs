@@ -51,8 +51,6 @@ impl fmt::Display for Elapsed {
     }
 }
 
-impl std::error::Error for Elapsed {}
-
 /// The whole request, its retries included, took longer than its
 /// [`DeadlineLayer`](super::DeadlineLayer) allows.
 ///
@@ -89,4 +87,40 @@ impl fmt::Display for DeadlineExceeded {
     }
 }
 
-impl std::error::Error for DeadlineExceeded {}
+// What the timeouts' errors mean on the wire (`crate::guard`).
+
+static ELAPSED: crate::guard::Registration = crate::guard::Registration::of::<Elapsed>();
+static DEADLINE_EXCEEDED: crate::guard::Registration =
+    crate::guard::Registration::of::<DeadlineExceeded>();
+
+impl std::error::Error for Elapsed {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        ELAPSED.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for Elapsed {
+    /// Deadline exceeded (`attempt-timeout`).
+    fn rejection(&self) -> crate::guard::Rejection {
+        crate::guard::Rejection::new(crate::guard::RejectionKind::DeadlineExceeded)
+            .with_reason("attempt-timeout")
+            .with_description("upstream timed out")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {
+    /// None; makes the type known to [`Rejection::of`](crate::guard::Rejection::of).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        DEADLINE_EXCEEDED.register();
+        None
+    }
+}
+
+impl crate::guard::Reject for DeadlineExceeded {
+    /// Deadline exceeded (`deadline-exceeded`).
+    fn rejection(&self) -> crate::guard::Rejection {
+        crate::guard::Rejection::new(crate::guard::RejectionKind::DeadlineExceeded)
+    }
+}
