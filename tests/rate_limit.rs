@@ -274,7 +274,10 @@ async fn calls_over_the_limit_are_events_with_the_limiters_name() {
         .unwrap();
     let mut svc = limit.layer(echo());
     svc.ready().await.unwrap().call(1).await.unwrap();
-    assert!(log.0.lock().unwrap().is_empty(), "within the limit: no event");
+    assert!(
+        log.0.lock().unwrap().is_empty(),
+        "within the limit: no event"
+    );
     let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
     assert!(err.is::<RateLimited>());
     assert_eq!(

@@ -7,21 +7,12 @@ use tower_layer::Layer;
 
 use super::gcra::{Gcra, Quota};
 use super::service::{KeyedRateLimit, RateLimit};
+use super::shared::{Keyed, Shared};
 use crate::clock::Epoch;
 use crate::config::ConfigError;
 use crate::keyed::KeyedMap;
 use crate::observe::Listeners;
 use crate::shard::Padded;
-
-/// What every clone of one limiter shares.
-pub(crate) struct Shared {
-    pub(crate) quota: Quota,
-    pub(crate) epoch: Epoch,
-    /// On its own cache line: every call writes it, and the fields around it are
-    /// read by every call on every core.
-    pub(crate) cell: Padded<Gcra>,
-    pub(crate) listeners: Listeners,
-}
 
 /// Limits the rate of calls to a service: the same quota for every clone. Built by
 /// [`RateLimitLayer::builder`]; see the [module docs](super).
@@ -220,16 +211,6 @@ impl<F> KeyedRateLimitBuilder<F> {
             key: self.key,
         })
     }
-}
-
-/// A key's cell, on its own cache line: keys' cells are small allocations that
-/// would otherwise share lines, and two threads on two keys would bounce them.
-pub(crate) type KeyCell = Arc<Padded<Gcra>>;
-
-pub(crate) struct Keyed<K> {
-    pub(crate) map: KeyedMap<K, KeyCell>,
-    /// The quota, epoch and listeners (its own cell is unused).
-    pub(crate) shared: Shared,
 }
 
 /// One rate limit per key, in a bounded map shared by every clone.

@@ -140,6 +140,7 @@ mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod service;
+mod shared;
 
 pub use error::RateLimited;
 pub use layer::{KeyedRateLimitBuilder, KeyedRateLimitLayer, RateLimitBuilder, RateLimitLayer};

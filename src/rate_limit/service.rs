@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::error::RateLimited;
 use super::gcra::Gcra;
-use super::layer::{KeyCell, Keyed, Shared};
+use super::shared::{KeyCell, Keyed, Shared};
 use crate::BoxError;
 use crate::keyed::{Evict, View};
 use crate::observe::Warn;
