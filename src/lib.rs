@@ -132,7 +132,7 @@ pub mod backoff;
 pub mod budget;
 pub mod classify;
 mod clock;
-mod config;
+pub mod config;
 pub mod guard;
 #[cfg(any(
     feature = "circuit-breaker",

@@ -41,6 +41,11 @@ impl Listener for Forward {
     }
 }
 
+/// A duration in nanoseconds for an atomic, saturating (585 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The overall deadline of a request, retries included. See [`StackBuilder::deadline`].
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 /// The per-attempt timeout. See [`StackBuilder::attempt_timeout`].
@@ -67,6 +72,7 @@ pub struct StackBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     listeners: Option<ListenerFn>,
     name: Arc<str>,
     metrics: bool,
+    applied: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<S, C, P> fmt::Debug for StackBuilder<S, C, P> {
@@ -117,6 +123,7 @@ impl<S> Stack<S> {
             listeners: None,
             name: Arc::from("stack"),
             metrics: false,
+            applied: None,
         }
     }
 }
@@ -241,8 +248,9 @@ impl<S, C, P> StackBuilder<S, C, P> {
     }
 
     /// Event listeners by source: `f` is asked once for `"bulkhead"`, `"retry"`,
-    /// `"hedge"`, `"router"` and each backend's id (its breaker), and returns the listener for
-    /// that source, if any.
+    /// `"hedge"`, `"router"`, each backend's id (its breaker) and `"stack"` (the
+    /// stack's own events: a reconfiguration), and returns the listener for that
+    /// source, if any.
     pub fn listeners<L>(mut self, f: impl Fn(&str) -> Option<L> + Send + Sync + 'static) -> Self
     where
         L: Listener,
@@ -271,6 +279,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             listeners: self.listeners,
             name: self.name,
             metrics: self.metrics,
+            applied: self.applied,
         }
     }
 
@@ -292,7 +301,15 @@ impl<S, C, P> StackBuilder<S, C, P> {
             listeners: self.listeners,
             name: self.name,
             metrics: self.metrics,
+            applied: self.applied,
         }
+    }
+
+    /// Remembers the settings the stack is built from (the configuration module's).
+    #[allow(dead_code)] // Used by the configuration module only.
+    pub(crate) fn applied(mut self, settings: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.applied = Some(settings);
+        self
     }
 
     fn listener(&self, source: &str) -> Option<Forward> {
@@ -367,6 +384,9 @@ impl<S, C, P> StackBuilder<S, C, P> {
             if on { h.build()? } else { h.build_off()? }
         };
 
+        let attempt_timeout = Arc::new(std::sync::atomic::AtomicU64::new(nanos(
+            self.attempt_timeout,
+        )));
         let mut breakers = Vec::with_capacity(self.backends.len());
         let mut legs = Vec::with_capacity(self.backends.len());
         let listeners = self.listeners.clone();
@@ -386,13 +406,13 @@ impl<S, C, P> StackBuilder<S, C, P> {
             }
             let layer = b.classifier(Health(self.classifier.clone())).build()?;
             breakers.push((Arc::<str>::from(backend.id.as_str()), layer.handle()));
-            let attempt_timeout = self.attempt_timeout;
+            let attempt_timeout = attempt_timeout.clone();
             let handle = layer.handle();
             let timeout_name = NameId::intern(&format!("{name}/{}", backend.id));
             legs.push(
                 backend
                     .map(|s| -> Leg<S, C> {
-                        layer.layer(Timeout::with_name(
+                        layer.layer(Timeout::with_live(
                             Unwrap::new(s),
                             attempt_timeout,
                             timeout_name,
@@ -402,6 +422,14 @@ impl<S, C, P> StackBuilder<S, C, P> {
             );
         }
 
+        let mut listeners = crate::observe::Listeners::default().named(self.name.clone());
+        if let Some(l) = self.listener("stack") {
+            listeners = listeners.with(l);
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            listeners = listeners.with(crate::observe::MetricsListener::new());
+        }
         let mut router = std::mem::replace(&mut self.router, Failover::builder())
             .retype::<Leg<S, C>>()
             .rng(fork())
@@ -422,7 +450,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
         let parts = Arc::new(Parts {
             name_id: NameId::intern(&self.name),
             name: self.name.clone(),
-            deadline: self.deadline,
+            deadline: std::sync::atomic::AtomicU64::new(nanos(self.deadline)),
+            attempt_timeout,
+            applied: std::sync::Mutex::new(self.applied.take()),
+            listeners,
             router: router.handle(),
             breakers,
             bulkhead: bulkhead.handle(),

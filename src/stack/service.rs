@@ -1,7 +1,9 @@
 //! The built stack: one service, its entry and its handles.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,7 +64,19 @@ pub(crate) struct Parts<S, C> {
     pub(crate) name: Arc<str>,
     /// `name`, interned for the deadline's error (a 4-byte id in the future).
     pub(crate) name_id: crate::observe::NameId,
-    pub(crate) deadline: Duration,
+    /// The overall deadline in nanoseconds: an atomic, so that a reconfiguration
+    /// changes it without a lock on the call path.
+    pub(crate) deadline: AtomicU64,
+    /// The per-attempt timeout in nanoseconds, shared with every backend's timeout.
+    pub(crate) attempt_timeout: Arc<AtomicU64>,
+    /// The settings the stack was built from (or last reconfigured to), kept for the
+    /// configuration module, which the stack does not know; also held while a
+    /// reconfiguration applies, so that two never interleave.
+    #[allow(dead_code)] // Read by the configuration module only.
+    pub(crate) applied: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// The stack's own events (a reconfiguration), named with the stack's name.
+    #[allow(dead_code)] // Read by the configuration module only.
+    pub(crate) listeners: crate::observe::Listeners,
     pub(crate) router: FailoverHandle<Leg<S, C>>,
     pub(crate) breakers: Vec<(Arc<str>, CircuitBreakerHandle)>,
     pub(crate) bulkhead: BulkheadHandle,
@@ -129,7 +143,12 @@ impl<S, C, P> Stack<S, C, P> {
 
     /// The overall deadline each request gets.
     pub fn deadline(&self) -> Duration {
-        self.parts.deadline
+        Duration::from_nanos(self.parts.deadline.load(Ordering::Relaxed))
+    }
+
+    /// The timeout each attempt gets.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_nanos(self.parts.attempt_timeout.load(Ordering::Relaxed))
     }
 }
 
@@ -148,7 +167,7 @@ where
 impl<S, C, P> fmt::Debug for Stack<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stack")
-            .field("deadline", &self.parts.deadline)
+            .field("deadline", &self.deadline())
             .field("backends", &self.parts.breakers.len())
             .finish_non_exhaustive()
     }
@@ -172,7 +191,8 @@ where
         // The earlier of the stack's deadline and the one in scope (a server handling
         // a request with a deadline): the retry and hedging layers see this instant.
         let now = Instant::now();
-        let at = crate::timeout::effective(crate::timeout::until(now, self.parts.deadline));
+        let deadline = Duration::from_nanos(self.parts.deadline.load(Ordering::Relaxed));
+        let at = crate::timeout::effective(crate::timeout::until(now, deadline));
         let attempt = Attempt {
             request,
             tried: Tried::new(),

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use crate::observe::NameId;
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+    /// A timeout that can change while the service runs (in nanoseconds), read
+    /// instead of `timeout`: the one-call stack's per-attempt timeout.
+    live: Option<Arc<AtomicU64>>,
     name: NameId,
 }
 
@@ -30,7 +35,29 @@ impl<S> Timeout<S> {
         Self {
             inner,
             timeout,
+            live: None,
             name,
+        }
+    }
+
+    /// Wraps `inner`, with a timeout read from `live` (nanoseconds) at each call, so
+    /// that whoever holds `live` can change it while the service runs.
+    #[allow(dead_code)] // Used by the one-call stack only.
+    pub(crate) fn with_live(inner: S, live: Arc<AtomicU64>, name: NameId) -> Self {
+        Self {
+            inner,
+            timeout: Duration::from_nanos(live.load(Ordering::Relaxed)),
+            live: Some(live),
+            name,
+        }
+    }
+
+    /// The timeout each call gets now.
+    #[inline]
+    fn current(&self) -> Duration {
+        match &self.live {
+            Some(live) => Duration::from_nanos(live.load(Ordering::Relaxed)),
+            None => self.timeout,
         }
     }
 
@@ -71,12 +98,13 @@ where
         // request's: a client below writes what is left of the attempt, as Envoy's
         // per-try timeout does. An end too far to represent puts nothing in scope,
         // and its timer never fires.
-        let end = now.checked_add(self.timeout);
+        let timeout = self.current();
+        let end = now.checked_add(timeout);
         let fut = crate::scope::enter(end, || self.inner.call(req));
         let name = self.name;
         match end {
-            Some(at) => ResponseFuture::attempt(fut, at, self.timeout, true, name),
-            None => ResponseFuture::attempt(fut, now + FAR, self.timeout, false, name),
+            Some(at) => ResponseFuture::attempt(fut, at, timeout, true, name),
+            None => ResponseFuture::attempt(fut, now + FAR, timeout, false, name),
         }
     }
 }

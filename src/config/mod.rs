@@ -1,6 +1,40 @@
-//! Configuration errors shared by every builder.
+//! Configuration: the error every builder returns, and (feature `config`) files.
+//!
+//! Every builder checks its settings once, when built, and names the field it
+//! rejects with a [`ConfigError`]. With the `config` feature, the same builders are
+//! described by serde data: a model per kind ([`RetryConfig`], [`BreakerConfig`],
+//! ...), and a file ([`FortifyConfig`]) that holds defaults per kind and named
+//! stacks with their overrides and backends.
+#![cfg_attr(feature = "config", doc = include_str!("file_docs.md"))]
 
 use std::fmt;
+
+#[cfg(feature = "config")]
+mod duration;
+#[cfg(feature = "config")]
+mod file;
+#[cfg(feature = "config")]
+mod model;
+#[cfg(feature = "config")]
+mod reload;
+#[cfg(feature = "config")]
+mod stack;
+
+#[cfg(feature = "config")]
+pub use duration::{DurationError, format_duration, parse_duration};
+#[cfg(feature = "config")]
+pub use file::{BackendConfig, Defaults, FileError, Format, FortifyConfig, StackConfig};
+#[cfg(feature = "rate-limit")]
+#[cfg(feature = "config")]
+pub use model::RateLimitConfig;
+#[cfg(feature = "config")]
+pub use model::{
+    BackoffConfig, BackoffKind, BreakerConfig, BudgetConfig, BudgetKind, BulkheadConfig,
+    HedgeConfig, JitterConfig, PanicModeConfig, RetryConfig, RouterConfig, SelectionKind,
+    TimeoutsConfig,
+};
+#[cfg(feature = "config")]
+pub use stack::StackSettings;
 
 /// A builder rejected its configuration.
 ///
