@@ -56,7 +56,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,14 +87,17 @@ impl fmt::Debug for Budget {
             Kind::TokenBucket(t) => f
                 .debug_struct("Budget::TokenBucket")
                 .field("max_tokens", &(t.max as f64 / MILLI))
-                .field("token_ratio", &(t.ratio as f64 / MILLI))
+                .field(
+                    "token_ratio",
+                    &(t.ratio.load(Ordering::Relaxed) as f64 / MILLI),
+                )
                 .field("tokens", &(t.tokens.load(Ordering::Relaxed) as f64 / MILLI))
                 .finish(),
             Kind::Ratio(r) => f
                 .debug_struct("Budget::Ratio")
                 .field("ttl", &r.ttl)
-                .field("min_per_sec", &r.min_per_sec)
-                .field("percent", &r.percent)
+                .field("min_per_sec", &r.min_per_sec.load(Ordering::Relaxed))
+                .field("percent", &r.percent())
                 .finish(),
         }
     }
@@ -106,13 +109,16 @@ struct TokenBucket {
     /// Tokens in thousandths, like gRPC's three decimal places.
     tokens: AtomicU64,
     max: u64,
-    ratio: u64,
+    /// The refill per success, in thousandths; changes with [`Budget::reconfigure`].
+    ratio: AtomicU64,
 }
 
 struct Ratio {
     ttl: Duration,
-    min_per_sec: u32,
-    percent: f64,
+    /// Both change with [`Budget::reconfigure`]; read by the retry path only.
+    min_per_sec: AtomicU32,
+    /// An `f64`'s bits.
+    percent: AtomicU64,
     deposits: [Padded<AtomicU64>; SHARDS],
     window: Mutex<Window>,
 }
@@ -160,7 +166,7 @@ impl Budget {
             inner: Arc::new(Kind::TokenBucket(TokenBucket {
                 tokens: AtomicU64::new(max),
                 max,
-                ratio,
+                ratio: AtomicU64::new(ratio),
             })),
         })
     }
@@ -178,8 +184,8 @@ impl Budget {
         Ok(Self {
             inner: Arc::new(Kind::Ratio(Ratio {
                 ttl,
-                min_per_sec,
-                percent,
+                min_per_sec: AtomicU32::new(min_per_sec),
+                percent: AtomicU64::new(percent.to_bits()),
                 deposits: Default::default(),
                 window: Mutex::new(Window {
                     start: Epoch::new(),
@@ -195,6 +201,59 @@ impl Budget {
     /// second (Finagle's and tower's defaults).
     pub fn default_ratio() -> Self {
         Self::ratio(Duration::from_secs(10), 10, 0.2).expect("valid defaults")
+    }
+
+    /// Takes the rates of `settings` (a budget built for the purpose, of the same
+    /// kind) while this one runs, keeping its balance: a ratio budget's `percent`
+    /// and `min_per_sec` (its window of requests and retries stays), a token
+    /// bucket's `token_ratio` (its tokens stay). The window length (`ttl`) and the
+    /// bucket's size are what the balance is made of and cannot change: a budget
+    /// that differs there, or is of the other kind, is refused, naming the field,
+    /// and nothing changes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_fortify::budget::Budget;
+    ///
+    /// let budget = Budget::ratio(Duration::from_secs(10), 10, 0.2).unwrap();
+    /// budget.reconfigure(&Budget::ratio(Duration::from_secs(10), 5, 0.1).unwrap()).unwrap();
+    /// let other_ttl = Budget::ratio(Duration::from_secs(20), 5, 0.1).unwrap();
+    /// assert_eq!(budget.reconfigure(&other_ttl).unwrap_err().field(), "budget.ttl");
+    /// ```
+    pub fn reconfigure(&self, settings: &Budget) -> Result<(), ConfigError> {
+        self.check_reconfigure(settings)?;
+        match (&*self.inner, &*settings.inner) {
+            (Kind::Ratio(r), Kind::Ratio(n)) => {
+                r.percent
+                    .store(n.percent.load(Ordering::Relaxed), Ordering::Relaxed);
+                r.min_per_sec
+                    .store(n.min_per_sec.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            (Kind::TokenBucket(t), Kind::TokenBucket(n)) => {
+                t.ratio
+                    .store(n.ratio.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks `settings` as [`reconfigure`](Self::reconfigure) would, changing
+    /// nothing.
+    pub fn check_reconfigure(&self, settings: &Budget) -> Result<(), ConfigError> {
+        let fixed = "cannot change while the budget runs (its balance is made of it)";
+        match (&*self.inner, &*settings.inner) {
+            (Kind::Ratio(r), Kind::Ratio(n)) if r.ttl != n.ttl => {
+                Err(ConfigError::new("budget.ttl", fixed))
+            }
+            (Kind::TokenBucket(t), Kind::TokenBucket(n)) if t.max != n.max => {
+                Err(ConfigError::new("budget.max_tokens", fixed))
+            }
+            (Kind::Ratio(_), Kind::Ratio(_)) | (Kind::TokenBucket(_), Kind::TokenBucket(_)) => {
+                Ok(())
+            }
+            _ => Err(ConfigError::new("budget.kind", fixed)),
+        }
     }
 
     /// Records a new request. Ratio budgets count it; token buckets ignore it.
@@ -257,7 +316,7 @@ impl TokenBucket {
         let mut cur = self.tokens.load(Ordering::Relaxed);
         // Full: nothing to write, so the success path only reads a shared line.
         while cur < self.max {
-            let next = (cur + self.ratio).min(self.max);
+            let next = (cur + self.ratio.load(Ordering::Relaxed)).min(self.max);
             match self
                 .tokens
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -278,6 +337,10 @@ impl TokenBucket {
 }
 
 impl Ratio {
+    fn percent(&self) -> f64 {
+        f64::from_bits(self.percent.load(Ordering::Relaxed))
+    }
+
     fn width_nanos(&self) -> u128 {
         (self.ttl.as_nanos() / BUCKETS as u128).max(1)
     }
@@ -313,8 +376,8 @@ impl Ratio {
                 used += b.withdrawals;
             }
         }
-        let reserve = self.min_per_sec as f64 * self.ttl.as_secs_f64();
-        (self.percent * deposits + reserve, used)
+        let reserve = self.min_per_sec.load(Ordering::Relaxed) as f64 * self.ttl.as_secs_f64();
+        (self.percent() * deposits + reserve, used)
     }
 
     fn try_withdraw(&self) -> Option<u64> {

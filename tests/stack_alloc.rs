@@ -91,3 +91,33 @@ fn the_hedging_stack_allocates_nothing_when_no_hedge_fires() {
         .unwrap();
     assert_eq!(allocations_per_thousand(stack, 3), 0);
 }
+
+/// A stack built from a configuration file, and reconfigured (limits, timeouts,
+/// weights, breaker thresholds): still nothing per request.
+#[cfg(feature = "config")]
+#[test]
+fn a_stack_from_a_file_allocates_nothing_per_request_after_a_reconfiguration() {
+    use tower_fortify::config::FortifyConfig;
+    let file = |limit: u32, weight: u32| {
+        format!(
+            "[stacks.s.bulkhead]\nmax_concurrent = {limit}\n[stacks.s.breaker]\nfailure_rate = 0.3\n\
+             [[stacks.s.backends]]\nid = \"b0\"\nweight = {weight}\n\
+             [[stacks.s.backends]]\nid = \"b1\"\n[[stacks.s.backends]]\nid = \"b2\"\n"
+        )
+    };
+    let settings = FortifyConfig::from_toml_str(&file(64, 1))
+        .unwrap()
+        .stack("s")
+        .unwrap();
+    let stack = settings
+        .builder(|b| Offset(b.id[1..].parse().unwrap()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let new = FortifyConfig::from_toml_str(&file(32, 2))
+        .unwrap()
+        .stack("s")
+        .unwrap();
+    assert_eq!(stack.reconfigure(&new).unwrap().changes.len(), 2);
+    assert_eq!(allocations_per_thousand(stack, 3), 0);
+}

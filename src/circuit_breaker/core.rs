@@ -60,8 +60,38 @@ impl Admit {
     }
 }
 
+/// The settings a running breaker may change ([`Core::retune`]): read under the
+/// slow-path lock, except the two the call path reads, which are atomics on `Core`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Tunables {
+    /// Failures in a row that trip (meaningful when the condition is on).
+    pub(crate) consecutive: u32,
+    pub(crate) failure_rate: f64,
+    /// The slow-call rate that trips (meaningful when slow-call detection is on).
+    pub(crate) slow_rate: f64,
+    pub(crate) min_calls: u32,
+    pub(crate) open: OpenPolicy,
+    pub(crate) reset_after: Duration,
+    pub(crate) max_hint: Duration,
+}
+
+impl Tunables {
+    fn of(cfg: &Config) -> Self {
+        Self {
+            consecutive: cfg.consecutive.unwrap_or(0),
+            failure_rate: cfg.failure_rate,
+            slow_rate: cfg.slow.map_or(f64::INFINITY, |(_, r)| r),
+            min_calls: cfg.min_calls,
+            open: cfg.open,
+            reset_after: cfg.reset_after,
+            max_hint: cfg.max_hint,
+        }
+    }
+}
+
 /// State that only failures, slow calls, probes and transitions touch.
 struct Inner {
+    tun: Tunables,
     failures_total: u64,
     count: Option<CountWindow>,
     time: Option<TimeWindow>,
@@ -126,7 +156,14 @@ pub(crate) struct Core {
     /// lock (an optimistic sequence-lock read: two 16-byte words are not one atomic).
     open_until_at: AtomicCell<Option<Instant>>,
     successes: [Padded<AtomicU64>; SHARDS],
+    /// Probe slots in half-open (a tunable read by admission, without the lock).
+    probes: AtomicU32,
+    /// The slow-call threshold in nanoseconds (a tunable read by every timed call).
+    slow_threshold: AtomicU64,
     inner: Mutex<Inner>,
+    /// The configuration built with: its trip conditions and windows are fixed; its
+    /// tunable values are the initial ones (the live ones are in `Inner::tun`,
+    /// `probes` and `slow_threshold`).
     pub(crate) cfg: Config,
     /// The origin of every time in nanoseconds here, read on first use.
     epoch: Epoch,
@@ -167,7 +204,10 @@ impl Core {
             open_until: Padded(AtomicU64::new(0)),
             open_until_at: AtomicCell::new(None),
             successes: Default::default(),
+            probes: AtomicU32::new(cfg.probes),
+            slow_threshold: AtomicU64::new(cfg.slow.map_or(u64::MAX, |(t, _)| nanos(t))),
             inner: Mutex::new(Inner {
+                tun: Tunables::of(&cfg),
                 failures_total: 0,
                 count,
                 time,
@@ -248,7 +288,7 @@ impl Core {
                     w = self.state.load(Ordering::Acquire);
                 }
                 HALF_OPEN => {
-                    if probes(w) < self.cfg.probes {
+                    if probes(w) < self.probes.load(Ordering::Relaxed) {
                         match self.state.compare_exchange_weak(
                             w,
                             w + PROBE_ONE,
@@ -307,9 +347,9 @@ impl Core {
     /// slow-call detection is on.
     #[inline]
     pub(crate) fn record(&self, a: Admit, outcome: Outcome, elapsed: Option<Duration>) {
-        let slow = match (elapsed, self.cfg.slow) {
-            (Some(e), Some((threshold, _))) => e >= threshold,
-            _ => false,
+        let slow = match elapsed {
+            Some(e) => nanos(e) >= self.slow_threshold.load(Ordering::Relaxed),
+            None => false,
         };
         if a.kind() == NORMAL && outcome.is_success() && !slow {
             let w = self.state.load(Ordering::Acquire);
@@ -362,7 +402,7 @@ impl Core {
             return;
         }
         if failure && let ServerHint::RetryAfter(d) = outcome.hint() {
-            let d = d.min(self.cfg.max_hint);
+            let d = d.min(inner.tun.max_hint);
             inner.hint_until = now.saturating_add(nanos(d));
         }
         if a.kind() == PROBE {
@@ -370,7 +410,7 @@ impl Core {
                 self.open(&mut inner, w, now, TripReason::ProbeFailed);
             } else {
                 inner.probe_successes += 1;
-                if inner.probe_successes >= self.cfg.probes {
+                if inner.probe_successes >= self.probes.load(Ordering::Relaxed) {
                     self.close(&mut inner, w, now);
                 }
             }
@@ -379,7 +419,8 @@ impl Core {
         let mut reason = None;
         if failure {
             inner.failures_total += 1;
-            if let Some(k) = self.cfg.consecutive {
+            if self.cfg.consecutive.is_some() {
+                let k = inner.tun.consecutive;
                 let c = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
                 if c >= k {
                     reason = Some(TripReason::ConsecutiveFailures);
@@ -395,9 +436,9 @@ impl Core {
         }
         let successes = self.successes();
         let total = successes + inner.failures_total;
-        let min_calls = self.cfg.min_calls as f64;
-        let rate = self.cfg.failure_rate;
-        let slow_rate = self.cfg.slow.map_or(f64::INFINITY, |(_, r)| r);
+        let min_calls = inner.tun.min_calls as f64;
+        let rate = inner.tun.failure_rate;
+        let slow_rate = inner.tun.slow_rate;
         if let Some(cw) = &mut inner.count {
             if failure {
                 cw.failures.push_back(total);
@@ -522,13 +563,13 @@ impl Core {
 
     fn open(&self, inner: &mut Inner, w: u64, now: u64, reason: TripReason) {
         if phase(w) == CircuitState::Closed
-            && now.saturating_sub(inner.closed_at) >= nanos(self.cfg.reset_after)
+            && now.saturating_sub(inner.closed_at) >= nanos(inner.tun.reset_after)
         {
             inner.trips = 0;
             inner.previous_open = Duration::ZERO;
         }
         inner.trips = inner.trips.saturating_add(1);
-        let d = match &self.cfg.open {
+        let d = match &inner.tun.open {
             OpenPolicy::Fixed(d) => *d,
             // The backoff's jitter, bounded to ±10 % of its raw delay: an open time
             // drawn over the whole of 0..d (full jitter) would reopen the breaker
@@ -577,6 +618,17 @@ impl Core {
     }
 
     // --- handle operations ---
+
+    /// Changes the tunable settings, keeping the state, the windows and the trip
+    /// history: the next decision uses the new values.
+    pub(crate) fn retune(&self, tun: Tunables, probes: u32, slow_threshold: Option<Duration>) {
+        let mut inner = self.lock();
+        inner.tun = tun;
+        self.probes.store(probes, Ordering::Relaxed);
+        if let Some(t) = slow_threshold {
+            self.slow_threshold.store(nanos(t), Ordering::Relaxed);
+        }
+    }
 
     pub(crate) fn status(&self) -> Status {
         let w = self.state.load(Ordering::Acquire);

@@ -160,6 +160,7 @@ pub mod future;
 mod handle;
 mod keyed;
 mod layer;
+mod retune;
 mod service;
 mod shared;
 mod window;

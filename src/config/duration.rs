@@ -87,7 +87,7 @@ pub fn format_duration(d: Duration) -> String {
         ("ms", 1_000_000),
         ("us", 1_000),
     ] {
-        if ns % per == 0 {
+        if ns.is_multiple_of(per) {
             return format!("{}{unit}", ns / per);
         }
     }

@@ -14,6 +14,8 @@ mod duration;
 #[cfg(feature = "config")]
 mod file;
 #[cfg(feature = "config")]
+mod layout;
+#[cfg(feature = "config")]
 mod model;
 #[cfg(feature = "config")]
 mod reload;
@@ -23,7 +25,9 @@ mod stack;
 #[cfg(feature = "config")]
 pub use duration::{DurationError, format_duration, parse_duration};
 #[cfg(feature = "config")]
-pub use file::{BackendConfig, Defaults, FileError, Format, FortifyConfig, StackConfig};
+pub use file::{FileError, Format, FortifyConfig};
+#[cfg(feature = "config")]
+pub use layout::{BackendConfig, Defaults, StackConfig};
 #[cfg(feature = "rate-limit")]
 #[cfg(feature = "config")]
 pub use model::RateLimitConfig;
@@ -33,6 +37,8 @@ pub use model::{
     HedgeConfig, JitterConfig, PanicModeConfig, RetryConfig, RouterConfig, SelectionKind,
     TimeoutsConfig,
 };
+#[cfg(feature = "config")]
+pub use reload::{Change, ReconfigureError, Reconfigured};
 #[cfg(feature = "config")]
 pub use stack::StackSettings;
 

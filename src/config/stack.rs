@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use super::file::{BackendConfig, Defaults, FileModel, Seg, StackConfig, key};
+use super::layout::{BackendConfig, Defaults, FileModel, Seg, StackConfig, key};
 use super::model::{
     BreakerConfig, BulkheadConfig, HedgeConfig, RetryConfig, RouterConfig, TimeoutsConfig,
 };
@@ -47,7 +47,7 @@ fn merge<T: Clone>(base: &Option<T>, over: &Option<T>, f: impl FnOnce(&T, &T) ->
 
 /// A builder's field name (`breaker.failure_rate`) as a path below the stack, for
 /// the kind `kind` it was checked in.
-fn rel_path(kind: &str, field: &str) -> Vec<Seg> {
+pub(crate) fn rel_path(kind: &str, field: &str) -> Vec<Seg> {
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
     let tail = |k: &str| if k.is_empty() { vec![] } else { vec![key(k)] };
     match (kind, head) {
@@ -325,6 +325,6 @@ impl StackSettings {
     pub fn to_toml(&self) -> String {
         let mut model = FileModel::default();
         model.stacks.insert(self.name.clone(), self.config.clone());
-        super::file::to_toml(&model)
+        super::layout::to_toml(&model)
     }
 }

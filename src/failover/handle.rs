@@ -168,8 +168,8 @@ impl<S> FailoverHandle<S> {
         };
         BackendStatus {
             id: n.id.clone(),
-            tier: n.tier,
-            weight: n.weight,
+            tier: n.tier(),
+            weight: n.weight(),
             health,
             probing: health == BackendHealth::Healthy && cold.probation.load(Ordering::Relaxed),
             in_flight: hot.in_flight.load(Ordering::Relaxed),
@@ -238,6 +238,55 @@ impl<S> FailoverHandle<S> {
             })
         });
         true
+    }
+
+    /// Changes a backend's weight while it serves (at least 1): its share within its
+    /// tier from the next selection on, its health and counters kept. Fails on a
+    /// zero weight (`failover.backends.weight`) and on an unknown id
+    /// (`failover.backends.id`).
+    pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), ConfigError> {
+        if weight == 0 {
+            return Err(ConfigError::new(
+                "failover.backends.weight",
+                format!("backend `{id}`: weights must be at least 1"),
+            ));
+        }
+        let node = self.find(id).ok_or_else(|| unknown(id))?;
+        let from = node.weight.swap(weight, Ordering::AcqRel);
+        if from != weight {
+            self.pool().bump();
+            tracing::info!(
+                target: "tower_fortify::failover",
+                name = self.pool().listeners.name(),
+                backend = id,
+                from,
+                to = weight,
+                "backend weight changed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves a backend to another priority tier while it serves, its health, its
+    /// ejections and its counters kept; each router clone sees the new tiers at its
+    /// next call. Fails on an unknown id (`failover.backends.id`).
+    pub fn set_tier(&self, id: &str, tier: u32) -> Result<(), ConfigError> {
+        let node = self.find(id).ok_or_else(|| unknown(id))?;
+        let from = node.tier.swap(tier, Ordering::AcqRel);
+        if from != tier {
+            // A new membership epoch: each clone re-sorts its backends by tier.
+            self.pool().epoch.fetch_add(1, Ordering::AcqRel);
+            self.pool().bump();
+            tracing::info!(
+                target: "tower_fortify::failover",
+                name = self.pool().listeners.name(),
+                backend = id,
+                from,
+                to = tier,
+                "backend tier changed"
+            );
+        }
+        Ok(())
     }
 
     /// Adds a backend at runtime. Fails on a duplicate id or a zero weight.
@@ -329,4 +378,8 @@ impl<S> FailoverHandle<S> {
         }
         Ok(())
     }
+}
+
+fn unknown(id: &str) -> ConfigError {
+    ConfigError::new("failover.backends.id", format!("no backend `{id}`"))
 }

@@ -239,7 +239,7 @@ impl<S> MemberCache<S> {
             .iter()
             .map(|(node, s)| Member::new(node.clone(), s.clone()))
             .collect();
-        list.sort_by_key(|m| (m.node.tier, m.node.serial));
+        list.sort_by_key(|m| (m.node.tier(), m.node.serial));
         let members: Arc<[Member<S>]> = list.into();
         *cached = Some((epoch, members.clone()));
         members

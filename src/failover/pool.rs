@@ -78,8 +78,10 @@ pub(crate) struct Node {
     pub(crate) cold: Cold,
     pub(crate) id: Arc<str>,
     pub(crate) serial: u64,
-    pub(crate) tier: u32,
-    pub(crate) weight: u32,
+    /// Its tier and weight: atomics, so that a handle can change them while calls
+    /// run ([`FailoverHandle::set_tier`](super::FailoverHandle::set_tier)).
+    pub(crate) tier: AtomicU32,
+    pub(crate) weight: AtomicU32,
     /// The breaker in front of the backend, if the router was told of one.
     #[cfg(feature = "circuit-breaker")]
     pub(crate) breaker: Option<crate::circuit_breaker::CircuitBreakerHandle>,
@@ -92,13 +94,25 @@ impl Node {
             cold: Cold::default(),
             id,
             serial,
-            tier,
-            weight,
+            tier: AtomicU32::new(tier),
+            weight: AtomicU32::new(weight),
             #[cfg(feature = "circuit-breaker")]
             breaker: None,
         };
         node.cold.probe_ok.store(true, Ordering::Relaxed);
         node
+    }
+
+    /// Its weight now (at least 1).
+    #[inline]
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Its tier now.
+    #[inline]
+    pub(crate) fn tier(&self) -> u32 {
+        self.tier.load(Ordering::Relaxed)
     }
 
     pub(crate) fn with_rtt(self, rtt: f64, now: u64) -> Self {
@@ -118,7 +132,7 @@ impl Node {
         let estimate = rtt * (-elapsed / decay_ns).exp();
         let in_flight = hot.in_flight.load(Ordering::Relaxed) as f64;
         let penalty = hot.penalty.load(Ordering::Relaxed) as f64;
-        (estimate + 1.0) * (in_flight + 1.0 + penalty) / self.weight as f64
+        (estimate + 1.0) * (in_flight + 1.0 + penalty) / self.weight() as f64
     }
 
     /// Folds one measured latency into the peak-EWMA estimate.
@@ -206,7 +220,7 @@ impl Node {
     pub(crate) fn cost(&self) -> u64 {
         let in_flight = self.hot.in_flight.load(Ordering::Relaxed) as u64;
         let penalty = self.hot.penalty.load(Ordering::Relaxed) as u64;
-        ((in_flight + 1 + penalty) << 16) / self.weight as u64
+        ((in_flight + 1 + penalty) << 16) / self.weight() as u64
     }
 
     /// It lost a comparison: its penalty, if any, shrinks by one.

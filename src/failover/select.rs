@@ -83,7 +83,7 @@ impl<S, C, T> Failover<S, C, T> {
                     let mut best_current = i64::MIN;
                     for &j in &tier.eligible {
                         let member = &self.members[j as usize];
-                        let w = member.node.weight as i64;
+                        let w = member.node.weight() as i64;
                         let current = member.current.fetch_add(w, Ordering::Relaxed) + w;
                         total += w;
                         if current > best_current {

@@ -64,9 +64,9 @@ impl<S, C, T> Failover<S, C, T> {
         let mut count = 0;
         let mut i = 0;
         while i < self.members.len() {
-            let tier = self.members[i].node.tier;
+            let tier = self.members[i].node.tier();
             let mut end = i;
-            while end < self.members.len() && self.members[end].node.tier == tier {
+            while end < self.members.len() && self.members[end].node.tier() == tier {
                 end += 1;
             }
             if route.tiers.len() == count {
@@ -94,7 +94,7 @@ impl<S, C, T> Failover<S, C, T> {
             let (mut total, mut healthy) = (0u64, 0u64);
             for (j, member) in self.members[t.start..t.end].iter().enumerate() {
                 let node = &member.node;
-                total += node.weight as u64;
+                total += node.weight() as u64;
                 for until in [
                     node.cold.ejected_until.load(Ordering::Acquire),
                     node.cold.held_until.load(Ordering::Acquire),
@@ -104,7 +104,7 @@ impl<S, C, T> Failover<S, C, T> {
                     }
                 }
                 if node.is_eligible(now) {
-                    healthy += node.weight as u64;
+                    healthy += node.weight() as u64;
                     t.eligible.push((t.start + j) as u32);
                 }
             }

@@ -29,6 +29,7 @@
 //! | `fortify_hedges_total` | counter | `name` | hedges sent |
 //! | `fortify_hedges_skipped_total` | counter | `name`, `reason` (`budget`, `deadline`, `not_replayable`, `not_ready`) | hedges due but not sent, and why |
 //! | `fortify_fallbacks_total` | counter | `name` | failures answered by a fallback |
+//! | `fortify_reconfigurations_total` | counter | `name` (the stack's), `result` (`applied`, `refused`) | [`Stack::reconfigure`](crate::stack::Stack::reconfigure) calls (feature `config`), applied whole or refused whole |
 //! | `fortify_rate_limit_redis_up` | gauge | `name` | 1 while a Redis-backed rate limiter's store answers, 0 while its calls are decided without it |
 //! | `fortify_rate_limit_redis_transitions_total` | counter | `name`, `to` (`up`, `down`) | changes of the Redis store's reachability |
 //!
@@ -409,6 +410,18 @@ impl Listener for MetricsListener {
             #[cfg(feature = "fallback")]
             Event::Fallback(_) => {
                 counter!("fortify_fallbacks_total", "name" => label(name)).increment(1);
+            }
+            #[cfg(feature = "stack")]
+            Event::Stack(e) => {
+                use super::StackEvent;
+                let result = match e {
+                    StackEvent::Reconfigured { .. } => "applied",
+                    StackEvent::ReconfigureRefused { .. } => "refused",
+                    #[allow(unreachable_patterns)]
+                    _ => return,
+                };
+                counter!("fortify_reconfigurations_total", "name" => label(name), "result" => result)
+                    .increment(1);
             }
             _ => {}
         }

@@ -46,6 +46,8 @@ pub mod metrics;
 mod rate_limit;
 #[cfg(feature = "retry")]
 mod retry;
+#[cfg(feature = "stack")]
+mod stack;
 
 #[cfg(feature = "metrics")]
 pub use self::metrics::MetricsListener;
@@ -67,6 +69,8 @@ pub(crate) use interned::NameId;
 pub use rate_limit::*;
 #[cfg(feature = "retry")]
 pub use retry::*;
+#[cfg(feature = "stack")]
+pub use stack::*;
 
 /// A duration as logs and error messages show it: whole milliseconds below 10 s
 /// (`300 ms`), tenths of a second above (`12.5 s`). Messages that differ only by
@@ -127,6 +131,9 @@ pub enum Event {
     /// From a rate limiter.
     #[cfg(feature = "rate-limit")]
     RateLimit(RateLimitEvent),
+    /// From a one-call stack itself: a reconfiguration.
+    #[cfg(feature = "stack")]
+    Stack(StackEvent),
 }
 
 impl Event {
@@ -152,6 +159,8 @@ impl Event {
             Event::Fallback(ref e) => e.kind(),
             #[cfg(feature = "rate-limit")]
             Event::RateLimit(ref e) => e.kind(),
+            #[cfg(feature = "stack")]
+            Event::Stack(ref e) => e.kind(),
         }
     }
 }

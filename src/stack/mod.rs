@@ -64,6 +64,8 @@ mod presets;
 mod service;
 
 pub use attempt::{Attempt, AttemptReplay, AttemptTried, Unwrap};
+#[cfg(feature = "config")]
+pub(crate) use builder::nanos;
 pub use builder::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_HEDGE_PERCENTILE, DEFAULT_MAX_IN_FLIGHT,
     StackBuilder,
