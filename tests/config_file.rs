@@ -491,3 +491,33 @@ fn each_builder_can_be_built_from_its_table() {
     let err = tower_fortify::bulkhead::BulkheadLayer::try_from(&bulkhead).unwrap_err();
     assert_eq!(err.field(), "bulkhead.max_concurrent");
 }
+
+#[test]
+fn an_adaptive_bulkhead_is_described_by_its_algorithm_table() {
+    let ok = "[stacks.p.bulkhead.adaptive]\ninitial = 10\nmax = 100\naimd = { backoff_ratio = 0.8 }\n[[stacks.p.backends]]\nid = \"a\"\n";
+    let s = FortifyConfig::from_toml_str(ok)
+        .unwrap()
+        .stack("p")
+        .unwrap();
+    let again = FortifyConfig::from_toml_str(&s.to_toml())
+        .unwrap()
+        .stack("p")
+        .unwrap();
+    assert_eq!(again, s);
+    let e = load_err(
+        "adaptive.toml",
+        "[stacks.p.bulkhead.adaptive]\ninitial = 10\naimd = { backoff_ratio = 0.2 }\n[[stacks.p.backends]]\nid = \"a\"\n",
+    );
+    assert_eq!(
+        msg(&e),
+        "adaptive.toml:3:26: stacks.p.bulkhead.adaptive.aimd.backoff_ratio: must lie in 0.5..=1 (got 0.2)"
+    );
+    let e = load_err(
+        "algorithm.toml",
+        "[stacks.p.bulkhead.adaptive]\ninitial = 10\n[[stacks.p.backends]]\nid = \"a\"\n",
+    );
+    assert_eq!(
+        msg(&e),
+        "algorithm.toml:1:1: stacks.p.bulkhead.adaptive: needs exactly one algorithm table: aimd, gradient2 or vegas"
+    );
+}

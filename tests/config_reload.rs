@@ -491,3 +491,30 @@ async fn reload_under_load_loses_no_permit_and_no_request() {
     assert!(stack.bulkhead().try_acquire().is_err());
     assert_eq!(permits.len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_with_an_adaptive_bulkhead_takes_other_changes() {
+    let text = BASE.replace(
+        "max_concurrent = 4",
+        "adaptive = { initial = 5, max = 50, vegas = {} }",
+    );
+    let (stack, _) = build(&settings(&text));
+    assert!(stack.bulkhead().is_adaptive());
+    let before = stack.effective_config().unwrap();
+    assert!(
+        before
+            .config
+            .bulkhead
+            .as_ref()
+            .unwrap()
+            .max_concurrent
+            .is_none()
+    );
+    let new = settings(&text.replace("deadline = \"2s\"", "deadline = \"4s\""));
+    let done = stack.reconfigure(&new).unwrap();
+    assert_eq!(done.changes.len(), 1, "{:?}", done.changes);
+    assert_eq!(stack.deadline(), Duration::from_secs(4));
+    let other = settings(&text.replace("max = 50", "max = 60"));
+    let err = stack.reconfigure(&other).unwrap_err();
+    assert_eq!(err.path(), "stacks.p.bulkhead.adaptive.max");
+}

@@ -33,9 +33,9 @@ pub use layout::{BackendConfig, Defaults, StackConfig};
 pub use model::RateLimitConfig;
 #[cfg(feature = "config")]
 pub use model::{
-    BackoffConfig, BackoffKind, BreakerConfig, BudgetConfig, BudgetKind, BulkheadConfig,
-    HedgeConfig, JitterConfig, PanicModeConfig, RetryConfig, RouterConfig, SelectionKind,
-    TimeoutsConfig,
+    AdaptiveConfig, AimdConfig, BackoffConfig, BackoffKind, BreakerConfig, BudgetConfig,
+    BudgetKind, BulkheadConfig, Gradient2Config, HedgeConfig, JitterConfig, PanicModeConfig,
+    RetryConfig, RouterConfig, SelectionKind, TimeoutsConfig, VegasConfig,
 };
 #[cfg(feature = "config")]
 pub use reload::{Change, ReconfigureError, Reconfigured};

@@ -357,8 +357,181 @@ impl RetryConfig {
     }
 }
 
-/// The bulkhead ([`BulkheadBuilder`]): `max_concurrent`, and a queue with
-/// `max_queued` and `max_wait` (both, or neither).
+/// An adaptive bulkhead's AIMD settings ([`Aimd`](crate::bulkhead::Aimd)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AimdConfig {
+    /// The factor applied to the limit on a decrease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ratio: Option<f64>,
+    /// How much the limit grows after a good window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increase: Option<u32>,
+    /// A mean latency above which a window counts as overloaded.
+    #[serde(
+        default,
+        with = "super::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency_threshold: Option<Duration>,
+}
+
+/// An adaptive bulkhead's Gradient2 settings ([`Gradient2`](crate::bulkhead::Gradient2)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gradient2Config {
+    /// How much latency above the baseline is tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// How fast the limit follows its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoothing: Option<f64>,
+    /// The queue the limit leaves room for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<f64>,
+    /// Windows in the long-term baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_window: Option<u32>,
+}
+
+/// An adaptive bulkhead's Vegas settings ([`Vegas`](crate::bulkhead::Vegas)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VegasConfig {
+    /// Queued calls below which the limit grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Queued calls above which the limit shrinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// How fast the limit follows its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoothing: Option<f64>,
+    /// Windows between probes of the no-load latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_every: Option<u32>,
+}
+
+/// An adaptive limit ([`AdaptiveLimit`](crate::bulkhead::AdaptiveLimit)): exactly
+/// one of the `aimd`, `gradient2` and `vegas` tables (an empty one takes that
+/// algorithm's defaults), and the bounds. A stack's `adaptive` table replaces the
+/// defaults' whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// The starting limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<usize>,
+    /// The lowest limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<usize>,
+    /// The highest limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+    /// How long each measurement window lasts.
+    #[serde(
+        default,
+        with = "super::duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    /// Samples a window needs to count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<u32>,
+    /// AIMD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aimd: Option<AimdConfig>,
+    /// Gradient2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient2: Option<Gradient2Config>,
+    /// Vegas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vegas: Option<VegasConfig>,
+}
+
+impl AdaptiveConfig {
+    /// The adaptive limit (checked when the bulkhead is built).
+    pub fn to_limit(&self) -> Result<crate::bulkhead::AdaptiveLimit, ConfigError> {
+        use crate::bulkhead::{AdaptiveLimit, Aimd, Gradient2, Vegas};
+        let chosen = [
+            self.aimd.is_some(),
+            self.gradient2.is_some(),
+            self.vegas.is_some(),
+        ]
+        .iter()
+        .filter(|c| **c)
+        .count();
+        if chosen != 1 {
+            return Err(ConfigError::new(
+                "bulkhead.adaptive",
+                "needs exactly one algorithm table: aimd, gradient2 or vegas",
+            ));
+        }
+        let mut l = if let Some(a) = &self.aimd {
+            let mut x = Aimd::default();
+            if let Some(v) = a.backoff_ratio {
+                x = x.backoff_ratio(v);
+            }
+            if let Some(v) = a.increase {
+                x = x.increase(v);
+            }
+            if let Some(v) = a.latency_threshold {
+                x = x.latency_threshold(v);
+            }
+            AdaptiveLimit::aimd(x)
+        } else if let Some(g) = &self.gradient2 {
+            let mut x = Gradient2::default();
+            if let Some(v) = g.tolerance {
+                x = x.tolerance(v);
+            }
+            if let Some(v) = g.smoothing {
+                x = x.smoothing(v);
+            }
+            if let Some(v) = g.queue_size {
+                x = x.queue_size(v);
+            }
+            if let Some(v) = g.long_window {
+                x = x.long_window(v);
+            }
+            AdaptiveLimit::gradient2(x)
+        } else {
+            let v = self.vegas.clone().unwrap_or_default();
+            let mut x = Vegas::default();
+            if let Some(a) = v.alpha {
+                x = x.alpha(a);
+            }
+            if let Some(b) = v.beta {
+                x = x.beta(b);
+            }
+            if let Some(s) = v.smoothing {
+                x = x.smoothing(s);
+            }
+            if let Some(p) = v.probe_every {
+                x = x.probe_every(p);
+            }
+            AdaptiveLimit::vegas(x)
+        };
+        if let Some(n) = self.initial {
+            l = l.initial(n);
+        }
+        if let Some(n) = self.min {
+            l = l.min(n);
+        }
+        if let Some(n) = self.max {
+            l = l.max(n);
+        }
+        if let Some(d) = self.window {
+            l = l.window(d);
+        }
+        if let Some(n) = self.min_samples {
+            l = l.min_samples(n);
+        }
+        Ok(l)
+    }
+}
+
+/// The bulkhead ([`BulkheadBuilder`]): `max_concurrent`, a queue with
+/// `max_queued` and `max_wait` (both, or neither), or an `adaptive` limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkheadConfig {
@@ -375,18 +548,30 @@ pub struct BulkheadConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_wait: Option<Duration>,
+    /// An adaptive limit instead of `max_concurrent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 impl BulkheadConfig {
     /// Field by field: `over`'s values, else `self`'s.
     pub fn merged(&self, over: &Self) -> Self {
-        merge_fields!(self, over; max_concurrent, max_queued, max_wait)
+        merge_fields!(self, over; max_concurrent, max_queued, max_wait, adaptive)
     }
 
     /// Sets what this table sets on `b`.
     pub fn apply<C>(&self, mut b: BulkheadBuilder<C>) -> Result<BulkheadBuilder<C>, ConfigError> {
         if let Some(n) = self.max_concurrent {
             b = b.max_concurrent(n);
+        }
+        if let Some(a) = &self.adaptive {
+            if self.max_concurrent.is_some() {
+                return Err(ConfigError::new(
+                    "bulkhead.adaptive",
+                    "set max_concurrent or adaptive, not both",
+                ));
+            }
+            b = b.adaptive(a.to_limit()?);
         }
         match (self.max_queued, self.max_wait) {
             (Some(q), Some(w)) => b = b.queue(q, w),

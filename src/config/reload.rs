@@ -157,12 +157,6 @@ impl<S, C, P> Stack<S, C, P> {
             };
             return Err(ReconfigureError::new(c.path.clone(), what));
         }
-        if self.bulkhead().is_adaptive() {
-            return Err(at(
-                &rel_path("bulkhead", "bulkhead.max_concurrent"),
-                "an adaptive bulkhead's algorithm owns its limit",
-            ));
-        }
         for b in &new.config.backends {
             if self.router().backend(&b.id).is_none() {
                 return Err(ReconfigureError::new(
@@ -223,7 +217,11 @@ impl<S, C, P> Stack<S, C, P> {
         let failed = |what: &str, e: crate::config::ConfigError| {
             tracing::warn!(target: "tower_fortify::stack", name = &*parts.name, part = what, error = %e, "part not reconfigured");
         };
-        if let Err(e) = self.bulkhead().set_limit(new.max_concurrent()) {
+        // An adaptive bulkhead's algorithm owns its limit (its table cannot change
+        // while the stack runs: checked above).
+        if !self.bulkhead().is_adaptive()
+            && let Err(e) = self.bulkhead().set_limit(new.max_concurrent())
+        {
             failed("bulkhead", e);
         }
         if let Some(q) = new.bulkhead().max_queued {
@@ -262,7 +260,9 @@ impl<S, C, P> Stack<S, C, P> {
             .config
             .bulkhead
             .get_or_insert_with(BulkheadConfig::default);
-        b.max_concurrent = Some(self.bulkhead().limit());
+        if b.adaptive.is_none() {
+            b.max_concurrent = Some(self.bulkhead().limit());
+        }
         let live = self.router().backends();
         for backend in &mut s.config.backends {
             if let Some(now) = live.iter().find(|l| *l.id == *backend.id) {
@@ -450,7 +450,9 @@ fn materialized(s: &StackSettings) -> StackSettings {
         .config
         .bulkhead
         .get_or_insert_with(BulkheadConfig::default);
-    b.max_concurrent = Some(s.max_concurrent());
+    if b.adaptive.is_none() {
+        b.max_concurrent = Some(s.max_concurrent());
+    }
     for b in &mut m.config.backends {
         b.tier = Some(b.tier.unwrap_or(0));
         b.weight = Some(b.weight.unwrap_or(1));

@@ -49,31 +49,27 @@ fn merge<T: Clone>(base: &Option<T>, over: &Option<T>, f: impl FnOnce(&T, &T) ->
 /// the kind `kind` it was checked in.
 pub(crate) fn rel_path(kind: &str, field: &str) -> Vec<Seg> {
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
-    let tail = |k: &str| if k.is_empty() { vec![] } else { vec![key(k)] };
+    let keys = |p: &[&str], rest: &str| -> Vec<Seg> {
+        p.iter()
+            .copied()
+            .chain(rest.split('.').filter(|k| !k.is_empty()))
+            .map(key)
+            .collect()
+    };
     match (kind, head) {
-        ("retry", "backoff") | ("retry", "budget") => {
-            let mut p = vec![key("retry"), key(head)];
-            p.extend(tail(rest));
-            p
+        ("retry", "backoff") | ("retry", "budget") => keys(&["retry", head], rest),
+        ("breaker", "backoff") => keys(&["breaker", "open_backoff"], rest),
+        ("breaker", _) if rest == "trip_conditions" => keys(&["breaker"], ""),
+        ("bulkhead", _)
+            if ["aimd.", "gradient2.", "vegas."]
+                .iter()
+                .any(|a| rest.starts_with(a)) =>
+        {
+            keys(&["bulkhead", "adaptive"], rest)
         }
-        ("breaker", "backoff") => {
-            let mut p = vec![key("breaker"), key("open_backoff")];
-            p.extend(tail(rest));
-            p
-        }
-        ("breaker", _) if rest == "trip_conditions" => vec![key("breaker")],
-        ("router", _) if rest == "selection.decay" => vec![key("router"), key("ewma_decay")],
-        ("router", _) if rest.starts_with("backends") => vec![key("backends")],
-        ("router", _) => {
-            let mut p = vec![key("router")];
-            p.extend(tail(rest));
-            p
-        }
-        _ => {
-            let mut p = vec![key(kind)];
-            p.extend(tail(rest));
-            p
-        }
+        ("router", _) if rest == "selection.decay" => keys(&["router", "ewma_decay"], ""),
+        ("router", _) if rest.starts_with("backends") => keys(&["backends"], ""),
+        _ => keys(&[kind], rest),
     }
 }
 
@@ -109,7 +105,8 @@ impl StackSettings {
         self.timeouts().attempt.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT)
     }
 
-    /// The bulkhead's limit in force.
+    /// The bulkhead's fixed limit (the default when the file sets none; an adaptive
+    /// bulkhead's starting point is its `adaptive.initial`).
     pub fn max_concurrent(&self) -> usize {
         self.bulkhead()
             .max_concurrent
