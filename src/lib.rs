@@ -30,6 +30,7 @@
 //! | [`http`], [`axum`], [`grpc`] | `http`, `axum`, `grpc` | body replay, HTTP/gRPC classification and server hints; layer errors as responses and `Status` |
 //! | [`chaos`] | `chaos` | inject errors, responses, latency and hangs by probability, schedule and key |
 //! | [`drill`] | `drill` | run an outage scenario against your stack in paused time and assert on the report |
+//! | [`config`] | `config` | every builder and named stacks from a TOML, YAML or JSON file (errors with file, line and field), a stack's configuration printed back, live reconfiguration that keeps state |
 //!
 //! Shared ground: [`classify`] (one outcome model for every layer), [`backoff`],
 //! [`budget`], [`rng`] (seedable randomness) and [`observe`] (events).

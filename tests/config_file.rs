@@ -521,3 +521,60 @@ fn an_adaptive_bulkhead_is_described_by_its_algorithm_table() {
         "algorithm.toml:1:1: stacks.p.bulkhead.adaptive: needs exactly one algorithm table: aimd, gradient2 or vegas"
     );
 }
+
+#[cfg(feature = "rate-limit")]
+#[test]
+fn a_rate_limiter_error_names_its_instance() {
+    let e = load_err(
+        "rate.toml",
+        "[defaults.rate_limit]\nburst = 5\n[rate_limits.api]\nrate = 0\n",
+    );
+    assert_eq!(
+        msg(&e),
+        "rate.toml:4:8: rate_limits.api.rate: must be at least 1"
+    );
+    let path = write(
+        "rate_ok.toml",
+        "[rate_limits.api]\nrate = 5\nper = \"1m\"\n",
+    );
+    let config = FortifyConfig::from_path(&path).unwrap();
+    config.rate_limit("api").unwrap();
+    let e = config.rate_limit("web").unwrap_err();
+    assert_eq!(
+        msg(&e),
+        "rate_ok.toml: rate_limits.web: no rate limiter named `web` (the file has: api)"
+    );
+}
+
+#[cfg(feature = "http-client")]
+#[tokio::test]
+async fn an_http_stack_is_built_from_the_urls_with_tiers_and_weights() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fortify.toml");
+    let settings = FortifyConfig::from_path(path)
+        .unwrap()
+        .stack("payments")
+        .unwrap();
+    let stack = settings.http::<String>().unwrap().build().unwrap();
+    let ids: Vec<(String, u32, u32)> = stack
+        .router()
+        .backends()
+        .into_iter()
+        .map(|b| (b.id.to_string(), b.tier, b.weight))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("eu-1".to_string(), 0, 2),
+            ("eu-2".to_string(), 0, 1),
+            ("us-1".to_string(), 1, 1)
+        ]
+    );
+    assert_eq!(stack.deadline(), Duration::from_secs(2));
+    // A backend without a URL cannot be an HTTP backend.
+    let no_url = FortifyConfig::from_toml_str("[[stacks.p.backends]]\nid = \"a\"\n")
+        .unwrap()
+        .stack("p")
+        .unwrap();
+    let err = no_url.http::<String>().unwrap_err();
+    assert_eq!(err.field(), "stack.backends.url");
+}

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Reads a duration such as `"250ms"` or `"1m30s"`; see the [module docs](self).
+/// Reads a duration such as `"250ms"` or `"1m30s"`: a whole number followed by a
+/// unit, `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h`; several such terms add up. No
+/// spaces, no fractions (`"1.5s"` is `"1500ms"`), no sign.
 ///
 /// ```
 /// use std::time::Duration;
