@@ -344,14 +344,22 @@ stacks:
     let e = load_err("syntax.yaml", "stacks: [\n");
     assert!(msg(&e).starts_with("syntax.yaml:"), "{}", msg(&e));
     assert!(e.line().is_some());
-    // A builder's verdict on a YAML file names the field (no line: YAML keeps none).
+    // A builder's verdict on a YAML file names the line and the field too.
     let e = load_err(
         "range.yml",
         "stacks:\n  p:\n    breaker:\n      failure_rate: 1.5\n    backends:\n      - id: a\n",
     );
     assert_eq!(
         msg(&e),
-        "range.yml: stacks.p.breaker.failure_rate: must lie in 0..=1 (got 1.5)"
+        "range.yml:4:21: stacks.p.breaker.failure_rate: must lie in 0..=1 (got 1.5)"
+    );
+    let e = load_err(
+        "dup.yml",
+        "stacks:\n  p:\n    backends:\n      - id: a\n      - id: a\n",
+    );
+    assert_eq!(
+        msg(&e),
+        "dup.yml:5:13: stacks.p.backends[1].id: duplicate backend id `a`"
     );
 }
 
@@ -390,6 +398,15 @@ fn json_files_read_the_same_and_name_line_and_field() {
         msg(&e).starts_with("unknown.json:1:30: stacks.p.retries: unknown field `retries`"),
         "{}",
         msg(&e)
+    );
+    // A builder's verdict on a JSON file names the line and the field.
+    let e = load_err(
+        "range.json",
+        "{\n  \"stacks\": {\n    \"p\": {\n      \"breaker\": { \"failure_rate\": 1.5 },\n      \"backends\": [{ \"id\": \"a\" }]\n    }\n  }\n}",
+    );
+    assert_eq!(
+        msg(&e),
+        "range.json:4:38: stacks.p.breaker.failure_rate: must lie in 0..=1 (got 1.5)"
     );
     let e = load_err("syntax.json", "{ \"stacks\": ");
     assert!(msg(&e).starts_with("syntax.json:1:"), "{}", msg(&e));

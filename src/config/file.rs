@@ -33,8 +33,7 @@ impl Format {
 }
 
 /// A configuration file that cannot be used, and where: the file, the line and
-/// column (TOML always; YAML and JSON for syntax and type errors), the path of the
-/// field, and why.
+/// column, the path of the field, and why.
 ///
 /// Displayed as `fortify.toml:12:20: stacks.payments.breaker.failure_rate: must lie
 /// in 0..=1 (got 1.5)`.
@@ -274,14 +273,31 @@ impl FortifyConfig {
     /// An error at `path`, with the line of the longest part of it found in the file.
     fn at(&self, path: &[Seg], message: &str) -> FileError {
         let mut err = FileError::new(path_text(path), message);
-        if self.source.format == Format::Toml {
-            for len in (1..=path.len()).rev() {
-                if let Some(offset) = toml_offset(&self.source.text, &path[..len]) {
-                    let (line, column) = locate(&self.source.text, offset);
-                    err.line = Some(line);
-                    err.column = Some(column);
-                    break;
+        let text = &self.source.text;
+        for len in (1..=path.len()).rev() {
+            let found = match self.source.format {
+                Format::Toml => toml_offset(text, &path[..len]).map(|offset| locate(text, offset)),
+                Format::Json => {
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    match serde::de::DeserializeSeed::deserialize(Locator(&path[..len]), &mut de) {
+                        Err(e) if e.to_string().contains(HERE) => Some((e.line(), e.column())),
+                        _ => None,
+                    }
                 }
+                Format::Yaml => {
+                    let de = serde_yaml_ng::Deserializer::from_str(text);
+                    match serde::de::DeserializeSeed::deserialize(Locator(&path[..len]), de) {
+                        Err(e) if e.to_string().contains(HERE) => {
+                            e.location().map(|l| (l.line(), l.column()))
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            if let Some((line, column)) = found {
+                err.line = Some(line);
+                err.column = Some(column);
+                break;
             }
         }
         self.source.name(err)
@@ -443,6 +459,96 @@ fn toml_offset(text: &str, path: &[Seg]) -> Option<usize> {
         value = Some(next);
     }
     value.map(|v| v.span().start)
+}
+
+/// The error a [`Locator`] raises where the value it looks for begins.
+const HERE: &str = "__fortify_value_here__";
+
+/// Walks a document to the value at its path and fails there, so that the format's
+/// error says where the value is (for formats whose parsers keep no spans).
+struct Locator<'a>(&'a [Seg]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Locator<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.0.is_empty() {
+            // Fail once the value's first token is read: its position is the value's.
+            return d.deserialize_any(Fail);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Locator<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table or a list")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Seg::Key(want), rest)) = self.0.split_first() else {
+            return Ok(());
+        };
+        while let Some(k) = map.next_key::<String>()? {
+            if k == *want {
+                return map.next_value_seed(Locator(rest));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Seg::Index(want), rest)) = self.0.split_first() else {
+            return Ok(());
+        };
+        let mut i = 0;
+        while i < *want {
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+        seq.next_element_seed(Locator(rest)).map(|_| ())
+    }
+}
+
+/// Fails on any value with [`HERE`].
+struct Fail;
+
+impl<'de> serde::de::Visitor<'de> for Fail {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(serde::de::Error::custom(HERE))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(serde::de::Error::custom(HERE))
+    }
 }
 
 /// The 1-based line and column of a byte offset in the source.
