@@ -590,3 +590,32 @@ async fn a_granted_waiter_gives_its_permit_back_if_not_ready_by_max_wait() {
     assert!(full.waited());
     assert_eq!(handle.in_flight(), 0, "the permit went back");
 }
+
+/// A decrease while callers wait: a permit given back pays the decrease before any
+/// waiter is admitted, so the waiter gets in only once the calls in flight are under
+/// the new limit; a later increase admits at once.
+#[tokio::test(start_paused = true)]
+async fn a_decrease_with_waiters_admits_them_only_under_the_new_limit() {
+    let layer = queued(3, 4, Duration::from_secs(5));
+    let handle = layer.handle();
+    let mut svc = layer.layer(Recorder::default());
+    let held: Vec<_> = (0..3).map(|_| handle.try_acquire().unwrap()).collect();
+    let mut waiting = tokio_test::task::spawn(svc.call(1));
+    assert_pending!(waiting.poll());
+    handle.set_limit(1).unwrap();
+    let mut held = held.into_iter();
+    drop(held.next());
+    assert_pending!(waiting.poll());
+    drop(held.next());
+    assert_pending!(waiting.poll());
+    assert_eq!((handle.in_flight(), handle.queued()), (1, 1));
+    drop(held.next());
+    assert_ready_ok!(waiting.poll());
+    assert_eq!((handle.in_flight(), handle.queued()), (0, 0));
+    // Back up: three permits again.
+    handle.set_limit(3).unwrap();
+    let again: Vec<_> = (0..3).map(|_| handle.try_acquire().unwrap()).collect();
+    assert!(handle.try_acquire().is_err());
+    drop(again);
+    assert_eq!(handle.in_flight(), 0);
+}
