@@ -173,3 +173,37 @@ fn ratio_budget_built_outside_the_runtime_keeps_runtime_time() {
         );
     });
 }
+
+/// A token bucket reconfigured keeps its tokens; only the refill changes.
+#[test]
+fn a_reconfigured_token_bucket_keeps_its_tokens() {
+    let budget = Budget::token_bucket(10.0, 0.1).unwrap();
+    for _ in 0..4 {
+        budget.record(Outcome::RetryableFailure);
+    }
+    assert!(
+        (budget.remaining() - 1.0).abs() < 1e-9,
+        "{}",
+        budget.remaining()
+    );
+    budget
+        .reconfigure(&Budget::token_bucket(10.0, 0.5).unwrap())
+        .unwrap();
+    assert!((budget.remaining() - 1.0).abs() < 1e-9, "tokens kept");
+    budget.record(Outcome::Success);
+    assert!(
+        (budget.remaining() - 1.5).abs() < 1e-9,
+        "the new refill: {}",
+        budget.remaining()
+    );
+    for (other, field) in [
+        (
+            Budget::token_bucket(20.0, 0.5).unwrap(),
+            "budget.max_tokens",
+        ),
+        (Budget::default_ratio(), "budget.kind"),
+    ] {
+        assert_eq!(budget.reconfigure(&other).unwrap_err().field(), field);
+    }
+    assert!((budget.remaining() - 1.5).abs() < 1e-9, "nothing changed");
+}

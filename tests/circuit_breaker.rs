@@ -830,3 +830,79 @@ async fn open_time_beyond_u64_nanoseconds_saturates() {
     assert!(is_open(&r), "still open after two seconds");
     assert!(retry_after(&r).unwrap() > Duration::from_secs(86_400 * 365 * 500));
 }
+
+/// A lower failure rate set on a running breaker judges the window it already has:
+/// the same failures that left it closed under 50 % trip it under 30 %.
+#[tokio::test(start_paused = true)]
+async fn a_reconfigured_failure_rate_judges_the_window_kept() {
+    let settings = |rate: f64| {
+        CircuitBreakerLayer::builder()
+            .no_consecutive_failures()
+            .count_window(10)
+            .minimum_calls(10)
+            .failure_rate(rate)
+    };
+    let layer = settings(0.5).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    for i in 0..10 {
+        let call = if i < 3 { Call::Fail } else { Call::Ok };
+        let _ = send(&mut svc, call).await;
+    }
+    assert_eq!(handle.state(), CircuitState::Closed, "3 of 10 under 50 %");
+    let before = handle.figures();
+    handle.reconfigure(&settings(0.3)).unwrap();
+    assert_eq!(handle.figures(), before, "the window is kept");
+    assert_eq!(
+        handle.state(),
+        CircuitState::Closed,
+        "judged at the next call"
+    );
+    let _ = send(&mut svc, Call::Fail).await;
+    assert_eq!(handle.state(), CircuitState::Open, "3 of 10 at 30 % trips");
+    // A change of the window's size is refused, and nothing changes.
+    let err = handle
+        .reconfigure(&settings(0.3).count_window(20))
+        .unwrap_err();
+    assert_eq!(err.field(), "breaker.count_window");
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+/// More probe slots set while open are the ones the next half-open period offers.
+#[tokio::test(start_paused = true)]
+async fn reconfigured_probes_and_open_duration_apply_to_the_next_period() {
+    let settings = |probes: u32, open: u64| {
+        CircuitBreakerLayer::builder()
+            .consecutive_failures(1)
+            .half_open_probes(probes)
+            .open_duration(Duration::from_secs(open))
+    };
+    let layer = settings(1, 10).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    let _ = send(&mut svc, Call::Fail).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+    let until = handle.open_until().unwrap();
+    handle.reconfigure(&settings(2, 1)).unwrap();
+    assert_eq!(
+        handle.open_until(),
+        Some(until),
+        "the current period is kept"
+    );
+    advance(Duration::from_secs(10)).await;
+    let (tx1, rx1) = oneshot::channel();
+    let (tx2, rx2) = oneshot::channel();
+    let (mut c1, mut c2) = (svc.clone(), svc.clone());
+    let mut p1 = task::spawn(send(&mut c1, Call::Wait(rx1)));
+    assert_pending!(p1.poll());
+    let mut p2 = task::spawn(send(&mut c2, Call::Wait(rx2)));
+    assert_pending!(p2.poll());
+    assert_eq!(handle.probes_admitted(), 2, "two probe slots now");
+    tx1.send(false).unwrap();
+    let _ = p1.await;
+    drop(tx2);
+    let _ = p2.await;
+    assert_eq!(handle.state(), CircuitState::Open);
+    let open_for = handle.open_until().unwrap() - Instant::now();
+    assert_eq!(open_for, Duration::from_secs(1), "the new open duration");
+}

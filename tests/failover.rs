@@ -1501,3 +1501,47 @@ async fn an_ejection_takes_effect_on_the_next_call_of_a_readied_router() {
         assert_eq!(send(&mut router, req(2)).await.unwrap(), "b");
     }
 }
+
+/// Weights and tiers change while the router serves: the shares follow at once, and
+/// a backend's health and counters stay.
+#[tokio::test(start_paused = true)]
+async fn weights_and_tiers_change_at_runtime() {
+    async fn count<S: Service<(), Response = u32, Error = BoxError>>(
+        router: &mut S,
+        n: u32,
+    ) -> [u32; 2] {
+        let mut hits = [0u32; 2];
+        for _ in 0..n {
+            let id = router.ready().await.unwrap().call(()).await.unwrap();
+            hits[id as usize] += 1;
+        }
+        hits
+    }
+    let echo = |id: u32| service_fn(move |_: ()| async move { Ok::<_, BoxError>(id) });
+    let mut router = Failover::builder()
+        .selection(Selection::WeightedRoundRobin)
+        .backend(Backend::new("a", echo(0)))
+        .backend(Backend::new("b", echo(1)))
+        .build()
+        .unwrap();
+    let handle = router.handle();
+    assert_eq!(count(&mut router, 100).await, [50, 50]);
+    handle.set_weight("b", 3).unwrap();
+    assert_eq!(count(&mut router, 100).await, [25, 75]);
+    handle.set_tier("b", 1).unwrap();
+    assert_eq!(
+        count(&mut router, 100).await,
+        [100, 0],
+        "tier 0 takes everything"
+    );
+    let b = handle.backend("b").unwrap();
+    assert_eq!((b.tier, b.weight, b.successes), (1, 3, 125));
+    assert_eq!(
+        handle.set_weight("b", 0).unwrap_err().field(),
+        "failover.backends.weight"
+    );
+    assert_eq!(
+        handle.set_tier("zz", 0).unwrap_err().field(),
+        "failover.backends.id"
+    );
+}
