@@ -232,7 +232,10 @@ impl<S, C, P> StackBuilder<S, C, P> {
     /// [`observe::MetricsListener`](crate::observe::MetricsListener) on the bulkhead,
     /// the retry layer, the hedge (when on), the router and each breaker; series
     /// labelled with the names of [`name`](Self::name)). Off by default: with it on, each request builds its
-    /// retry events. Install the exporter before building the stack.
+    /// retry events. Install the exporter before building the stack: when
+    /// [`build`](Self::build) finds no `metrics` recorder installed (neither a global nor
+    /// a local one), it logs a warning and leaves the listeners out, so the stack then
+    /// costs what one without `.metrics()` does.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(mut self) -> Self {
@@ -331,6 +334,17 @@ impl<S, C, P> StackBuilder<S, C, P> {
                 "stack.backends",
                 "needs at least one backend",
             ));
+        }
+        #[cfg(feature = "metrics")]
+        if self.metrics && !crate::observe::metrics::recorder_installed() {
+            // Nothing would record what the listeners report: leave them out, so a
+            // stack with `.metrics()` and no exporter costs what one without it does.
+            tracing::warn!(
+                stack = %self.name,
+                "metrics are on but no `metrics` recorder is installed: this stack records \
+                 none; install the exporter before building the stack"
+            );
+            self.metrics = false;
         }
         let rng = self.rng.take().unwrap_or_default();
         let fork = || Rng::seeded(rng.next_u64());

@@ -401,8 +401,9 @@ pub fn recommended_stack(
     recommended_stack_with(n, false)
 }
 
-/// [`recommended_stack`], with `.metrics()` when `metrics` (no recorder is installed
-/// in these suites: the facade's no-op recorder takes every write).
+/// [`recommended_stack`], with `.metrics()` when `metrics`. No recorder is installed
+/// in these suites, so the builder leaves the metrics listeners out (what a user who
+/// turns metrics on but installs no exporter pays).
 pub fn recommended_stack_with(
     n: usize,
     metrics: bool,
