@@ -60,6 +60,15 @@ fn a_good_file_gives_its_stack() {
         "the override"
     );
     assert_eq!(config.stack_names().collect::<Vec<_>>(), ["payments"]);
+    let defaults = config.defaults().breaker.as_ref().unwrap();
+    assert_eq!(defaults.failure_rate, Some(0.5));
+    let own = config
+        .stack_config("payments")
+        .unwrap()
+        .breaker
+        .as_ref()
+        .unwrap();
+    assert_eq!(own.failure_rate, None, "as read: the override sets none");
 }
 
 #[test]

@@ -183,6 +183,17 @@ impl FortifyConfig {
         Ok(())
     }
 
+    /// The `[defaults]` tables, as read.
+    pub fn defaults(&self) -> &super::layout::Defaults {
+        &self.model.defaults
+    }
+
+    /// The `[stacks.NAME]` tables as read (overrides only; [`stack`](Self::stack)
+    /// merges them with the defaults).
+    pub fn stack_config(&self, name: &str) -> Option<&StackConfig> {
+        self.model.stacks.get(name)
+    }
+
     /// The names of the stacks, in order.
     pub fn stack_names(&self) -> impl Iterator<Item = &str> {
         self.model.stacks.keys().map(String::as_str)

@@ -210,10 +210,7 @@ impl<S, C, P> Stack<S, C, P> {
         parts
             .deadline
             .store(crate::stack::nanos(new.deadline()), Ordering::Relaxed);
-        parts.attempt_timeout.store(
-            crate::stack::nanos(new.attempt_timeout()),
-            Ordering::Relaxed,
-        );
+        parts.attempt_timeout.set(new.attempt_timeout());
         let failed = |what: &str, e: crate::config::ConfigError| {
             tracing::warn!(target: "tower_fortify::stack", name = &*parts.name, part = what, error = %e, "part not reconfigured");
         };

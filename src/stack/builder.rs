@@ -398,9 +398,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             if on { h.build()? } else { h.build_off()? }
         };
 
-        let attempt_timeout = Arc::new(std::sync::atomic::AtomicU64::new(nanos(
-            self.attempt_timeout,
-        )));
+        let attempt_timeout = crate::timeout::LiveTimeout::new(self.attempt_timeout);
         let mut breakers = Vec::with_capacity(self.backends.len());
         let mut legs = Vec::with_capacity(self.backends.len());
         let listeners = self.listeners.clone();
@@ -426,7 +424,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             legs.push(
                 backend
                     .map(|s| -> Leg<S, C> {
-                        layer.layer(Timeout::with_live(
+                        layer.layer(Timeout::live_with_name(
                             Unwrap::new(s),
                             attempt_timeout,
                             timeout_name,

@@ -25,7 +25,8 @@ use crate::timeout::future::ResponseFuture;
 
 /// What sits in front of one backend: its circuit breaker over the per-attempt
 /// timeout over the backend's own service.
-pub type Leg<S, C = DefaultClassifier> = CircuitBreaker<Timeout<Unwrap<S>>, Health<C>>;
+pub type Leg<S, C = DefaultClassifier> =
+    CircuitBreaker<Timeout<Unwrap<S>, crate::timeout::LiveTimeout>, Health<C>>;
 
 /// The router over the backends' [`Leg`]s.
 pub type Router<S, C = DefaultClassifier> =
@@ -67,8 +68,8 @@ pub(crate) struct Parts<S, C> {
     /// The overall deadline in nanoseconds: an atomic, so that a reconfiguration
     /// changes it without a lock on the call path.
     pub(crate) deadline: AtomicU64,
-    /// The per-attempt timeout in nanoseconds, shared with every backend's timeout.
-    pub(crate) attempt_timeout: Arc<AtomicU64>,
+    /// The per-attempt timeout, shared with every backend's timeout.
+    pub(crate) attempt_timeout: crate::timeout::LiveTimeout,
     /// The settings the stack was built from (or last reconfigured to), kept for the
     /// configuration module, which the stack does not know; also held while a
     /// reconfiguration applies, so that two never interleave.
@@ -148,7 +149,7 @@ impl<S, C, P> Stack<S, C, P> {
 
     /// The timeout each attempt gets.
     pub fn attempt_timeout(&self) -> Duration {
-        Duration::from_nanos(self.parts.attempt_timeout.load(Ordering::Relaxed))
+        self.parts.attempt_timeout.get()
     }
 }
 

@@ -81,7 +81,7 @@ mod service;
 
 pub use error::{DeadlineExceeded, Elapsed};
 pub use layer::{DeadlineLayer, TimeoutLayer};
-pub use service::{Deadline, Timeout};
+pub use service::{Deadline, LiveTimeout, Timeout, TimeoutSource};
 
 /// The deadline of the request being served on this thread, if one is in scope: set
 /// by a server layer that read the caller's deadline

@@ -15,13 +15,66 @@ use crate::observe::NameId;
 ///
 /// `poll_ready` passes on the inner service's readiness: the clock starts at `call`.
 #[derive(Debug, Clone)]
-pub struct Timeout<S> {
+pub struct Timeout<S, T = Duration> {
     inner: S,
-    timeout: Duration,
-    /// A timeout that can change while the service runs (in nanoseconds), read
-    /// instead of `timeout`: the one-call stack's per-attempt timeout.
-    live: Option<Arc<AtomicU64>>,
+    timeout: T,
     name: NameId,
+}
+
+/// How long a [`Timeout`] gives each call: a fixed [`Duration`] (what
+/// [`TimeoutLayer`](super::TimeoutLayer) builds), or a [`LiveTimeout`] that can
+/// change while the service runs (the one-call stack's per-attempt timeout). Sealed.
+pub trait TimeoutSource: sealed::Sealed {
+    /// The timeout of a call that starts now.
+    fn timeout(&self) -> Duration;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::time::Duration {}
+    impl Sealed for super::LiveTimeout {}
+}
+
+impl TimeoutSource for Duration {
+    #[inline(always)]
+    fn timeout(&self) -> Duration {
+        *self
+    }
+}
+
+/// A timeout that whoever holds it may change while calls run: each call reads it
+/// once, at its start (one relaxed atomic load). The one-call stack's per-attempt
+/// timeout, changed by [`Stack::reconfigure`](crate::stack::Stack::reconfigure).
+#[derive(Debug, Clone)]
+pub struct LiveTimeout(Arc<AtomicU64>);
+
+impl LiveTimeout {
+    /// Starts at `d` (saturating at 584 years).
+    pub fn new(d: Duration) -> Self {
+        Self(Arc::new(AtomicU64::new(nanos(d))))
+    }
+
+    /// The timeout now.
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Changes the timeout of the calls that start from now on; calls running keep
+    /// theirs.
+    pub fn set(&self, d: Duration) {
+        self.0.store(nanos(d), Ordering::Relaxed);
+    }
+}
+
+impl TimeoutSource for LiveTimeout {
+    #[inline]
+    fn timeout(&self) -> Duration {
+        self.get()
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl<S> Timeout<S> {
@@ -35,32 +88,28 @@ impl<S> Timeout<S> {
         Self {
             inner,
             timeout,
-            live: None,
             name,
         }
     }
+}
 
-    /// Wraps `inner`, with a timeout read from `live` (nanoseconds) at each call, so
-    /// that whoever holds `live` can change it while the service runs.
+impl<S> Timeout<S, LiveTimeout> {
+    /// Wraps `inner`, each call getting the timeout `live` holds when it starts.
+    pub fn live(inner: S, live: LiveTimeout) -> Self {
+        Self::live_with_name(inner, live, NameId::NONE)
+    }
+
     #[allow(dead_code)] // Used by the one-call stack only.
-    pub(crate) fn with_live(inner: S, live: Arc<AtomicU64>, name: NameId) -> Self {
+    pub(crate) fn live_with_name(inner: S, live: LiveTimeout, name: NameId) -> Self {
         Self {
             inner,
-            timeout: Duration::from_nanos(live.load(Ordering::Relaxed)),
-            live: Some(live),
+            timeout: live,
             name,
         }
     }
+}
 
-    /// The timeout each call gets now.
-    #[inline]
-    fn current(&self) -> Duration {
-        match &self.live {
-            Some(live) => Duration::from_nanos(live.load(Ordering::Relaxed)),
-            None => self.timeout,
-        }
-    }
-
+impl<S, T> Timeout<S, T> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -77,9 +126,10 @@ impl<S> Timeout<S> {
     }
 }
 
-impl<S, Req> Service<Req> for Timeout<S>
+impl<S, T, Req> Service<Req> for Timeout<S, T>
 where
     S: Service<Req>,
+    T: TimeoutSource,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -98,7 +148,7 @@ where
         // request's: a client below writes what is left of the attempt, as Envoy's
         // per-try timeout does. An end too far to represent puts nothing in scope,
         // and its timer never fires.
-        let timeout = self.current();
+        let timeout = self.timeout.timeout();
         let end = now.checked_add(timeout);
         let fut = crate::scope::enter(end, || self.inner.call(req));
         let name = self.name;
