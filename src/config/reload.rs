@@ -17,6 +17,7 @@ use crate::stack::Stack;
 
 type Applied = Option<Arc<dyn Any + Send + Sync>>;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 impl<S, C, P> Stack<S, C, P> {
     fn lock_applied(&self) -> MutexGuard<'_, Applied> {
         self.parts
