@@ -117,6 +117,11 @@ mod shared;
 pub use adaptive::{AdaptiveLimit, Aimd, Gradient2, Vegas};
 pub use error::BulkheadFull;
 pub use handle::BulkheadHandle;
+pub use keyed::{KeyedBulkhead, KeyedBulkheadBuilder, KeyedBulkheadHandle, KeyedBulkheadLayer};
 pub use layer::{BulkheadBuilder, BulkheadLayer};
+pub use partition::{
+    PartitionedBulkhead, PartitionedBulkheadBuilder, PartitionedBulkheadHandle,
+    PartitionedBulkheadLayer,
+};
 pub use permit::BulkheadPermit;
 pub use service::Bulkhead;
