@@ -130,10 +130,7 @@
 //! ```
 
 pub mod error;
-pub mod future {
-    //! The rate limiter's response future.
-    pub use super::service::ResponseFuture;
-}
+pub mod future;
 mod gcra;
 mod layer;
 #[cfg(feature = "redis")]
