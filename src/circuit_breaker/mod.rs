@@ -167,7 +167,13 @@ mod word;
 pub use crate::observe::{CircuitState, Mode, TripReason};
 pub use error::{BreakerError, CircuitOpen};
 pub use figures::{Figures, Status, WindowFigures};
-pub use future::BreakerPermit;
+pub use future::CircuitBreakerPermit;
+/// The breaker permit's old name.
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `CircuitBreakerPermit`, as `BulkheadPermit` and `FailoverPermit`"
+)]
+pub type BreakerPermit<C> = CircuitBreakerPermit<C>;
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
     KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,
