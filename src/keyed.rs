@@ -322,10 +322,6 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
     }
 
     /// The value of `key`, without marking it used (for handles).
-    #[cfg_attr(
-        not(any(feature = "bulkhead", feature = "circuit-breaker")),
-        allow(dead_code)
-    )]
     pub(crate) fn peek(&self, key: &K) -> Option<V> {
         self.read().entries.get(key).map(|e| e.entry.value.clone())
     }

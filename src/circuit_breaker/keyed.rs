@@ -322,6 +322,11 @@ impl<K> KeyedCircuitBreakerHandle<K> {
         self.view.get(key)
     }
 
+    /// Whether the map holds a breaker for `key`.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.view.get(key).is_some()
+    }
+
     /// How many breakers the map holds.
     pub fn len(&self) -> usize {
         self.view.len()

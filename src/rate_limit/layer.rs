@@ -248,9 +248,54 @@ impl<K, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
 }
 
 impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
-    /// How many keys are tracked now.
+    /// How many keys are tracked now (the same as `handle().len()`).
     pub fn keys(&self) -> usize {
         self.keyed.map.len()
+    }
+
+    /// A handle on the map of keys.
+    pub fn handle(&self) -> KeyedRateLimitHandle<K> {
+        KeyedRateLimitHandle {
+            keyed: self.keyed.clone(),
+        }
+    }
+}
+
+/// Reads the keys of a [`KeyedRateLimitLayer`]: which are tracked, and how many.
+pub struct KeyedRateLimitHandle<K> {
+    keyed: Arc<Keyed<K>>,
+}
+
+impl<K> Clone for KeyedRateLimitHandle<K> {
+    fn clone(&self) -> Self {
+        Self {
+            keyed: self.keyed.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for KeyedRateLimitHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimitHandle")
+            .field("quota", &self.keyed.shared.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq> KeyedRateLimitHandle<K> {
+    /// Whether `key` is tracked (a key that is not starts with a full quota).
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.keyed.map.peek(key).is_some()
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.keyed.map.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

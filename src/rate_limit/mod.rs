@@ -140,5 +140,8 @@ mod service;
 mod shared;
 
 pub use error::RateLimited;
-pub use layer::{KeyedRateLimitBuilder, KeyedRateLimitLayer, RateLimitBuilder, RateLimitLayer};
+pub use layer::{
+    KeyedRateLimitBuilder, KeyedRateLimitHandle, KeyedRateLimitLayer, RateLimitBuilder,
+    RateLimitLayer,
+};
 pub use service::{KeyedRateLimit, RateLimit};
