@@ -27,12 +27,103 @@
 //! the time between two scans. The scan is O(`max_keys`) and only runs on a miss.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use crate::clock::{Epoch, nanos};
+use crate::config::ConfigError;
+use crate::observe::Listeners;
+
+/// Names a key in its state's events, logs and metrics (`key_label`).
+pub(crate) type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
+
+/// The settings every keyed builder has, named alike in every layer (`max_keys`,
+/// `idle_timeout`, and `key_label` where a key's state reports events of its own):
+/// the bound of the map, when an entry counts as idle, and how a key is named. `L` is
+/// the label (`Option<KeyLabel<K>>`), or `()` for a layer whose keys have no events.
+pub(crate) struct KeySettings<L = ()> {
+    pub(crate) max_keys: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) label: L,
+}
+
+impl<L: Default> KeySettings<L> {
+    pub(crate) fn new(max_keys: usize, idle_timeout: Duration) -> Self {
+        Self {
+            max_keys,
+            idle_timeout,
+            label: L::default(),
+        }
+    }
+}
+
+impl<L> KeySettings<L> {
+    /// Rejects no room for a key and a zero idle timeout, naming the layer's fields.
+    pub(crate) fn validate(
+        &self,
+        max_keys_field: &'static str,
+        idle_timeout_field: &'static str,
+    ) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::new(max_keys_field, "must be at least 1"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                idle_timeout_field,
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The map these settings describe.
+    pub(crate) fn map<K, V>(&self) -> KeyedMap<K, V> {
+        KeyedMap::new(self.max_keys, self.idle_timeout)
+    }
+}
+
+impl<K> KeySettings<Option<KeyLabel<K>>> {
+    /// `listeners` named for `key`: `"{name}/{label(key)}"` with a label, `listeners`
+    /// as they are without. Called once per key, when its state is made.
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+    pub(crate) fn listeners_for(&self, listeners: &Listeners, key: &K) -> Listeners {
+        listeners_for(self.label.as_ref(), listeners, key)
+    }
+}
+
+impl<L> fmt::Debug for KeySettings<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySettings")
+            .field("max_keys", &self.max_keys)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `listeners` named `"{name}/{label(key)}"` with a label, as they are without.
+#[cfg_attr(
+    not(any(feature = "bulkhead", feature = "circuit-breaker")),
+    allow(dead_code)
+)]
+pub(crate) fn listeners_for<K>(
+    label: Option<&KeyLabel<K>>,
+    listeners: &Listeners,
+    key: &K,
+) -> Listeners {
+    match label {
+        Some(label) => {
+            let name = match listeners.name() {
+                "" => label(key),
+                base => format!("{base}/{}", label(key)),
+            };
+            listeners.clone().named(name)
+        }
+        None => listeners.clone(),
+    }
+}
 
 /// How willingly an entry is evicted when the map is full and none is idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -231,10 +322,6 @@ impl<K: Hash + Eq, V: Clone> KeyedMap<K, V> {
     }
 
     /// The value of `key`, without marking it used (for handles).
-    #[cfg_attr(
-        not(any(feature = "bulkhead", feature = "circuit-breaker")),
-        allow(dead_code)
-    )]
     pub(crate) fn peek(&self, key: &K) -> Option<V> {
         self.read().entries.get(key).map(|e| e.entry.value.clone())
     }

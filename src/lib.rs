@@ -102,6 +102,77 @@
 //! in a circle. `tests/architecture.rs` checks the floors and the circles from the
 //! source text.
 //!
+//! ## One shape for every layer
+//!
+//! **Modules.** `future` and `error` are public in every layer; the rest is private
+//! and re-exported at the layer's root. Every future a layer returns is in its
+//! `future` module (`future::ResponseFuture`, and a variant's own, such as
+//! `bulkhead::future::PartitionedFuture`). Every error type is in its `error` module
+//! and re-exported at the root (`circuit_breaker::CircuitOpen` is
+//! `circuit_breaker::error::CircuitOpen`); errors are named for what happened
+//! (`CircuitOpen`, `BulkheadFull`, `RateLimited`, `Elapsed`, `NoHealthyBackend`). A
+//! layer that adds no error of its own (retry, hedge, fallback: they return the inner
+//! service's) has an `error` module that says so.
+//!
+//! **Names.** A layer `Foo` names its types `{Variant}Foo{Role}`:
+//!
+//! | role | name | what it is |
+//! |---|---|---|
+//! | service | `Foo` | the tower service (`Retry`, `CircuitBreaker`, `Bulkhead`) |
+//! | layer | `FooLayer` | configuration only, cheap to clone; makes a `Foo` |
+//! | builder | `FooBuilder` | from `FooLayer::builder()`; `build()` gives the layer or a [`ConfigError`] |
+//! | handle | `FooHandle` | from `layer.handle()` where services share state: read it, control it |
+//! | permit | `FooPermit` | what a response future holds, for a body to keep to the end of its stream |
+//!
+//! A variant's word comes first: `KeyedCircuitBreakerLayer`, `KeyedBulkheadBuilder`,
+//! `PartitionedBulkheadHandle`, `RedisRateLimitLayer`. Three layers leave out a role
+//! where it has no job: [`failover`] is a router that owns its backends, so
+//! `Failover::builder()` builds the service itself and there is no layer;
+//! [`timeout`] has two services (`Timeout` per attempt, `Deadline` for all of them)
+//! and nothing to check but a zero, so `TimeoutLayer::new` and `try_new` stand in for
+//! a builder; [`fallback`] has nothing to check, so its layer is made by its
+//! constructors (`FallbackLayer::value`, `from_failure`, `from_request`, `service`).
+//!
+//! **Builders.** A builder keeps every setting that is not a type parameter in one
+//! crate-private `settings` struct. A method that changes the builder's type
+//! (`classifier`, `replay`, `tried`, `keyed`) moves that struct whole, so a new option
+//! is written in two places: the struct and its setter. `build` checks everything
+//! once and names the field it rejects (`retry.max_attempts`).
+//!
+//! **Keyed variants** (the circuit breaker, the bulkhead, the rate limiter) are made
+//! alike: `FooBuilder::keyed(key_fn)` gives a `KeyedFooBuilder` with
+//! [`max_keys`](circuit_breaker::KeyedCircuitBreakerBuilder::max_keys) (the bound of
+//! the map), [`idle_timeout`](circuit_breaker::KeyedCircuitBreakerBuilder::idle_timeout)
+//! (an entry unused this long goes first at the bound) and, where a key's state
+//! reports events of its own, [`key_label`](bulkhead::KeyedBulkheadBuilder::key_label);
+//! `build()` gives a `KeyedFooLayer` whose `handle()` is a `KeyedFooHandle` with
+//! `len`, `is_empty`, `contains_key` and, where the layer has a `FooHandle`,
+//! `get(&key)`. The breaker and the bulkhead keep 1,024 keys and forget them after
+//! 5 min idle; the rate limiter 10,000 keys and 60 s: a key's state is one counter,
+//! and a key idle that long has mostly earned its quota back, so forgetting it loses
+//! little. Its keys have no label: a key's quota reports no events of its own, and a
+//! rejection carries the limiter's name.
+//!
+//! **Switching an option off.** An option that is on by default is switched off with
+//! `no_<option>()` ([`no_budget`](retry::RetryBuilder::no_budget),
+//! [`no_count_window`](circuit_breaker::CircuitBreakerBuilder::no_count_window),
+//! [`no_latency_factor`](failover::FailoverBuilder::no_latency_factor),
+//! [`no_borrowing`](bulkhead::PartitionedBulkheadBuilder::no_borrowing)); an option
+//! that is off by default is switched on by its setter (`deadline`, `time_window`,
+//! `slow_calls`, `queue`, `max_wait`, `adaptive`) and is off otherwise. Zero is never
+//! a switch: a zero count, limit or window is rejected with an error naming the
+//! field, and a zero bound on something optional means none of it, as it reads
+//! (`max_wait(Duration::ZERO)`: no waiting; `queue(0, _)`: no queue;
+//! `max_server_delay(Duration::ZERO)`: no server-requested delay is waited for). The
+//! setters that take an `Option` (failover's ejection rules, where `None` is off) or
+//! a `bool` (`borrowing`) stay for configuration files, each beside its `no_*` twin.
+//! `ChaosBuilder::enabled(bool)` is not an option but the start state of the switch
+//! its handle flips at run time.
+//!
+//! `tests/architecture.rs` checks this shape from the source text too: the public
+//! `error` and `future` modules and what they hold, the names, the one `settings`
+//! field, the keyed variants' entry, knobs and handle, and the `no_*` twins.
+//!
 //! # Principles
 //!
 //! * Rejections (open breaker, full bulkhead, spent budget) are returned from `call`

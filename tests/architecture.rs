@@ -6,7 +6,16 @@
 //!   `crate::axum` (the core knows no protocol);
 //! * a protocol file (`http/`, `axum.rs`, `grpc.rs`) that names a concrete layer,
 //!   except where a documented protocol impl of that layer's trait lives;
-//! * an import circle between files.
+//! * an import circle between files;
+//! * a layer off the shape the crate docs' architecture section states: a layer
+//!   without public `error` and `future` modules, an error type outside `error.rs` or
+//!   not re-exported at the layer's root, a future not in `future`; a `Layer`,
+//!   `Builder`, `Handle` or `Permit` not named `{Variant}{Layer}{Role}`, or a
+//!   `FooLayer` that makes something other than a `Foo`; a builder whose plain
+//!   settings are not in one `settings` field; a keyed variant without the shared
+//!   entry (`FooBuilder::keyed`), knobs (`max_keys`, `idle_timeout`) or handle (`len`,
+//!   `is_empty`, `contains_key`, `get`); a setter taking an `Option` without its
+//!   `no_*` twin.
 //!
 //! What it reads: code only — comments (doc links may point anywhere), string and
 //! character literals and `#[cfg(test)]` modules are stripped first. A `pub use` is a
@@ -722,4 +731,474 @@ fn the_checker_sees_use_trees_inline_paths_and_circles() {
     };
     assert_eq!(cycles(&e(&[(0, 1), (1, 2)])), Vec::<Vec<usize>>::new());
     assert_eq!(cycles(&e(&[(0, 1), (1, 2), (2, 0)])), vec![vec![0, 1, 2]]);
+}
+
+// ----- the layers' common shape ---------------------------------------------------
+//
+// The convention the crate docs' architecture section states: every layer has a
+// public `error` module (its errors, re-exported at the layer's root) and a public
+// `future` module (every future it returns); its public types are named
+// `{Variant}{Layer}{Role}`; a builder keeps its plain settings in one `settings`
+// field; a keyed variant is made the same way in every layer; an option that a
+// setter takes as `Option` also has its `no_*` twin.
+
+/// Each layer's folder and the names its types start with.
+const LAYER_NAMES: &[(&str, &[&str])] = &[
+    ("retry", &["Retry"]),
+    ("circuit_breaker", &["CircuitBreaker"]),
+    ("bulkhead", &["Bulkhead"]),
+    ("failover", &["Failover"]),
+    ("timeout", &["Timeout", "Deadline"]),
+    ("hedge", &["Hedge"]),
+    ("fallback", &["Fallback"]),
+    ("rate_limit", &["RateLimit"]),
+    ("chaos", &["Chaos"]),
+];
+
+/// The variants a layer may come in, as the first word of a type's name.
+const VARIANTS: &[&str] = &["", "Keyed", "Partitioned", "Redis"];
+
+/// The roles a type's name ends with.
+const ROLES: &[&str] = &["Layer", "Builder", "Handle", "Permit"];
+
+/// The code of every file of one layer: (path below `src/`, code without comments,
+/// literals and test modules).
+fn layer_files(layer: &str) -> Vec<(String, String)> {
+    let root = src_dir();
+    let mut paths = Vec::new();
+    walk(&root.join(layer), &mut paths);
+    paths
+        .iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let code = strip_test_modules(&strip(&fs::read_to_string(p).unwrap()));
+            (rel, code)
+        })
+        .collect()
+}
+
+/// The words of `code` with their byte offsets.
+fn words(code: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in code.char_indices() {
+        let w = c.is_alphanumeric() || c == '_';
+        match (w, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, &code[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &code[s..]));
+    }
+    out
+}
+
+/// Whether the item that starts at word `i` is declared plain `pub` (not
+/// `pub(crate)`, not private).
+fn is_pub_at(code: &str, ws: &[(usize, &str)], i: usize) -> bool {
+    i > 0 && ws[i - 1].1 == "pub" && !code[ws[i - 1].0 + 3..ws[i].0].contains('(')
+}
+
+/// Public structs and enums a file declares (`pub struct X`, `pub enum X`, also inside
+/// `pin_project!`).
+fn pub_types(code: &str) -> Vec<String> {
+    let ws = words(code);
+    let mut out = Vec::new();
+    for i in 1..ws.len().saturating_sub(1) {
+        if matches!(ws[i].1, "struct" | "enum") && is_pub_at(code, &ws, i) {
+            out.push(ws[i + 1].1.to_string());
+        }
+    }
+    out
+}
+
+/// The text from the `{` at or after `at` to its matching `}`.
+fn block_at(code: &str, at: usize) -> &str {
+    let Some(open) = code[at..].find('{').map(|k| at + k) else {
+        return "";
+    };
+    let mut depth = 0;
+    for (k, ch) in code[open..].char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &code[open + 1..open + k];
+                }
+            }
+            _ => {}
+        }
+    }
+    &code[open + 1..]
+}
+
+/// The public methods of `ty`'s inherent impls in `code`: (name, signature up to the
+/// body).
+fn pub_methods(code: &str, ty: &str) -> Vec<(String, String)> {
+    let ws = words(code);
+    let mut out = Vec::new();
+    for &(at, w) in &ws {
+        if w != "impl" {
+            continue;
+        }
+        // `impl<..> Ty<..> {` (not `impl Trait for Ty`): the header up to the `{`.
+        let Some(open) = code[at..].find('{') else {
+            continue;
+        };
+        let header = &code[at..at + open];
+        let hw = words(header);
+        if hw.iter().any(|(_, w)| *w == "for") {
+            continue;
+        }
+        // The type is the first word after the generics of `impl`.
+        let after_generics = if header[4..].trim_start().starts_with('<') {
+            let mut depth = 0;
+            let mut end = 4;
+            for (k, ch) in header[4..].char_indices() {
+                match ch {
+                    '<' => depth += 1,
+                    '>' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = 4 + k + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            &header[end..]
+        } else {
+            &header[4..]
+        };
+        if words(after_generics).first().map(|(_, w)| *w) != Some(ty) {
+            continue;
+        }
+        let body = block_at(code, at);
+        let bw = words(body);
+        for j in 1..bw.len().saturating_sub(1) {
+            if bw[j].1 == "fn" && is_pub_at(body, &bw, j) {
+                let sig_end = body[bw[j].0..]
+                    .find(['{', ';'])
+                    .map_or(body.len(), |k| bw[j].0 + k);
+                let sig = body[bw[j].0..sig_end]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push((bw[j + 1].1.to_string(), sig));
+            }
+        }
+    }
+    out
+}
+
+/// The fields of `pub struct ty { .. }` in `code`, if it is declared there with fields.
+fn struct_fields(code: &str, ty: &str) -> Option<Vec<String>> {
+    let ws = words(code);
+    let i = (1..ws.len()).find(|&i| ws[i - 1].1 == "struct" && ws[i].1 == ty)?;
+    // A tuple or unit struct has no named fields.
+    let rest = &code[ws[i].0..];
+    let brace = rest.find('{')?;
+    if rest.find([';', '(']).is_some_and(|k| k < brace) {
+        return None;
+    }
+    let body = block_at(code, ws[i].0);
+    let mut fields = Vec::new();
+    let mut depth = 0;
+    let mut last = 0;
+    let mut parts = Vec::new();
+    for (k, ch) in body.char_indices() {
+        match ch {
+            '<' | '(' | '[' | '{' => depth += 1,
+            '>' | ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&body[last..k]);
+                last = k + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&body[last..]);
+    for part in parts {
+        if let Some((name, _)) = part.split_once(':') {
+            let name = name.split_whitespace().last().unwrap_or("");
+            if !name.is_empty() {
+                fields.push(name.to_string());
+            }
+        }
+    }
+    Some(fields)
+}
+
+#[test]
+fn every_layer_has_a_public_error_and_future_module() {
+    let mut found = Vec::new();
+    for (layer, _) in LAYER_NAMES {
+        let files = layer_files(layer);
+        let get = |name: &str| files.iter().find(|(r, _)| r == &format!("{layer}/{name}"));
+        let Some((_, root)) = get("mod.rs") else {
+            found.push(format!("src/{layer}: no mod.rs"));
+            continue;
+        };
+        for module in ["error", "future"] {
+            if get(&format!("{module}.rs")).is_none() {
+                found.push(format!("src/{layer}: no {module}.rs"));
+            }
+            let declared = root
+                .lines()
+                .any(|l| l.trim() == format!("pub mod {module};"));
+            if !declared {
+                found.push(format!("src/{layer}/mod.rs: no `pub mod {module};`"));
+            }
+        }
+        // Every error type lives in error.rs and is re-exported at the layer's root.
+        let reexported: BTreeSet<Vec<String>> = parse(format!("{layer}/mod.rs"), root)
+            .paths
+            .into_iter()
+            .filter(|(_, _, reexport)| *reexport)
+            .map(|(p, _, _)| p)
+            .collect();
+        for (rel, code) in &files {
+            let is_error_file = rel == &format!("{layer}/error.rs");
+            let ws = words(code);
+            let implements_error = (1..ws.len()).any(|k| {
+                ws[k].1 == "for"
+                    && matches!(ws[k - 1].1, "Error" | "StdError")
+                    && ws[k.saturating_sub(4)..k].iter().any(|(_, w)| *w == "impl")
+            });
+            if implements_error && !is_error_file {
+                found.push(format!(
+                    "src/{rel}: implements std::error::Error outside {layer}/error.rs"
+                ));
+            }
+            if is_error_file {
+                for ty in pub_types(code) {
+                    let path = vec![layer.to_string(), "error".to_string(), ty.clone()];
+                    if !reexported.contains(&path) {
+                        found.push(format!(
+                            "src/{layer}/mod.rs: does not re-export error::{ty} (`pub use error::{ty};`)"
+                        ));
+                    }
+                }
+            }
+        }
+        // Every public future is defined in future.rs or re-exported there.
+        let future = get("future.rs").map(|(_, c)| c.as_str()).unwrap_or("");
+        for (rel, code) in &files {
+            if rel == &format!("{layer}/future.rs") {
+                continue;
+            }
+            for ty in pub_types(code) {
+                if ty.ends_with("Future") && !words(future).iter().any(|(_, w)| *w == ty) {
+                    found.push(format!(
+                        "src/{rel}: the future {ty} is not in {layer}/future.rs (define or re-export it there)"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the layers' front doors differ:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn public_types_are_named_variant_layer_role() {
+    let mut found = Vec::new();
+    for (layer, prefixes) in LAYER_NAMES {
+        for (rel, code) in layer_files(layer) {
+            for ty in pub_types(&code) {
+                let Some(role) = ROLES.iter().find(|r| ty.ends_with(*r)) else {
+                    continue;
+                };
+                let stem = &ty[..ty.len() - role.len()];
+                let ok = VARIANTS
+                    .iter()
+                    .any(|v| prefixes.iter().any(|p| stem == format!("{v}{p}")));
+                if !ok {
+                    found.push(format!(
+                        "src/{rel}: `{ty}` is not named {{{}}}{{{}}}{role}",
+                        VARIANTS.join("|"),
+                        prefixes.join("|")
+                    ));
+                }
+            }
+            // A layer makes the service named like it: `FooLayer` makes `Foo`.
+            let ws = words(&code);
+            for i in 0..ws.len().saturating_sub(3) {
+                if ws[i].1 == "Layer" && ws[i + 2].1 == "for" {
+                    // `impl<S..> Layer<S> for NameLayer<..> { type Service = Name<..>;`
+                    let name = ws[i + 3].1;
+                    let body = block_at(&code, ws[i + 3].0);
+                    let bw = words(body);
+                    let svc = bw
+                        .windows(3)
+                        .find(|w| w[0].1 == "type" && w[1].1 == "Service")
+                        .map(|w| w[2].1);
+                    if let Some(svc) = svc
+                        && name.strip_suffix("Layer") != Some(svc)
+                    {
+                        found.push(format!(
+                            "src/{rel}: `{name}` makes `{svc}`; a `FooLayer` makes a `Foo`"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "public types off the naming convention:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn keyed_variants_have_one_shape() {
+    let mut found = Vec::new();
+    let mut keyed_layers = Vec::new();
+    for (layer, prefixes) in LAYER_NAMES {
+        let files = layer_files(layer);
+        let all: String = files
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let types: BTreeSet<String> = files.iter().flat_map(|(_, c)| pub_types(c)).collect();
+        if !types.iter().any(|t| t.starts_with("Keyed")) {
+            continue;
+        }
+        keyed_layers.push(*layer);
+        let p = prefixes[0];
+        let methods = |ty: &str| -> Vec<(String, String)> { pub_methods(&all, ty) };
+        let has = |ty: &str, m: &str| methods(ty).iter().any(|(n, _)| n == m);
+        for role in ["", "Layer", "Builder", "Handle"] {
+            let ty = format!("Keyed{p}{role}");
+            if !types.contains(&ty) {
+                found.push(format!("src/{layer}: no `{ty}`"));
+            }
+        }
+        let keyed_from_builder = methods(&format!("{p}Builder"))
+            .iter()
+            .any(|(n, sig)| n == "keyed" && sig.contains(&format!("-> Keyed{p}Builder")));
+        if !keyed_from_builder {
+            found.push(format!(
+                "src/{layer}: no `{p}Builder::keyed(key) -> Keyed{p}Builder`"
+            ));
+        }
+        for m in ["max_keys", "idle_timeout", "build"] {
+            if !has(&format!("Keyed{p}Builder"), m) {
+                found.push(format!("src/{layer}: no `Keyed{p}Builder::{m}`"));
+            }
+        }
+        let handle = methods(&format!("Keyed{p}Layer"))
+            .iter()
+            .any(|(n, sig)| n == "handle" && sig.contains(&format!("-> Keyed{p}Handle")));
+        if !handle {
+            found.push(format!(
+                "src/{layer}: no `Keyed{p}Layer::handle() -> Keyed{p}Handle`"
+            ));
+        }
+        // A handle on the map: its size, its keys, and each key's own handle where the
+        // layer has one.
+        let mut wanted = vec!["len", "is_empty", "contains_key"];
+        if types.contains(&format!("{p}Handle")) {
+            wanted.push("get");
+        }
+        for m in wanted {
+            if !has(&format!("Keyed{p}Handle"), m) {
+                found.push(format!("src/{layer}: no `Keyed{p}Handle::{m}`"));
+            }
+        }
+    }
+    assert_eq!(
+        keyed_layers,
+        ["circuit_breaker", "bulkhead", "rate_limit"],
+        "the layers with a keyed variant changed: update this test and the crate docs"
+    );
+    assert!(
+        found.is_empty(),
+        "keyed variants differ in shape:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn builders_keep_their_settings_in_one_struct_and_switch_off_alike() {
+    let mut found = Vec::new();
+    let mut builders = 0;
+    for (layer, _) in LAYER_NAMES {
+        let files = layer_files(layer);
+        let all: String = files
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (rel, code) in &files {
+            for ty in pub_types(code)
+                .into_iter()
+                .filter(|t| t.ends_with("Builder"))
+            {
+                builders += 1;
+                let Some(fields) = struct_fields(code, &ty) else {
+                    continue;
+                };
+                // Besides `settings`: the fields whose type a method may change
+                // (classifier, replay, key, ...), a base builder, a phantom.
+                if !fields.iter().any(|f| f == "settings") || fields.len() > 4 {
+                    found.push(format!(
+                        "src/{rel}: `{ty}` has the fields {fields:?}; keep its plain settings in one `settings` field"
+                    ));
+                }
+                for (name, sig) in pub_methods(&all, &ty) {
+                    if sig.contains(": Option<") && !sig.contains("Option<Self>") {
+                        let twin = format!("no_{name}");
+                        if !pub_methods(&all, &ty).iter().any(|(n, _)| *n == twin) {
+                            found.push(format!(
+                                "src/{rel}: `{ty}::{name}` takes an `Option` but has no `{twin}()`"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        builders >= 10,
+        "found only {builders} builders: is the test reading src/?"
+    );
+    assert!(
+        found.is_empty(),
+        "builders off the settings and \"off\" conventions:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The shape checker itself, on small inputs.
+#[test]
+fn the_shape_checker_reads_types_methods_and_fields() {
+    let code = strip(
+        "pub struct A { settings: S, classifier: C }\npub(crate) struct B;\npin_project! { pub struct CFuture<F> { #[pin] f: F } }\nimpl<C> A<C> { pub fn keyed<K>(self, k: K) -> KeyedABuilder<K> { x } pub(crate) fn hidden(&self) {} fn private() {} }\nimpl Clone for A { pub fn clone(&self) -> Self { x } }\n",
+    );
+    assert_eq!(pub_types(&code), ["A", "CFuture"]);
+    let m = pub_methods(&code, "A");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].0, "keyed");
+    assert!(m[0].1.contains("-> KeyedABuilder<K>"));
+    assert_eq!(
+        struct_fields(&code, "A").unwrap(),
+        ["settings", "classifier"]
+    );
 }

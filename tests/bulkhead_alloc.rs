@@ -90,12 +90,12 @@ fn fixed_and_adaptive_bulkheads_allocate_nothing_per_call() {
 /// clones the key's `Arc`, nothing else. Eight keys, all inserted by the warm-up.
 #[test]
 fn keyed_bulkhead_hit_allocates_nothing() {
-    let layer = tower_fortify::bulkhead::partition::KeyedLayer::new(
-        BulkheadLayer::builder().max_concurrent(16),
-        64,
-        |r: &u64| *r % 8,
-    )
-    .unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(16)
+        .keyed(|r: &u64| *r % 8)
+        .max_keys(64)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(Echo);
     let waker = futures::task::noop_waker();

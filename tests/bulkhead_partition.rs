@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_test::{assert_pending, assert_ready};
 use tower::{Layer, Service, service_fn};
-use tower_fortify::bulkhead::partition::{KeyedLayer, PartitionedLayer};
+use tower_fortify::bulkhead::partition::PartitionedBulkheadLayer;
 use tower_fortify::bulkhead::{BulkheadFull, BulkheadLayer};
 
 const INTERACTIVE: usize = 0;
@@ -22,7 +22,7 @@ fn slow() -> impl Service<(usize, u32), Response = u32, Error = Infallible, Futu
 
 #[tokio::test(start_paused = true)]
 async fn a_partition_keeps_its_share_under_a_flood_from_another() {
-    let layer = PartitionedLayer::builder(10)
+    let layer = PartitionedBulkheadLayer::builder(10)
         .share("interactive", 0.9)
         .share("batch", 0.1)
         .build(|req: &(usize, u32)| req.0)
@@ -90,7 +90,7 @@ async fn a_partition_keeps_its_share_under_a_flood_from_another() {
 
 #[tokio::test(start_paused = true)]
 async fn without_borrowing_each_partition_is_a_strict_bulkhead() {
-    let layer = PartitionedLayer::builder(10)
+    let layer = PartitionedBulkheadLayer::builder(10)
         .share("interactive", 0.9)
         .share("batch", 0.1)
         .borrowing(false)
@@ -114,7 +114,7 @@ async fn without_borrowing_each_partition_is_a_strict_bulkhead() {
 
 #[tokio::test(start_paused = true)]
 async fn completed_partition_calls_return_their_permits() {
-    let layer = PartitionedLayer::builder(2)
+    let layer = PartitionedBulkheadLayer::builder(2)
         .share("only", 1.0)
         .build(|_: &(usize, u32)| 7) // past the last partition: the last one
         .unwrap();
@@ -131,41 +131,46 @@ async fn completed_partition_calls_return_their_permits() {
 #[test]
 fn invalid_partitions_are_rejected_naming_the_field() {
     let pick = |_: &u32| 0usize;
-    let err = |b: tower_fortify::bulkhead::partition::PartitionedBuilder| {
-        b.build(pick).unwrap_err().field()
-    };
+    let err =
+        |b: tower_fortify::bulkhead::PartitionedBulkheadBuilder| b.build(pick).unwrap_err().field();
     assert_eq!(
-        err(PartitionedLayer::builder(0).share("a", 1.0)),
+        err(PartitionedBulkheadLayer::builder(0).share("a", 1.0)),
         "bulkhead.max_concurrent"
     );
     assert_eq!(
-        err(PartitionedLayer::builder(10)),
+        err(PartitionedBulkheadLayer::builder(10)),
         "bulkhead.partition.share"
     );
     assert_eq!(
-        err(PartitionedLayer::builder(10).share("a", 0.0)),
+        err(PartitionedBulkheadLayer::builder(10).share("a", 0.0)),
         "bulkhead.partition.share"
     );
     assert_eq!(
-        err(PartitionedLayer::builder(10)
+        err(PartitionedBulkheadLayer::builder(10)
             .share("a", 0.7)
             .share("b", 0.7)),
         "bulkhead.partition.share"
     );
-    let keyed = KeyedLayer::new(BulkheadLayer::builder(), 0, |r: &u32| *r);
+    let keyed = BulkheadLayer::builder()
+        .keyed(|r: &u32| *r)
+        .max_keys(0)
+        .build();
     assert_eq!(keyed.unwrap_err().field(), "bulkhead.keyed.max_keys");
-    let keyed = KeyedLayer::new(BulkheadLayer::builder().max_concurrent(0), 10, |r: &u32| *r);
+    let keyed = BulkheadLayer::builder()
+        .max_concurrent(0)
+        .keyed(|r: &u32| *r)
+        .build();
     assert_eq!(keyed.unwrap_err().field(), "bulkhead.max_concurrent");
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_key_has_its_own_bulkhead_and_the_key_set_is_bounded() {
-    let layer = KeyedLayer::new(
-        BulkheadLayer::builder().max_concurrent(2),
-        2,
-        |req: &(usize, u32)| req.0,
-    )
-    .unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .keyed(|req: &(usize, u32)| req.0)
+        .max_keys(2)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(slow());
 
@@ -221,14 +226,13 @@ async fn each_key_has_its_own_bulkhead_and_the_key_set_is_bounded() {
 /// flight. A bulkhead with calls in flight stays.
 #[tokio::test(start_paused = true)]
 async fn keyed_bulkheads_are_evicted_idle_first_then_least_recently_used() {
-    let layer = KeyedLayer::new(
-        BulkheadLayer::builder().max_concurrent(1),
-        2,
-        |req: &(usize, u32)| req.0,
-    )
-    .unwrap()
-    .idle_timeout(Duration::from_secs(60))
-    .unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .keyed(|req: &(usize, u32)| req.0)
+        .max_keys(2)
+        .idle_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(slow());
     let mut runner = svc.clone();
@@ -276,9 +280,56 @@ async fn keyed_bulkheads_are_evicted_idle_first_then_least_recently_used() {
 
 #[test]
 fn a_zero_idle_timeout_is_rejected_naming_the_field() {
+    let keyed = BulkheadLayer::builder()
+        .keyed(|r: &u32| *r)
+        .idle_timeout(Duration::ZERO)
+        .build();
+    assert_eq!(keyed.unwrap_err().field(), "bulkhead.keyed.idle_timeout");
+}
+
+#[test]
+fn the_keyed_handle_says_which_keys_have_a_bulkhead() {
+    let layer = BulkheadLayer::builder()
+        .keyed(|r: &u32| *r)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(|r: u32| async move { Ok::<_, Infallible>(r) }));
+    assert!(handle.is_empty());
+    let mut f = tokio_test::task::spawn(svc.call(7));
+    assert_eq!(assert_ready!(f.poll()).unwrap(), 7);
+    assert!(handle.contains_key(&7));
+    assert!(!handle.contains_key(&8));
+    assert_eq!(handle.len(), 1);
+}
+
+/// The names and the entry of before the keyed layers shared one shape still work.
+#[test]
+#[allow(deprecated)]
+fn the_old_keyed_and_partitioned_names_still_build() {
+    use tower_fortify::bulkhead::partition::{
+        Keyed, KeyedHandle, KeyedLayer, Partitioned, PartitionedBuilder, PartitionedHandle,
+        PartitionedLayer,
+    };
+    let keyed: KeyedLayer<u32, _> = KeyedLayer::new(BulkheadLayer::builder(), 10, |r: &u32| *r)
+        .unwrap()
+        .key_label(|k: &u32| k.to_string())
+        .unwrap();
+    let _: KeyedHandle<u32> = keyed.handle();
+    let _: Keyed<_, u32, _> = keyed.layer(slow());
+    assert_eq!(
+        KeyedLayer::new(BulkheadLayer::builder(), 0, |r: &u32| *r)
+            .unwrap_err()
+            .field(),
+        "bulkhead.keyed.max_keys"
+    );
     let keyed = KeyedLayer::new(BulkheadLayer::builder(), 10, |r: &u32| *r).unwrap();
     assert_eq!(
         keyed.idle_timeout(Duration::ZERO).unwrap_err().field(),
         "bulkhead.keyed.idle_timeout"
     );
+    let builder: PartitionedBuilder = PartitionedLayer::builder(10).share("a", 1.0);
+    let layer: PartitionedLayer<_> = builder.build(|_: &(usize, u32)| 0).unwrap();
+    let _: PartitionedHandle = layer.handle();
+    let _: Partitioned<_, _> = layer.layer(slow());
 }

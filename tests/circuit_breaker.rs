@@ -562,6 +562,7 @@ async fn keyed_breakers_isolate_keys_and_stay_within_their_bound() {
     assert_eq!(handle.get(&1).unwrap().state(), CircuitState::Open);
     assert_eq!(handle.get(&2).unwrap().state(), CircuitState::Closed);
     assert_eq!(handle.len(), 3);
+    assert!(handle.contains_key(&3) && !handle.contains_key(&4));
 
     // Full: a new key evicts the least recently used closed breaker (2), not the
     // open one.

@@ -121,14 +121,14 @@ async fn keyed_breakers_carry_their_key() {
 async fn keyed_bulkheads_carry_their_key() {
     let _serial = serial().await;
     let (logs, _guard) = capture();
-    let layer = tower_fortify::bulkhead::partition::KeyedLayer::new(
-        BulkheadLayer::builder().max_concurrent(1).name("db"),
-        16,
-        |tenant: &u32| *tenant,
-    )
-    .unwrap()
-    .key_label(|tenant| format!("tenant-{tenant}"))
-    .unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .name("db")
+        .keyed(|tenant: &u32| *tenant)
+        .max_keys(16)
+        .key_label(|tenant| format!("tenant-{tenant}"))
+        .build()
+        .unwrap();
     let hang = service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>());
     let mut svc = layer.layer(hang);
     let _held = svc.ready().await.unwrap().call(7);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_fortify::BoxError;
 use tower_fortify::bulkhead::BulkheadLayer;
-use tower_fortify::bulkhead::partition::PartitionedLayer;
+use tower_fortify::bulkhead::PartitionedBulkheadLayer;
 use tower_fortify::circuit_breaker::CircuitBreakerLayer;
 use tower_fortify::failover::{Backend, Failover};
 use tower_fortify::observe::{
@@ -92,7 +92,7 @@ async fn every_builder_fans_events_out_to_every_listener() {
     both_saw_the_same(&counts);
 
     let (counts, a, b) = two();
-    let partitioned = PartitionedLayer::builder(1)
+    let partitioned = PartitionedBulkheadLayer::builder(1)
         .share("only", 1.0)
         .listener(a)
         .listener(b)

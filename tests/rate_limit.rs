@@ -150,6 +150,27 @@ async fn each_key_has_its_own_quota_and_the_bound_admits_new_keys() {
     assert!(layer.keys() <= 3, "{} keys", layer.keys());
 }
 
+/// The keyed limiter's handle reads its map as the keyed breaker's and bulkhead's do.
+#[tokio::test(start_paused = true)]
+async fn the_keyed_handle_says_which_keys_are_tracked() {
+    let layer = RateLimitLayer::builder()
+        .keyed(|tenant: &u32| *tenant)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert!(handle.is_empty());
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap().call(7).await.unwrap();
+    assert!(handle.contains_key(&7));
+    assert!(!handle.contains_key(&8));
+    for tenant in 10..20 {
+        svc.ready().await.unwrap().call(tenant).await.unwrap();
+    }
+    assert_eq!(handle.len(), 2, "bounded by max_keys");
+    assert_eq!(handle.len(), layer.keys());
+}
+
 #[test]
 fn bad_settings_name_their_field() {
     let b = RateLimitLayer::builder;
@@ -175,6 +196,14 @@ fn bad_settings_name_their_field() {
             .unwrap_err()
             .field(),
         "rate_limit.max_keys"
+    );
+    assert_eq!(
+        b().keyed(|x: &u32| *x)
+            .idle_timeout(Duration::ZERO)
+            .build::<u32>()
+            .unwrap_err()
+            .field(),
+        "rate_limit.idle_timeout"
     );
 }
 

@@ -1,4 +1,5 @@
-//! The bulkhead's response future.
+//! The bulkhead's response futures: [`ResponseFuture`] for a bulkhead or a keyed
+//! bulkhead, [`PartitionedFuture`] for a partitioned pool.
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +19,8 @@ use super::shared::full;
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::observe::{BulkheadEvent, Event};
+
+pub use super::partition::PartitionedFuture;
 use crate::shard::{self, Padded};
 
 /// A place in a bulkhead's queue; leaves the queue when dropped.

@@ -46,11 +46,13 @@ impl BulkheadLayer {
     /// a fixed limit, [`DefaultClassifier`].
     pub fn builder() -> BulkheadBuilder {
         BulkheadBuilder {
-            max_concurrent: 100,
-            max_queued: 0,
-            max_wait: Duration::ZERO,
-            adaptive: None,
-            listeners: Listeners::default(),
+            settings: Settings {
+                max_concurrent: 100,
+                max_queued: 0,
+                max_wait: Duration::ZERO,
+                adaptive: None,
+                listeners: Listeners::default(),
+            },
             classifier: DefaultClassifier,
         }
     }
@@ -87,21 +89,30 @@ impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
 
 /// Builds a [`BulkheadLayer`]; see [`BulkheadLayer::builder`] for the defaults.
 pub struct BulkheadBuilder<C = DefaultClassifier> {
+    pub(crate) settings: Settings,
+    pub(crate) classifier: C,
+}
+
+/// A [`BulkheadBuilder`]'s settings but the classifier: the methods that change the
+/// builder's type move them as one value, and a new option is added here and in its
+/// setter.
+#[derive(Clone)]
+pub(crate) struct Settings {
     max_concurrent: usize,
     max_queued: usize,
     max_wait: Duration,
     adaptive: Option<AdaptiveLimit>,
     pub(crate) listeners: Listeners,
-    classifier: C,
 }
 
 impl<C> fmt::Debug for BulkheadBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("BulkheadBuilder")
-            .field("max_concurrent", &self.max_concurrent)
-            .field("max_queued", &self.max_queued)
-            .field("max_wait", &self.max_wait)
-            .field("adaptive", &self.adaptive)
+            .field("max_concurrent", &s.max_concurrent)
+            .field("max_queued", &s.max_queued)
+            .field("max_wait", &s.max_wait)
+            .field("adaptive", &s.adaptive)
             .finish_non_exhaustive()
     }
 }
@@ -109,7 +120,7 @@ impl<C> fmt::Debug for BulkheadBuilder<C> {
 impl<C> BulkheadBuilder<C> {
     /// The most calls in flight at once (a fixed limit; at least 1; default 100).
     pub fn max_concurrent(mut self, max_concurrent: usize) -> Self {
-        self.max_concurrent = max_concurrent;
+        self.settings.max_concurrent = max_concurrent;
         self
     }
 
@@ -120,15 +131,15 @@ impl<C> BulkheadBuilder<C> {
     /// `max_wait` also bounds readying the inner service once a permit is granted: a
     /// call not sent by then gives its permit back and gets `BulkheadFull`.
     pub fn queue(mut self, max_queued: usize, max_wait: Duration) -> Self {
-        self.max_queued = max_queued;
-        self.max_wait = max_wait;
+        self.settings.max_queued = max_queued;
+        self.settings.max_wait = max_wait;
         self
     }
 
     /// Lets an algorithm choose the limit from observed latency and overload
     /// outcomes; `max_concurrent` is then ignored. See [`AdaptiveLimit`].
     pub fn adaptive(mut self, adaptive: AdaptiveLimit) -> Self {
-        self.adaptive = Some(adaptive);
+        self.settings.adaptive = Some(adaptive);
         self
     }
 
@@ -137,14 +148,14 @@ impl<C> BulkheadBuilder<C> {
     /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
     /// Unnamed by default.
     pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
     /// Sends [`BulkheadEvent`](crate::observe::BulkheadEvent)s to `listener`.
     /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
@@ -152,11 +163,7 @@ impl<C> BulkheadBuilder<C> {
     /// classifier reports none, so only latency moves the limit).
     pub fn classifier<C2>(self, classifier: C2) -> BulkheadBuilder<C2> {
         BulkheadBuilder {
-            max_concurrent: self.max_concurrent,
-            max_queued: self.max_queued,
-            max_wait: self.max_wait,
-            adaptive: self.adaptive,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier,
         }
     }
@@ -172,36 +179,37 @@ impl<C> BulkheadBuilder<C> {
 
     /// Checks the configuration and makes the shared state of one bulkhead.
     pub(crate) fn make_slots(&self) -> Result<Slots, ConfigError> {
-        self.make_slots_with(self.listeners.clone())
+        self.make_slots_with(self.settings.listeners.clone())
     }
 
     /// As [`make_slots`](Self::make_slots), reporting to `listeners` (a keyed
     /// bulkhead's per-key name).
     pub(crate) fn make_slots_with(&self, listeners: Listeners) -> Result<Slots, ConfigError> {
-        let limit = match &self.adaptive {
+        let s = &self.settings;
+        let limit = match &s.adaptive {
             Some(a) => {
                 a.validate()?;
                 a.initial
             }
             None => {
-                if self.max_concurrent == 0 {
+                if s.max_concurrent == 0 {
                     return Err(ConfigError::new(
                         "bulkhead.max_concurrent",
                         "must be at least 1",
                     ));
                 }
-                self.max_concurrent
+                s.max_concurrent
             }
         };
-        let max_queued = if self.max_wait.is_zero() {
+        let max_queued = if s.max_wait.is_zero() {
             0
         } else {
-            self.max_queued
+            s.max_queued
         };
         Ok(slots(Shared {
             core: Core::new(limit, max_queued),
-            adaptive: self.adaptive.map(Adaptive::new),
-            max_wait: self.max_wait,
+            adaptive: s.adaptive.map(Adaptive::new),
+            max_wait: s.max_wait,
             listeners,
         }))
     }
@@ -210,11 +218,7 @@ impl<C> BulkheadBuilder<C> {
 impl<C: Clone> Clone for BulkheadBuilder<C> {
     fn clone(&self) -> Self {
         Self {
-            max_concurrent: self.max_concurrent,
-            max_queued: self.max_queued,
-            max_wait: self.max_wait,
-            adaptive: self.adaptive,
-            listeners: self.listeners.clone(),
+            settings: self.settings.clone(),
             classifier: self.classifier.clone(),
         }
     }

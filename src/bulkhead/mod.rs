@@ -19,8 +19,8 @@
 //!   as overload (`BulkheadLayer::builder().classifier(HttpClassifier::new())`); with
 //!   the default classifier only errors count.
 //! * **Partitions** ([`partition`]): shares of one pool (90 % interactive, 10 % batch)
-//!   with borrowing of idle capacity, and per-key bulkheads (tenant, route) over a
-//!   bounded key set.
+//!   with borrowing of idle capacity ([`PartitionedBulkheadLayer`]), and per-key
+//!   bulkheads (tenant, route) over a bounded key set ([`BulkheadBuilder::keyed`]).
 //! * **A handle** ([`BulkheadHandle`]) shows the limit, calls in flight and callers
 //!   queued, and changes a fixed limit at runtime.
 //!
@@ -117,6 +117,11 @@ mod shared;
 pub use adaptive::{AdaptiveLimit, Aimd, Gradient2, Vegas};
 pub use error::BulkheadFull;
 pub use handle::BulkheadHandle;
+pub use keyed::{KeyedBulkhead, KeyedBulkheadBuilder, KeyedBulkheadHandle, KeyedBulkheadLayer};
 pub use layer::{BulkheadBuilder, BulkheadLayer};
+pub use partition::{
+    PartitionedBulkhead, PartitionedBulkheadBuilder, PartitionedBulkheadHandle,
+    PartitionedBulkheadLayer,
+};
 pub use permit::BulkheadPermit;
 pub use service::Bulkhead;

@@ -41,10 +41,12 @@ impl<Req, Res, E> ChaosLayer<Req, Res, E> {
     /// operating system.
     pub fn builder() -> ChaosBuilder<Req, Res, E> {
         ChaosBuilder {
-            rules: Vec::new(),
-            rng: None,
-            enabled: true,
-            listeners: Listeners::default(),
+            settings: Settings {
+                rules: Vec::new(),
+                rng: None,
+                enabled: true,
+                listeners: Listeners::default(),
+            },
         }
     }
 
@@ -69,6 +71,11 @@ impl<S, Req, Res, E> Layer<S> for ChaosLayer<Req, Res, E> {
 
 /// Builds a [`ChaosLayer`].
 pub struct ChaosBuilder<Req, Res, E> {
+    settings: Settings<Req, Res, E>,
+}
+
+/// A [`ChaosBuilder`]'s settings, as one value (as every builder keeps them).
+struct Settings<Req, Res, E> {
     rules: Vec<Rule<Req, Res, E>>,
     rng: Option<Rng>,
     enabled: bool,
@@ -77,10 +84,11 @@ pub struct ChaosBuilder<Req, Res, E> {
 
 impl<Req, Res, E> fmt::Debug for ChaosBuilder<Req, Res, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("ChaosBuilder")
-            .field("rules", &self.rules)
-            .field("enabled", &self.enabled)
-            .field("name", &self.listeners.name())
+            .field("rules", &s.rules)
+            .field("enabled", &s.enabled)
+            .field("name", &s.listeners.name())
             .finish_non_exhaustive()
     }
 }
@@ -90,21 +98,21 @@ impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
     /// selects a call (schedule, key, then a probability draw) injects its fault, and
     /// the others are not tried.
     pub fn rule(mut self, rule: Rule<Req, Res, E>) -> Self {
-        self.rules.push(rule);
+        self.settings.rules.push(rule);
         self
     }
 
     /// The random stream for probability draws and latency samples. Seed it for
     /// reproducible faults.
     pub fn rng(mut self, rng: Rng) -> Self {
-        self.rng = Some(rng);
+        self.settings.rng = Some(rng);
         self
     }
 
     /// Whether injection starts switched on (default `true`); switch it later with the
     /// [`ChaosHandle`].
     pub fn enabled(mut self, enabled: bool) -> Self {
-        self.enabled = enabled;
+        self.settings.enabled = enabled;
         self
     }
 
@@ -113,14 +121,14 @@ impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
     /// by the `fortify_chaos_injections_total` metric, so a dashboard shows when a
     /// drill's faults ran.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
     /// Adds a listener for the layer's events (one per injected fault); it never
     /// replaces one given before.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
@@ -128,15 +136,16 @@ impl<Req, Res, E> ChaosBuilder<Req, Res, E> {
     /// (`tokio::time::Instant::now()`) until
     /// [`ChaosHandle::restart_schedule`] is called.
     pub fn build(self) -> Result<ChaosLayer<Req, Res, E>, ConfigError> {
-        for rule in &self.rules {
+        let s = self.settings;
+        for rule in &s.rules {
             rule.validate()?;
         }
         Ok(ChaosLayer {
             shared: Arc::new(Shared {
-                rules: self.rules.into_boxed_slice(),
-                rng: self.rng.unwrap_or_default(),
-                control: Arc::new(Control::new(self.enabled)),
-                listeners: self.listeners,
+                rules: s.rules.into_boxed_slice(),
+                rng: s.rng.unwrap_or_default(),
+                control: Arc::new(Control::new(s.enabled)),
+                listeners: s.listeners,
             }),
         })
     }

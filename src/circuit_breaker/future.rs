@@ -51,17 +51,17 @@ impl<C> Drop for Permit<C> {
 /// [`record`](Self::record) records the call's outcome (with its duration, measured
 /// from when it was admitted, for slow-call detection); dropping it records nothing
 /// and gives back a half-open probe slot, like a cancelled call.
-pub struct BreakerPermit<C>(Permit<C>);
+pub struct CircuitBreakerPermit<C>(Permit<C>);
 
-impl<C> fmt::Debug for BreakerPermit<C> {
+impl<C> fmt::Debug for CircuitBreakerPermit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerPermit")
+        f.debug_struct("CircuitBreakerPermit")
             .field("probe", &self.0.admit.is_probe())
             .finish_non_exhaustive()
     }
 }
 
-impl<C> BreakerPermit<C> {
+impl<C> CircuitBreakerPermit<C> {
     /// Records the outcome of the call.
     pub fn record(mut self, outcome: crate::classify::Outcome) {
         let permit = &mut self.0;
@@ -123,15 +123,15 @@ impl<F, C> ResponseFuture<F, C> {
     /// Takes the call's claim on the breaker out of the future, so that its outcome
     /// can be recorded later (at the end of a streamed response, for instance). The
     /// future then completes without recording anything; the taker records the
-    /// outcome with [`BreakerPermit::record`], or drops the permit to cancel the
+    /// outcome with [`CircuitBreakerPermit::record`], or drops the permit to cancel the
     /// call. `None` for a rejected call and once the outcome was recorded.
     ///
     /// This is how a streamed response keeps the verdict until its body ends (see
     /// `tower_fortify::http::HoldToEosLayer` with the `http` feature).
-    pub fn take_permit(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+    pub fn take_permit(self: Pin<&mut Self>) -> Option<CircuitBreakerPermit<C>> {
         let permit = self.project().permit;
         if permit.as_ref().is_some_and(|p| !p.done) {
-            permit.take().map(BreakerPermit)
+            permit.take().map(CircuitBreakerPermit)
         } else {
             None
         }
@@ -172,7 +172,7 @@ where
     }
 }
 
-impl<C> crate::guard::EndGuard for BreakerPermit<C> {
+impl<C> crate::guard::EndGuard for CircuitBreakerPermit<C> {
     #[inline]
     fn finish(self, outcome: Option<crate::classify::Outcome>) {
         match outcome {
@@ -188,16 +188,16 @@ where
     E: Into<BoxError>,
     C: Classify<T, E>,
 {
-    type Guard = BreakerPermit<C>;
+    type Guard = CircuitBreakerPermit<C>;
 
     #[inline]
-    fn hold_guard(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+    fn hold_guard(self: Pin<&mut Self>) -> Option<CircuitBreakerPermit<C>> {
         // Admitted at `call`: the claim is there already.
         self.take_permit()
     }
 
     #[inline]
-    fn take_guard(self: Pin<&mut Self>) -> Option<BreakerPermit<C>> {
+    fn take_guard(self: Pin<&mut Self>) -> Option<CircuitBreakerPermit<C>> {
         None
     }
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use crate::BoxError;
 use crate::backoff::Rng;
 use crate::classify::Classify;
 use crate::config::ConfigError;
-use crate::keyed::{Evict, KeyedMap, View};
+use crate::keyed::{Evict, KeyLabel, KeySettings, KeyedMap, View};
 use crate::observe::{CircuitState, Listeners};
 use crate::shard::Padded;
 
@@ -54,21 +53,15 @@ impl<C> CircuitBreakerBuilder<C> {
 pub struct KeyedCircuitBreakerBuilder<K, F, C> {
     base: CircuitBreakerBuilder<C>,
     key: F,
-    max_keys: usize,
-    idle: Duration,
-    label: Option<KeyLabel<K>>,
-    _key: PhantomData<fn() -> K>,
+    settings: KeySettings<Option<KeyLabel<K>>>,
 }
-
-/// Names a key in its breaker's events, logs and metrics.
-type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
 
 impl<K, F, C> fmt::Debug for KeyedCircuitBreakerBuilder<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerBuilder")
             .field("breaker", &self.base)
-            .field("max_keys", &self.max_keys)
-            .field("idle_timeout", &self.idle)
+            .field("max_keys", &self.settings.max_keys)
+            .field("idle_timeout", &self.settings.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -78,23 +71,20 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
         Self {
             base,
             key,
-            max_keys: 1024,
-            idle: Duration::from_secs(300),
-            label: None,
-            _key: PhantomData,
+            settings: KeySettings::new(1024, Duration::from_secs(300)),
         }
     }
 
     /// The most breakers kept at once (at least 1). Default 1024.
     pub fn max_keys(mut self, n: usize) -> Self {
-        self.max_keys = n;
+        self.settings.max_keys = n;
         self
     }
 
     /// A breaker not used for this long may be evicted when the map is full
     /// (greater than zero). Default 5 minutes.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = idle;
+        self.settings.idle_timeout = idle;
         self
     }
 
@@ -105,30 +95,24 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
     /// series keep their last value). Without it, every key's breaker carries the
     /// layer's name.
     pub fn key_label(mut self, label: impl Fn(&K) -> String + Send + Sync + 'static) -> Self {
-        self.label = Some(Arc::new(label));
+        self.settings.label = Some(Arc::new(label));
         self
     }
 
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<KeyedCircuitBreakerLayer<K, F, C>, ConfigError> {
         let cfg = self.base.config()?;
-        if self.max_keys == 0 {
-            return Err(ConfigError::new("breaker.max_keys", "must be at least 1"));
-        }
-        if self.idle.is_zero() {
-            return Err(ConfigError::new(
-                "breaker.idle_timeout",
-                "must be greater than zero",
-            ));
-        }
+        self.settings
+            .validate("breaker.max_keys", "breaker.idle_timeout")?;
+        let base = self.base.settings;
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
-                map: KeyedMap::new(self.max_keys, self.idle),
+                map: self.settings.map(),
                 key: self.key,
                 cfg,
-                rng: self.base.rng.unwrap_or_default(),
-                listeners: self.base.listeners,
-                label: self.label,
+                rng: base.rng.unwrap_or_default(),
+                listeners: base.listeners,
+                keys: self.settings,
                 classifier: self.base.classifier,
             }),
         })
@@ -141,7 +125,8 @@ pub(crate) struct KeyedShared<K, F, C> {
     cfg: Config,
     rng: Rng,
     listeners: Listeners,
-    label: Option<KeyLabel<K>>,
+    /// The key settings: the label names each key's breaker.
+    keys: KeySettings<Option<KeyLabel<K>>>,
     classifier: C,
 }
 
@@ -149,16 +134,7 @@ impl<K: Hash + Eq, F, C: Clone> KeyedShared<K, F, C> {
     #[inline]
     fn slot(&self, view: &mut View<K, Arc<Padded<Slot<C>>>>, key: K) -> Arc<Padded<Slot<C>>> {
         let make = |key: &K| {
-            let listeners = match &self.label {
-                Some(label) => {
-                    let name = match self.listeners.name() {
-                        "" => label(key),
-                        base => format!("{base}/{}", label(key)),
-                    };
-                    self.listeners.clone().named(name)
-                }
-                None => self.listeners.clone(),
-            };
+            let listeners = self.keys.listeners_for(&self.listeners, key);
             Arc::new(Padded(Slot {
                 core: Arc::new(Core::new(self.cfg.clone(), self.rng.clone(), listeners)),
                 classifier: self.classifier.clone(),
@@ -344,6 +320,11 @@ impl<K> KeyedCircuitBreakerHandle<K> {
     /// (force open, reset) lasts as long as the key stays in the map.
     pub fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
         self.view.get(key)
+    }
+
+    /// Whether the map holds a breaker for `key`.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.view.get(key).is_some()
     }
 
     /// How many breakers the map holds.

@@ -71,19 +71,21 @@ impl CircuitBreakerLayer {
     ///   so clients probing at the same moment do not add up to a thundering herd.
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder {
-            consecutive: Some(5),
-            count_window: Some(100),
-            time_window: None,
-            buckets: 10,
-            failure_rate: 0.5,
-            slow: None,
-            min_calls: 20,
-            open: OpenPolicy::Fixed(Duration::from_secs(1)),
-            reset_after: Duration::from_secs(60),
-            max_hint: Duration::from_secs(60),
-            probes: 3,
-            rng: None,
-            listeners: Listeners::default(),
+            settings: Settings {
+                consecutive: Some(5),
+                count_window: Some(100),
+                time_window: None,
+                buckets: 10,
+                failure_rate: 0.5,
+                slow: None,
+                min_calls: 20,
+                open: OpenPolicy::Fixed(Duration::from_secs(1)),
+                reset_after: Duration::from_secs(60),
+                max_hint: Duration::from_secs(60),
+                probes: 3,
+                rng: None,
+                listeners: Listeners::default(),
+            },
             classifier: DefaultClassifier,
         }
     }
@@ -118,6 +120,15 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 /// Builds a [`CircuitBreakerLayer`]; see [`CircuitBreakerLayer::builder`] for the
 /// defaults. Every trip condition that is configured can trip the breaker.
 pub struct CircuitBreakerBuilder<C = DefaultClassifier> {
+    pub(crate) settings: Settings,
+    pub(crate) classifier: C,
+}
+
+/// A [`CircuitBreakerBuilder`]'s settings but the classifier: the methods that change
+/// the builder's type move them as one value, and a new option is added here and in
+/// its setter.
+#[derive(Clone)]
+pub(crate) struct Settings {
     pub(crate) consecutive: Option<u32>,
     pub(crate) count_window: Option<u32>,
     pub(crate) time_window: Option<Duration>,
@@ -131,19 +142,19 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier> {
     pub(crate) probes: u32,
     pub(crate) rng: Option<Rng>,
     pub(crate) listeners: Listeners,
-    pub(crate) classifier: C,
 }
 
 impl<C> fmt::Debug for CircuitBreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("CircuitBreakerBuilder")
-            .field("consecutive_failures", &self.consecutive)
-            .field("count_window", &self.count_window)
-            .field("time_window", &self.time_window)
-            .field("failure_rate", &self.failure_rate)
-            .field("slow_calls", &self.slow)
-            .field("minimum_calls", &self.min_calls)
-            .field("half_open_probes", &self.probes)
+            .field("consecutive_failures", &s.consecutive)
+            .field("count_window", &s.count_window)
+            .field("time_window", &s.time_window)
+            .field("failure_rate", &s.failure_rate)
+            .field("slow_calls", &s.slow)
+            .field("minimum_calls", &s.min_calls)
+            .field("half_open_probes", &s.probes)
             .finish_non_exhaustive()
     }
 }
@@ -154,26 +165,26 @@ const MAX_COUNT_WINDOW: u32 = 1_000_000;
 impl<C> CircuitBreakerBuilder<C> {
     /// Trip after `n` failures in a row (at least 1). Default 5.
     pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive = Some(n);
+        self.settings.consecutive = Some(n);
         self
     }
 
     /// Remove the consecutive-failure trip condition (keep the windows).
     pub fn no_consecutive_failures(mut self) -> Self {
-        self.consecutive = None;
+        self.settings.consecutive = None;
         self
     }
 
     /// Judge the failure rate over the last `n` calls (1 to 1 000 000): a true
     /// sliding window, so old history never dilutes a new outage. Default 100.
     pub fn count_window(mut self, n: u32) -> Self {
-        self.count_window = Some(n);
+        self.settings.count_window = Some(n);
         self
     }
 
     /// Remove the count window (keep the other trip conditions).
     pub fn no_count_window(mut self) -> Self {
-        self.count_window = None;
+        self.settings.count_window = None;
         self
     }
 
@@ -181,21 +192,21 @@ impl<C> CircuitBreakerBuilder<C> {
     /// buckets ([`time_window_buckets`](Self::time_window_buckets), 10 by default).
     /// Off by default.
     pub fn time_window(mut self, window: Duration) -> Self {
-        self.time_window = Some(window);
+        self.settings.time_window = Some(window);
         self
     }
 
     /// How many buckets the time window is divided into (1 to 1000; default 10). The
     /// window forgets a bucket at a time.
     pub fn time_window_buckets(mut self, buckets: u32) -> Self {
-        self.buckets = buckets;
+        self.settings.buckets = buckets;
         self
     }
 
     /// The failure rate (in `(0, 1]`) over a window at which the breaker trips.
     /// Default 0.5.
     pub fn failure_rate(mut self, rate: f64) -> Self {
-        self.failure_rate = rate;
+        self.settings.failure_rate = rate;
         self
     }
 
@@ -205,20 +216,20 @@ impl<C> CircuitBreakerBuilder<C> {
     ///
     /// **Cost:** with slow-call detection on, every call reads the clock twice.
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow = Some((threshold, rate));
+        self.settings.slow = Some((threshold, rate));
         self
     }
 
     /// The number of calls a window must hold before its rates are judged. Default 20.
     pub fn minimum_calls(mut self, n: u32) -> Self {
-        self.min_calls = n;
+        self.settings.min_calls = n;
         self
     }
 
     /// Stay open for a fixed `duration` (greater than zero) after each trip.
     /// Default 1 s; see [`CircuitBreakerLayer::builder`] for why.
     pub fn open_duration(mut self, duration: Duration) -> Self {
-        self.open = OpenPolicy::Fixed(duration);
+        self.settings.open = OpenPolicy::Fixed(duration);
         self
     }
 
@@ -228,34 +239,34 @@ impl<C> CircuitBreakerBuilder<C> {
     /// milliseconds). The count of trips resets once
     /// the breaker has stayed closed for [`reset_backoff_after`](Self::reset_backoff_after).
     pub fn open_backoff(mut self, backoff: Backoff) -> Self {
-        self.open = OpenPolicy::Backoff(backoff);
+        self.settings.open = OpenPolicy::Backoff(backoff);
         self
     }
 
     /// How long the breaker must stay closed before a growing open duration starts
     /// over. Default 60 s.
     pub fn reset_backoff_after(mut self, duration: Duration) -> Self {
-        self.reset_after = duration;
+        self.settings.reset_after = duration;
         self
     }
 
     /// The longest server hint (`Retry-After`) that may keep the breaker open beyond
     /// its own duration. Default 60 s; `Duration::ZERO` ignores hints.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
-        self.max_hint = max;
+        self.settings.max_hint = max;
         self
     }
 
     /// How many probe calls half-open admits (1 to 65 535; default 3). All of them
     /// must succeed to close the breaker; one failure reopens it.
     pub fn half_open_probes(mut self, n: u32) -> Self {
-        self.probes = n;
+        self.settings.probes = n;
         self
     }
 
     /// The random stream for the jitter of a growing open duration.
     pub fn rng(mut self, rng: Rng) -> Self {
-        self.rng = Some(rng);
+        self.settings.rng = Some(rng);
         self
     }
 
@@ -264,7 +275,7 @@ impl<C> CircuitBreakerBuilder<C> {
     /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
     /// Unnamed by default.
     pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
@@ -273,7 +284,7 @@ impl<C> CircuitBreakerBuilder<C> {
     /// released, so a listener may read the breaker through its handle.
     /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
@@ -281,31 +292,20 @@ impl<C> CircuitBreakerBuilder<C> {
     /// can keep the breaker open longer.
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2> {
         CircuitBreakerBuilder {
-            consecutive: self.consecutive,
-            count_window: self.count_window,
-            time_window: self.time_window,
-            buckets: self.buckets,
-            failure_rate: self.failure_rate,
-            slow: self.slow,
-            min_calls: self.min_calls,
-            open: self.open,
-            reset_after: self.reset_after,
-            max_hint: self.max_hint,
-            probes: self.probes,
-            rng: self.rng,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier,
         }
     }
 
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {
-        if self.consecutive == Some(0) {
+        let s = &self.settings;
+        if s.consecutive == Some(0) {
             return Err(ConfigError::new(
                 "breaker.consecutive_failures",
                 "must be at least 1",
             ));
         }
-        if let Some(n) = self.count_window
+        if let Some(n) = s.count_window
             && !(1..=MAX_COUNT_WINDOW).contains(&n)
         {
             return Err(ConfigError::new(
@@ -313,20 +313,20 @@ impl<C> CircuitBreakerBuilder<C> {
                 format!("must lie in 1..={MAX_COUNT_WINDOW} calls (got {n})"),
             ));
         }
-        if self.time_window == Some(Duration::ZERO) {
+        if s.time_window == Some(Duration::ZERO) {
             return Err(ConfigError::new(
                 "breaker.time_window",
                 "must be greater than zero",
             ));
         }
-        if !(1..=1000).contains(&self.buckets) {
+        if !(1..=1000).contains(&s.buckets) {
             return Err(ConfigError::new(
                 "breaker.time_window_buckets",
-                format!("must lie in 1..=1000 (got {})", self.buckets),
+                format!("must lie in 1..=1000 (got {})", s.buckets),
             ));
         }
-        check_rate("breaker.failure_rate", self.failure_rate)?;
-        if let Some((threshold, rate)) = self.slow {
+        check_rate("breaker.failure_rate", s.failure_rate)?;
+        if let Some((threshold, rate)) = s.slow {
             if threshold.is_zero() {
                 return Err(ConfigError::new(
                     "breaker.slow_call_threshold",
@@ -334,25 +334,25 @@ impl<C> CircuitBreakerBuilder<C> {
                 ));
             }
             check_rate("breaker.slow_call_rate", rate)?;
-            if self.count_window.is_none() && self.time_window.is_none() {
+            if s.count_window.is_none() && s.time_window.is_none() {
                 return Err(ConfigError::new(
                     "breaker.slow_call_rate",
                     "needs a count window or a time window to judge the rate over",
                 ));
             }
         }
-        if let Some(n) = self.count_window
-            && self.min_calls > n
+        if let Some(n) = s.count_window
+            && s.min_calls > n
         {
             return Err(ConfigError::new(
                 "breaker.minimum_calls",
                 format!(
                     "must not exceed the count window ({} > {n}), or the window never trips",
-                    self.min_calls
+                    s.min_calls
                 ),
             ));
         }
-        match &self.open {
+        match &s.open {
             OpenPolicy::Fixed(d) if d.is_zero() => {
                 return Err(ConfigError::new(
                     "breaker.open_duration",
@@ -362,29 +362,29 @@ impl<C> CircuitBreakerBuilder<C> {
             OpenPolicy::Fixed(_) => {}
             OpenPolicy::Backoff(b) => b.validate()?,
         }
-        if !(1..=u16::MAX as u32).contains(&self.probes) {
+        if !(1..=u16::MAX as u32).contains(&s.probes) {
             return Err(ConfigError::new(
                 "breaker.half_open_probes",
-                format!("must lie in 1..=65535 (got {})", self.probes),
+                format!("must lie in 1..=65535 (got {})", s.probes),
             ));
         }
-        if self.consecutive.is_none() && self.count_window.is_none() && self.time_window.is_none() {
+        if s.consecutive.is_none() && s.count_window.is_none() && s.time_window.is_none() {
             return Err(ConfigError::new(
                 "breaker.trip_conditions",
                 "no trip condition: set consecutive_failures, count_window or time_window",
             ));
         }
         Ok(Config {
-            consecutive: self.consecutive,
-            count_window: self.count_window,
-            time_window: self.time_window.map(|d| (d, self.buckets)),
-            failure_rate: self.failure_rate,
-            slow: self.slow,
-            min_calls: self.min_calls,
-            open: self.open,
-            reset_after: self.reset_after,
-            max_hint: self.max_hint,
-            probes: self.probes,
+            consecutive: s.consecutive,
+            count_window: s.count_window,
+            time_window: s.time_window.map(|d| (d, s.buckets)),
+            failure_rate: s.failure_rate,
+            slow: s.slow,
+            min_calls: s.min_calls,
+            open: s.open,
+            reset_after: s.reset_after,
+            max_hint: s.max_hint,
+            probes: s.probes,
         })
     }
 
@@ -392,8 +392,8 @@ impl<C> CircuitBreakerBuilder<C> {
         let cfg = self.config()?;
         Ok(Core::new(
             cfg,
-            self.rng.clone().unwrap_or_default(),
-            self.listeners.clone(),
+            self.settings.rng.clone().unwrap_or_default(),
+            self.settings.listeners.clone(),
         ))
     }
 

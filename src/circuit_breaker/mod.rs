@@ -13,7 +13,7 @@
 //! * **Closed** — admitting: every call goes through and its outcome is recorded.
 //! * **Open** — rejecting: calls fail at once with [`CircuitOpen`], which says when
 //!   the breaker may admit again and names the breaker. It comes in a
-//!   [`BreakerError`](error::BreakerError), without a heap allocation; that converts
+//!   [`BreakerError`], without a heap allocation; that converts
 //!   into a `BoxError` with `?` or `.into()`. After the open duration the next call moves the
 //!   breaker to half-open (the move is made lazily, by a call; there is no timer).
 //! * **HalfOpen** — probing: [`half_open_probes`] calls are admitted, each slot
@@ -96,7 +96,7 @@
 //!
 //! Open-state rejection: one clock read compared with the end of the open period (an
 //! instant read without a lock), no allocation (the [`CircuitOpen`] travels by value
-//! in a [`BreakerError`](error::BreakerError)), and the time left is only worked out
+//! in a [`BreakerError`]), and the time left is only worked out
 //! when asked for.
 //!
 //! The time window does not read the clock on each success: successes are counted
@@ -149,7 +149,6 @@
 //! [`minimum_calls`]: CircuitBreakerBuilder::minimum_calls
 //! [classifier]: crate::classify
 //! [`Backoff`]: crate::backoff::Backoff
-//! [`CircuitOpen`]: error::CircuitOpen
 //! [`Mode`]: crate::observe::Mode
 
 mod config;
@@ -167,8 +166,15 @@ mod window;
 mod word;
 
 pub use crate::observe::{CircuitState, Mode, TripReason};
+pub use error::{BreakerError, CircuitOpen};
 pub use figures::{Figures, Status, WindowFigures};
-pub use future::BreakerPermit;
+pub use future::CircuitBreakerPermit;
+/// The breaker permit's old name.
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `CircuitBreakerPermit`, as `BulkheadPermit` and `FailoverPermit`"
+)]
+pub type BreakerPermit<C> = CircuitBreakerPermit<C>;
 pub use handle::CircuitBreakerHandle;
 pub use keyed::{
     KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,

@@ -18,20 +18,27 @@ use crate::rng::Rng;
 /// Builds a [`Failover`] router; see [`Failover::builder`] for the defaults.
 pub struct FailoverBuilder<S, C = DefaultClassifier, T = NoTried> {
     backends: Vec<Backend<S>>,
+    settings: Settings,
+    classifier: C,
+    tried: T,
+}
+
+/// A [`FailoverBuilder`]'s settings but the backends, the classifier and the tried
+/// set: the methods that change the builder's type move them as one value, and a new
+/// option is added here and in its setter.
+struct Settings {
     cfg: Config,
     health_check: HealthCheck,
     listeners: Listeners,
     rng: Option<Rng>,
-    classifier: C,
-    tried: T,
 }
 
 impl<S, C, T> fmt::Debug for FailoverBuilder<S, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailoverBuilder")
             .field("backends", &self.backends)
-            .field("config", &self.cfg)
-            .field("health_check", &self.health_check)
+            .field("config", &self.settings.cfg)
+            .field("health_check", &self.settings.health_check)
             .finish_non_exhaustive()
     }
 }
@@ -54,10 +61,12 @@ impl<S> FailoverBuilder<S> {
     pub(crate) fn new() -> Self {
         Self {
             backends: Vec::new(),
-            cfg: Config::default(),
-            health_check: HealthCheck::default(),
-            listeners: Listeners::default(),
-            rng: None,
+            settings: Settings {
+                cfg: Config::default(),
+                health_check: HealthCheck::default(),
+                listeners: Listeners::default(),
+                rng: None,
+            },
             classifier: DefaultClassifier,
             tried: NoTried,
         }
@@ -80,22 +89,34 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// How a backend is chosen within a tier. Default: [`Selection::peak_ewma`]
     /// (latency-aware power of two choices with failures as cost).
     pub fn selection(mut self, selection: Selection) -> Self {
-        self.cfg.selection = selection;
+        self.settings.cfg.selection = selection;
         self
     }
 
     /// Ejects a backend after this many failed calls in a row (at least 1), or never
     /// with `None`. Default 5.
     pub fn consecutive_failures(mut self, n: Option<u32>) -> Self {
-        self.cfg.consecutive_failures = n;
+        self.settings.cfg.consecutive_failures = n;
         self
+    }
+
+    /// Never ejects a backend for failures in a row
+    /// (the same as `consecutive_failures(None)`).
+    pub fn no_consecutive_failures(self) -> Self {
+        self.consecutive_failures(None)
     }
 
     /// Ejects a backend whose share of failed calls in one interval reaches this
     /// (in `0.0..=1.0`, exclusive of 0), or never with `None`. Default 0.5.
     pub fn failure_rate(mut self, rate: Option<f64>) -> Self {
-        self.cfg.failure_rate = rate;
+        self.settings.cfg.failure_rate = rate;
         self
+    }
+
+    /// Never ejects a backend for its failure rate
+    /// (the same as `failure_rate(None)`).
+    pub fn no_failure_rate(self) -> Self {
+        self.failure_rate(None)
     }
 
     /// Ejects a backend whose success rate in one interval is more than `drop` below
@@ -103,8 +124,14 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// [`min_hosts`](Self::min_hosts) backends with enough calls), or never with
     /// `None`. Default 0.15: with peers at 100 % a backend at 84 % is ejected.
     pub fn success_rate_drop(mut self, drop: Option<f64>) -> Self {
-        self.cfg.success_rate_drop = drop;
+        self.settings.cfg.success_rate_drop = drop;
         self
+    }
+
+    /// Never ejects a backend for a success rate below its peers
+    /// (the same as `success_rate_drop(None)`).
+    pub fn no_success_rate_drop(self) -> Self {
+        self.success_rate_drop(None)
     }
 
     /// Ejects a backend whose mean latency in one interval is more than `factor`
@@ -113,28 +140,34 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// `None`. Default 5. Latency tracking reads the clock twice per call; `None`
     /// turns it off.
     pub fn latency_factor(mut self, factor: Option<f64>) -> Self {
-        self.cfg.latency_factor = factor;
+        self.settings.cfg.latency_factor = factor;
         self
+    }
+
+    /// Never ejects a backend for its latency
+    /// (the same as `latency_factor(None)`).
+    pub fn no_latency_factor(self) -> Self {
+        self.latency_factor(None)
     }
 
     /// Calls a backend needs in one interval before the rate and latency rules judge
     /// it (at least 1). Default 10.
     pub fn min_requests(mut self, n: u32) -> Self {
-        self.cfg.min_requests = n;
+        self.settings.cfg.min_requests = n;
         self
     }
 
     /// Backends with enough calls the relative rules (success rate, latency) need
     /// before they compare (at least 2). Default 3.
     pub fn min_hosts(mut self, n: u32) -> Self {
-        self.cfg.min_hosts = n;
+        self.settings.cfg.min_hosts = n;
         self
     }
 
     /// How often the rate and latency rules run (they run on the first call after
     /// each interval). Default 2 s.
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.cfg.interval = interval;
+        self.settings.cfg.interval = interval;
         self
     }
 
@@ -143,14 +176,14 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// after an ejection takes one step off the count. Default 2 s: a backend that
     /// heals after one ejection is back within 2 s.
     pub fn base_ejection_time(mut self, base: Duration) -> Self {
-        self.cfg.base_ejection = base;
+        self.settings.cfg.base_ejection = base;
         self
     }
 
     /// The longest ejection. Default 10 s: however often a backend was ejected, it is
     /// tried again within 10 s.
     pub fn max_ejection_time(mut self, max: Duration) -> Self {
-        self.cfg.max_ejection = max;
+        self.settings.cfg.max_ejection = max;
         self
     }
 
@@ -166,7 +199,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// one, up to the maximum ejection time, suits backends whose hints are trusted.
     /// The retry layer's own cap on hints (30 s) is the same order of magnitude.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
-        self.cfg.max_server_delay = Some(max);
+        self.settings.cfg.max_server_delay = Some(max);
         self
     }
 
@@ -174,7 +207,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// detection and server hints together may hold out of rotation at once; more
     /// ejections and hold-offs are skipped. Default 50.
     pub fn max_ejection_percent(mut self, percent: f64) -> Self {
-        self.cfg.max_ejection_percent = percent;
+        self.settings.cfg.max_ejection_percent = percent;
         self
     }
 
@@ -182,7 +215,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// `healthy share × factor ≥ 100 %`; below that the rest spills to the next tier.
     /// Default 1.4: a tier keeps everything while at least 72 % healthy.
     pub fn overprovisioning_factor(mut self, factor: f64) -> Self {
-        self.cfg.overprovisioning = factor;
+        self.settings.cfg.overprovisioning = factor;
         self
     }
 
@@ -191,25 +224,25 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// [`panic_mode`](Self::panic_mode). Default 50; 0 never panics while a backend
     /// is healthy.
     pub fn panic_threshold(mut self, percent: f64) -> Self {
-        self.cfg.panic_threshold = percent;
+        self.settings.cfg.panic_threshold = percent;
         self
     }
 
     /// What to do in panic. Default [`PanicMode::RouteToAll`].
     pub fn panic_mode(mut self, mode: PanicMode) -> Self {
-        self.cfg.panic_mode = mode;
+        self.settings.cfg.panic_mode = mode;
         self
     }
 
     /// Settings of the active health checks (used by backends with a probe).
     pub fn health_check(mut self, health_check: HealthCheck) -> Self {
-        self.health_check = health_check;
+        self.settings.health_check = health_check;
         self
     }
 
     /// The random stream for the selection. Seed it for reproducible routing.
     pub fn rng(mut self, rng: Rng) -> Self {
-        self.rng = Some(rng);
+        self.settings.rng = Some(rng);
         self
     }
 
@@ -218,14 +251,14 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
     /// Unnamed by default.
     pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
     /// Sends [`FailoverEvent`](crate::observe::FailoverEvent)s to `listener`.
     /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
@@ -233,10 +266,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     pub fn classifier<C2>(self, classifier: C2) -> FailoverBuilder<S, C2, T> {
         FailoverBuilder {
             backends: self.backends,
-            cfg: self.cfg,
-            health_check: self.health_check,
-            listeners: self.listeners,
-            rng: self.rng,
+            settings: self.settings,
             classifier,
             tried: self.tried,
         }
@@ -247,10 +277,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     pub fn tried<T2>(self, tried: T2) -> FailoverBuilder<S, C, T2> {
         FailoverBuilder {
             backends: self.backends,
-            cfg: self.cfg,
-            health_check: self.health_check,
-            listeners: self.listeners,
-            rng: self.rng,
+            settings: self.settings,
             classifier: self.classifier,
             tried,
         }
@@ -263,10 +290,7 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
     pub(crate) fn retype<S2>(self) -> FailoverBuilder<S2, C, T> {
         FailoverBuilder {
             backends: Vec::new(),
-            cfg: self.cfg,
-            health_check: self.health_check,
-            listeners: self.listeners,
-            rng: self.rng,
+            settings: self.settings,
             classifier: self.classifier,
             tried: self.tried,
         }
@@ -280,9 +304,14 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
         S: Clone,
         C: Clone,
     {
-        let cfg = self.cfg;
+        let Settings {
+            cfg,
+            health_check,
+            listeners,
+            rng,
+        } = self.settings;
         validate(&cfg)?;
-        self.health_check.validate()?;
+        health_check.validate()?;
         if self.backends.is_empty() {
             return Err(ConfigError::new(
                 "failover.backends",
@@ -300,8 +329,8 @@ impl<S, C, T> FailoverBuilder<S, C, T> {
         } else {
             tokio::runtime::Handle::try_current().ok()
         };
-        let pool = Arc::new(Pool::new(cfg, self.listeners, self.rng.unwrap_or_default()));
-        let core = Arc::new(Core::new(pool, self.health_check, runtime));
+        let pool = Arc::new(Pool::new(cfg, listeners, rng.unwrap_or_default()));
+        let core = Arc::new(Core::new(pool, health_check, runtime));
         let mut seen = std::collections::HashSet::new();
         for b in &self.backends {
             check_backend(b)?;

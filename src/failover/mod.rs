@@ -247,7 +247,7 @@ mod backend;
 mod builder;
 mod config;
 mod core;
-mod error;
+pub mod error;
 pub mod future;
 mod handle;
 mod judge;

@@ -1,4 +1,4 @@
-//! The fallback layer's response future.
+//! The fallback layer's response future, and a backup service's ([`BackupFuture`]).
 
 use std::fmt;
 use std::future::Future;
@@ -13,6 +13,8 @@ use super::shared::Shared;
 use super::strategy::Strategy;
 use crate::classify::Classify;
 use crate::observe::{Event, FallbackEvent};
+
+pub use super::strategy::BackupFuture;
 
 pin_project! {
     /// The future returned by [`Fallback`](super::Fallback): the inner result, or the

@@ -56,6 +56,7 @@
 //! # }
 //! ```
 
+pub mod error;
 pub mod future;
 mod layer;
 mod service;

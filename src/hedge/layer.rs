@@ -59,18 +59,20 @@ impl HedgeLayer {
     /// | replay | [`CloneReplay`] | every request is copied by `Clone`; with HTTP use [`HttpReplay`](crate::http::HttpReplay), which refuses non-idempotent requests |
     pub fn builder() -> HedgeBuilder {
         HedgeBuilder {
-            delay: DelayMode::Percentile {
-                quantile: DEFAULT_PERCENTILE,
+            settings: Settings {
+                delay: DelayMode::Percentile {
+                    quantile: DEFAULT_PERCENTILE,
+                },
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_secs(1),
+                min_samples: 100,
+                decay_every: 4096,
+                max_hedges: 1,
+                budget: BudgetUse::Own(
+                    Budget::ratio(Duration::from_secs(10), 1, 0.05).expect("valid defaults"),
+                ),
+                listeners: Listeners::default(),
             },
-            min_delay: Duration::from_millis(1),
-            max_delay: Duration::from_secs(1),
-            min_samples: 100,
-            decay_every: 4096,
-            max_hedges: 1,
-            budget: BudgetUse::Own(
-                Budget::ratio(Duration::from_secs(10), 1, 0.05).expect("valid defaults"),
-            ),
-            listeners: Listeners::default(),
             classifier: DefaultClassifier,
             replay: CloneReplay,
         }
@@ -115,6 +117,15 @@ impl<S: Clone, C, P> Layer<S> for HedgeLayer<C, P> {
 
 /// Builds a [`HedgeLayer`]; see [`HedgeLayer::builder`] for the defaults.
 pub struct HedgeBuilder<C = DefaultClassifier, P = CloneReplay> {
+    settings: Settings,
+    classifier: C,
+    replay: P,
+}
+
+/// A [`HedgeBuilder`]'s settings but the classifier and the replay: the methods that
+/// change the builder's type move them as one value, and a new option is added here
+/// and in its setter.
+struct Settings {
     delay: DelayMode,
     min_delay: Duration,
     max_delay: Duration,
@@ -123,18 +134,17 @@ pub struct HedgeBuilder<C = DefaultClassifier, P = CloneReplay> {
     max_hedges: u32,
     budget: BudgetUse,
     listeners: Listeners,
-    classifier: C,
-    replay: P,
 }
 
 impl<C, P> fmt::Debug for HedgeBuilder<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("HedgeBuilder")
-            .field("delay", &self.delay)
-            .field("min_delay", &self.min_delay)
-            .field("max_delay", &self.max_delay)
-            .field("max_hedges", &self.max_hedges)
-            .field("budget", &self.budget)
+            .field("delay", &s.delay)
+            .field("min_delay", &s.min_delay)
+            .field("max_delay", &s.max_delay)
+            .field("max_hedges", &s.max_hedges)
+            .field("budget", &s.budget)
             .finish_non_exhaustive()
     }
 }
@@ -142,7 +152,7 @@ impl<C, P> fmt::Debug for HedgeBuilder<C, P> {
 impl<C, P> HedgeBuilder<C, P> {
     /// Hedge a fixed `delay` after the original request (greater than zero).
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = DelayMode::Fixed(delay);
+        self.settings.delay = DelayMode::Fixed(delay);
         self
     }
 
@@ -150,48 +160,48 @@ impl<C, P> HedgeBuilder<C, P> {
     /// `(0, 1)`, e.g. `0.95`) of this instance's recent latencies; about
     /// `1 - quantile` of requests then get a hedge. Default 0.95.
     pub fn percentile(mut self, quantile: f64) -> Self {
-        self.delay = DelayMode::Percentile { quantile };
+        self.settings.delay = DelayMode::Percentile { quantile };
         self
     }
 
     /// The shortest percentile delay (default 1 ms).
     pub fn min_delay(mut self, min: Duration) -> Self {
-        self.min_delay = min;
+        self.settings.min_delay = min;
         self
     }
 
     /// The longest percentile delay, also used until the layer has seen enough
     /// latencies to estimate one (default 1 s).
     pub fn max_delay(mut self, max: Duration) -> Self {
-        self.max_delay = max;
+        self.settings.max_delay = max;
         self
     }
 
     /// How many latencies the percentile needs before it is used (at least 1;
     /// default 100).
     pub fn min_samples(mut self, n: u64) -> Self {
-        self.min_samples = n;
+        self.settings.min_samples = n;
         self
     }
 
     /// Halve the histogram every `n` requests (at least 32; default 4,096), so old
     /// latencies fade.
     pub fn decay_every(mut self, n: u64) -> Self {
-        self.decay_every = n;
+        self.settings.decay_every = n;
         self
     }
 
     /// At most this many hedges per request (1 to 8; default 1). Each further hedge
     /// is sent one more delay after the previous one.
     pub fn max_hedges(mut self, n: u32) -> Self {
-        self.max_hedges = n;
+        self.settings.max_hedges = n;
         self
     }
 
     /// Hedges draw from `budget`, and the layer records every request and outcome in
     /// it (use this when no retry layer shares the budget).
     pub fn budget(mut self, budget: Budget) -> Self {
-        self.budget = BudgetUse::Own(budget);
+        self.settings.budget = BudgetUse::Own(budget);
         self
     }
 
@@ -199,28 +209,28 @@ impl<C, P> HedgeBuilder<C, P> {
     /// fills: this layer only withdraws. Retries and hedges then share one bound on
     /// extra load, as gRPC's retry throttling bounds both.
     pub fn draw_from(mut self, budget: Budget) -> Self {
-        self.budget = BudgetUse::Shared(budget);
+        self.settings.budget = BudgetUse::Shared(budget);
         self
     }
 
     /// Hedge without a budget, limited only by the delay and `max_hedges`. When
     /// every backend is slow, this sends `1 + max_hedges` copies of every request.
     pub fn no_budget(mut self) -> Self {
-        self.budget = BudgetUse::None;
+        self.settings.budget = BudgetUse::None;
         self
     }
 
     /// Names this layer: its log lines carry the name as the field `name`, and
     /// listeners get it with each event. Unnamed by default.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
     /// Sends [`HedgeEvent`](crate::observe::HedgeEvent)s to `listener`. Listeners
     /// add up.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
@@ -228,14 +238,7 @@ impl<C, P> HedgeBuilder<C, P> {
     /// another copy is in flight is dropped and the other copy awaited.
     pub fn classifier<C2>(self, classifier: C2) -> HedgeBuilder<C2, P> {
         HedgeBuilder {
-            delay: self.delay,
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            min_samples: self.min_samples,
-            decay_every: self.decay_every,
-            max_hedges: self.max_hedges,
-            budget: self.budget,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier,
             replay: self.replay,
         }
@@ -247,14 +250,7 @@ impl<C, P> HedgeBuilder<C, P> {
     /// never hedged.
     pub fn replay<P2>(self, replay: P2) -> HedgeBuilder<C, P2> {
         HedgeBuilder {
-            delay: self.delay,
-            min_delay: self.min_delay,
-            max_delay: self.max_delay,
-            min_samples: self.min_samples,
-            decay_every: self.decay_every,
-            max_hedges: self.max_hedges,
-            budget: self.budget,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier: self.classifier,
             replay,
         }
@@ -275,7 +271,8 @@ impl<C, P> HedgeBuilder<C, P> {
     /// Checks the configuration and builds the layer. Errors name the field
     /// (`hedge.delay`, `hedge.percentile`, `hedge.max_hedges`, ...).
     pub fn build(self) -> Result<HedgeLayer<C, P>, ConfigError> {
-        match self.delay {
+        let s = self.settings;
+        match s.delay {
             DelayMode::Fixed(d) if d.is_zero() => {
                 return Err(ConfigError::new("hedge.delay", "must be greater than zero"));
             }
@@ -290,25 +287,25 @@ impl<C, P> HedgeBuilder<C, P> {
             }
             DelayMode::Fixed(_) => {}
         }
-        if self.max_delay.is_zero() {
+        if s.max_delay.is_zero() {
             return Err(ConfigError::new(
                 "hedge.max_delay",
                 "must be greater than zero",
             ));
         }
-        if self.min_delay > self.max_delay {
+        if s.min_delay > s.max_delay {
             return Err(ConfigError::new(
                 "hedge.min_delay",
                 format!(
                     "must not exceed max_delay ({:?} > {:?})",
-                    self.min_delay, self.max_delay
+                    s.min_delay, s.max_delay
                 ),
             ));
         }
-        if self.min_samples == 0 {
+        if s.min_samples == 0 {
             return Err(ConfigError::new("hedge.min_samples", "must be at least 1"));
         }
-        if self.decay_every < super::histogram::RECOMPUTE_EVERY {
+        if s.decay_every < super::histogram::RECOMPUTE_EVERY {
             return Err(ConfigError::new(
                 "hedge.decay_every",
                 format!(
@@ -317,22 +314,22 @@ impl<C, P> HedgeBuilder<C, P> {
                 ),
             ));
         }
-        if !(1..=8).contains(&self.max_hedges) {
+        if !(1..=8).contains(&s.max_hedges) {
             return Err(ConfigError::new(
                 "hedge.max_hedges",
-                format!("must lie in 1..=8 (got {})", self.max_hedges),
+                format!("must lie in 1..=8 (got {})", s.max_hedges),
             ));
         }
         Ok(HedgeLayer {
             config: Arc::new(Config {
-                delay: self.delay,
-                min_delay: self.min_delay,
-                max_delay: self.max_delay,
-                min_samples: self.min_samples,
-                decay_every: self.decay_every,
-                max_hedges: self.max_hedges,
-                budget: self.budget,
-                listeners: self.listeners,
+                delay: s.delay,
+                min_delay: s.min_delay,
+                max_delay: s.max_delay,
+                min_samples: s.min_samples,
+                decay_every: s.decay_every,
+                max_hedges: s.max_hedges,
+                budget: s.budget,
+                listeners: s.listeners,
                 classifier: self.classifier,
                 replay: self.replay,
             }),

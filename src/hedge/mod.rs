@@ -106,6 +106,7 @@
 //! # }
 //! ```
 
+pub mod error;
 pub mod future;
 mod histogram;
 mod layer;

@@ -43,7 +43,7 @@
 //! listed above. A keyed breaker's or bulkhead's key is part of its `name` only when
 //! it has a `key_label`
 //! ([breaker](crate::circuit_breaker::KeyedCircuitBreakerBuilder::key_label),
-//! [bulkhead](crate::bulkhead::partition::KeyedLayer::key_label)), and then the series
+//! [bulkhead](crate::bulkhead::KeyedBulkheadBuilder::key_label)), and then the series
 //! are bounded by the map's `max_keys` (an evicted key's series keep their last value).
 //!
 //! **Cost.** Nothing unless a `MetricsListener` is installed: events are only built

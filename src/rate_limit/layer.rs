@@ -10,7 +10,7 @@ use super::service::{KeyedRateLimit, RateLimit};
 use super::shared::{Keyed, Shared};
 use crate::clock::Epoch;
 use crate::config::ConfigError;
-use crate::keyed::KeyedMap;
+use crate::keyed::KeySettings;
 use crate::observe::Listeners;
 use crate::shard::Padded;
 
@@ -33,10 +33,17 @@ impl fmt::Debug for RateLimitLayer {
 /// [`KeyedRateLimitLayer`].
 #[derive(Debug)]
 pub struct RateLimitBuilder {
-    pub(super) rate: u32,
-    pub(super) per: Duration,
-    pub(super) burst: Option<u32>,
-    pub(super) max_wait: Duration,
+    pub(super) settings: Settings,
+}
+
+/// A [`RateLimitBuilder`]'s settings, as one value: the keyed and Redis builders
+/// carry it over whole, and a new option is added here and in its setter.
+#[derive(Debug)]
+pub(super) struct Settings {
+    rate: u32,
+    per: Duration,
+    burst: Option<u32>,
+    max_wait: Duration,
     pub(super) listeners: Listeners,
 }
 
@@ -45,11 +52,13 @@ impl RateLimitLayer {
     /// `burst` (default: one second's worth of calls, at least 1).
     pub fn builder() -> RateLimitBuilder {
         RateLimitBuilder {
-            rate: 100,
-            per: Duration::from_secs(1),
-            burst: None,
-            max_wait: Duration::ZERO,
-            listeners: Listeners::default(),
+            settings: Settings {
+                rate: 100,
+                per: Duration::from_secs(1),
+                burst: None,
+                max_wait: Duration::ZERO,
+                listeners: Listeners::default(),
+            },
         }
     }
 
@@ -62,15 +71,15 @@ impl RateLimitLayer {
 impl RateLimitBuilder {
     /// `rate` calls (at least 1) per `per` (greater than zero).
     pub fn rate(mut self, rate: u32, per: Duration) -> Self {
-        self.rate = rate;
-        self.per = per;
+        self.settings.rate = rate;
+        self.settings.per = per;
         self
     }
 
     /// How many calls may arrive at once after a quiet spell (at least 1). Default:
     /// the calls of one second at the rate (at least 1).
     pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = Some(burst);
+        self.settings.burst = Some(burst);
         self
     }
 
@@ -94,13 +103,13 @@ impl RateLimitBuilder {
     #[doc(alias = "wait_up_to")]
     #[doc(alias = "timeout_duration")]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.settings.max_wait = max_wait;
         self
     }
 
     /// Names this limiter: its log lines, events and errors carry the name.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
@@ -108,28 +117,29 @@ impl RateLimitBuilder {
     /// per call over the limit (rejected or waiting) and one per change of the Redis
     /// store's reachability; a call within the limit sends none. Listeners add up.
     pub fn listener(mut self, listener: impl crate::observe::Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
     pub(super) fn quota(&self) -> Result<Quota, ConfigError> {
-        if self.rate == 0 {
+        let s = &self.settings;
+        if s.rate == 0 {
             return Err(ConfigError::new("rate_limit.rate", "must be at least 1"));
         }
-        if self.per.is_zero() {
+        if s.per.is_zero() {
             return Err(ConfigError::new(
                 "rate_limit.per",
                 "must be greater than zero",
             ));
         }
-        if self.burst == Some(0) {
+        if s.burst == Some(0) {
             return Err(ConfigError::new("rate_limit.burst", "must be at least 1"));
         }
-        let per_second = f64::from(self.rate) / self.per.as_secs_f64();
-        let burst = self
+        let per_second = f64::from(s.rate) / s.per.as_secs_f64();
+        let burst = s
             .burst
             .unwrap_or(per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
-        Ok(Quota::new(self.rate, self.per, burst, self.max_wait))
+        Ok(Quota::new(s.rate, s.per, burst, s.max_wait))
     }
 
     fn shared(self) -> Result<Shared, ConfigError> {
@@ -137,7 +147,7 @@ impl RateLimitBuilder {
             quota: self.quota()?,
             epoch: Epoch::new(),
             cell: Padded(Gcra::default()),
-            listeners: self.listeners,
+            listeners: self.settings.listeners,
         })
     }
 
@@ -154,10 +164,9 @@ impl RateLimitBuilder {
     /// [`KeyedRateLimitLayer`] for what happens at the bound.
     pub fn keyed<F>(self, key: F) -> KeyedRateLimitBuilder<F> {
         KeyedRateLimitBuilder {
-            inner: self,
+            base: self,
             key,
-            max_keys: 10_000,
-            idle: Duration::from_secs(60),
+            settings: KeySettings::new(10_000, Duration::from_secs(60)),
         }
     }
 }
@@ -165,29 +174,29 @@ impl RateLimitBuilder {
 /// Builds a [`KeyedRateLimitLayer`]; from [`RateLimitBuilder::keyed`].
 #[derive(Debug)]
 pub struct KeyedRateLimitBuilder<F> {
-    inner: RateLimitBuilder,
+    base: RateLimitBuilder,
     key: F,
-    max_keys: usize,
-    idle: Duration,
+    settings: KeySettings,
 }
 
 impl<F> KeyedRateLimitBuilder<F> {
     /// The most keys tracked at once (at least 1). Default 10,000.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
+        self.settings.max_keys = max_keys;
         self
     }
 
     /// Lets a call over its key's limit wait up to `max_wait` for its slot; see
     /// [`RateLimitBuilder::max_wait`].
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.inner.max_wait = max_wait;
+        self.base.settings.max_wait = max_wait;
         self
     }
 
-    /// How long a key may go unused before it may be forgotten. Default 60 s.
+    /// How long a key may go unused before it may be forgotten (greater than zero).
+    /// Default 60 s.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = idle;
+        self.settings.idle_timeout = idle;
         self
     }
 
@@ -196,16 +205,12 @@ impl<F> KeyedRateLimitBuilder<F> {
     where
         K: Hash + Eq,
     {
-        if self.max_keys == 0 {
-            return Err(ConfigError::new(
-                "rate_limit.max_keys",
-                "must be at least 1",
-            ));
-        }
-        let shared = self.inner.shared()?;
+        self.settings
+            .validate("rate_limit.max_keys", "rate_limit.idle_timeout")?;
+        let shared = self.base.shared()?;
         Ok(KeyedRateLimitLayer {
             keyed: Arc::new(Keyed {
-                map: KeyedMap::new(self.max_keys, self.idle),
+                map: self.settings.map(),
                 shared,
             }),
             key: self.key,
@@ -243,9 +248,54 @@ impl<K, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
 }
 
 impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
-    /// How many keys are tracked now.
+    /// How many keys are tracked now (the same as `handle().len()`).
     pub fn keys(&self) -> usize {
         self.keyed.map.len()
+    }
+
+    /// A handle on the map of keys.
+    pub fn handle(&self) -> KeyedRateLimitHandle<K> {
+        KeyedRateLimitHandle {
+            keyed: self.keyed.clone(),
+        }
+    }
+}
+
+/// Reads the keys of a [`KeyedRateLimitLayer`]: which are tracked, and how many.
+pub struct KeyedRateLimitHandle<K> {
+    keyed: Arc<Keyed<K>>,
+}
+
+impl<K> Clone for KeyedRateLimitHandle<K> {
+    fn clone(&self) -> Self {
+        Self {
+            keyed: self.keyed.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for KeyedRateLimitHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimitHandle")
+            .field("quota", &self.keyed.shared.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq> KeyedRateLimitHandle<K> {
+    /// Whether `key` is tracked (a key that is not starts with a full quota).
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.keyed.map.peek(key).is_some()
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.keyed.map.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -130,10 +130,7 @@
 //! ```
 
 pub mod error;
-pub mod future {
-    //! The rate limiter's response future.
-    pub use super::service::ResponseFuture;
-}
+pub mod future;
 mod gcra;
 mod layer;
 #[cfg(feature = "redis")]
@@ -143,5 +140,8 @@ mod service;
 mod shared;
 
 pub use error::RateLimited;
-pub use layer::{KeyedRateLimitBuilder, KeyedRateLimitLayer, RateLimitBuilder, RateLimitLayer};
+pub use layer::{
+    KeyedRateLimitBuilder, KeyedRateLimitHandle, KeyedRateLimitLayer, RateLimitBuilder,
+    RateLimitLayer,
+};
 pub use service::{KeyedRateLimit, RateLimit};

@@ -177,14 +177,16 @@ impl RateLimitBuilder {
     ) -> RedisRateLimitBuilder {
         RedisRateLimitBuilder {
             base: self,
-            conn,
-            prefix: prefix.into(),
             key: NoKey,
-            unavailable: Unavailable::Local,
-            timeout: Duration::from_millis(100),
-            retry_interval: Duration::from_secs(1),
-            local: None,
-            max_keys: 10_000,
+            settings: Settings {
+                conn,
+                prefix: prefix.into(),
+                unavailable: Unavailable::Local,
+                timeout: Duration::from_millis(100),
+                retry_interval: Duration::from_secs(1),
+                local: None,
+                max_keys: 10_000,
+            },
         }
     }
 }
@@ -192,9 +194,15 @@ impl RateLimitBuilder {
 /// Builds a [`RedisRateLimitLayer`]; from [`RateLimitBuilder::redis`].
 pub struct RedisRateLimitBuilder<K = NoKey> {
     base: RateLimitBuilder,
+    key: K,
+    settings: Settings,
+}
+
+/// A [`RedisRateLimitBuilder`]'s own settings but the key: [`keyed`](RedisRateLimitBuilder::keyed)
+/// moves them as one value, and a new option is added here and in its setter.
+struct Settings {
     conn: ConnectionManager,
     prefix: String,
-    key: K,
     unavailable: Unavailable,
     timeout: Duration,
     retry_interval: Duration,
@@ -205,8 +213,8 @@ pub struct RedisRateLimitBuilder<K = NoKey> {
 impl<K> fmt::Debug for RedisRateLimitBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRateLimitBuilder")
-            .field("prefix", &self.prefix)
-            .field("unavailable", &self.unavailable)
+            .field("prefix", &self.settings.prefix)
+            .field("unavailable", &self.settings.unavailable)
             .finish_non_exhaustive()
     }
 }
@@ -217,14 +225,8 @@ impl RedisRateLimitBuilder<NoKey> {
     pub fn keyed<F>(self, key: F) -> RedisRateLimitBuilder<ByKey<F>> {
         RedisRateLimitBuilder {
             base: self.base,
-            conn: self.conn,
-            prefix: self.prefix,
             key: ByKey(key),
-            unavailable: self.unavailable,
-            timeout: self.timeout,
-            retry_interval: self.retry_interval,
-            local: self.local,
-            max_keys: self.max_keys,
+            settings: self.settings,
         }
     }
 }
@@ -233,7 +235,7 @@ impl<K> RedisRateLimitBuilder<K> {
     /// What to do with calls while Redis is unreachable. Default
     /// [`Unavailable::Local`].
     pub fn when_unavailable(mut self, unavailable: Unavailable) -> Self {
-        self.unavailable = unavailable;
+        self.settings.unavailable = unavailable;
         self
     }
 
@@ -241,28 +243,28 @@ impl<K> RedisRateLimitBuilder<K> {
     /// ([`Unavailable::Local`]): `rate` calls per `per` in bursts of `burst`.
     /// Default: the Redis quota itself.
     pub fn local_quota(mut self, rate: u32, per: Duration, burst: u32) -> Self {
-        self.local = Some((rate, per, burst));
+        self.settings.local = Some((rate, per, burst));
         self
     }
 
     /// How long a check may take before Redis counts as unreachable (greater than
     /// zero). Default 100 ms.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
     /// While Redis is unreachable, how often one call tries it again; the others
     /// are decided locally at once. Default 1 s; zero tries it on every call.
     pub fn retry_interval(mut self, retry_interval: Duration) -> Self {
-        self.retry_interval = retry_interval;
+        self.settings.retry_interval = retry_interval;
         self
     }
 
     /// The most keys the local fallback tracks at once (at least 1). Default
     /// 10,000, evicted as the local keyed limiter's are.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
+        self.settings.max_keys = max_keys;
         self
     }
 
@@ -271,25 +273,26 @@ impl<K> RedisRateLimitBuilder<K> {
     /// `.timeout`, `.max_keys`, `rate_limit.redis.local_quota`).
     pub fn build(self) -> Result<RedisRateLimitLayer<K>, ConfigError> {
         let quota = self.base.quota()?;
-        if self.prefix.is_empty() {
+        let s = self.settings;
+        if s.prefix.is_empty() {
             return Err(ConfigError::new(
                 "rate_limit.redis.prefix",
                 "must not be empty",
             ));
         }
-        if self.timeout.is_zero() {
+        if s.timeout.is_zero() {
             return Err(ConfigError::new(
                 "rate_limit.redis.timeout",
                 "must be greater than zero",
             ));
         }
-        if self.max_keys == 0 {
+        if s.max_keys == 0 {
             return Err(ConfigError::new(
                 "rate_limit.redis.max_keys",
                 "must be at least 1",
             ));
         }
-        let local_quota = match self.local {
+        let local_quota = match s.local {
             None => quota,
             Some((rate, per, burst)) => {
                 if rate == 0 || per.is_zero() || burst == 0 {
@@ -301,21 +304,21 @@ impl<K> RedisRateLimitBuilder<K> {
                 Quota::new(rate, per, burst, Duration::ZERO)
             }
         };
-        let listeners = self.base.listeners;
+        let listeners = self.base.settings.listeners;
         #[cfg(feature = "metrics")]
         metrics::gauge!("fortify_rate_limit_redis_up", "name" => listeners.name().to_owned())
             .set(1.0);
         Ok(RedisRateLimitLayer {
             shared: Arc::new(RedisShared {
-                conn: self.conn,
+                conn: s.conn,
                 script: redis::Script::new(SCRIPT),
-                prefix: self.prefix,
+                prefix: s.prefix,
                 interval_us: (quota.interval / 1_000).max(1),
                 tolerance_us: (quota.tolerance / 1_000).max(1),
-                timeout: self.timeout,
-                retry_interval: crate::clock::nanos(self.retry_interval),
-                unavailable: self.unavailable,
-                local: KeyedMap::new(self.max_keys, Duration::from_secs(60)),
+                timeout: s.timeout,
+                retry_interval: crate::clock::nanos(s.retry_interval),
+                unavailable: s.unavailable,
+                local: KeyedMap::new(s.max_keys, Duration::from_secs(60)),
                 local_quota,
                 epoch: Epoch::new(),
                 listeners,

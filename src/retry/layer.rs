@@ -49,14 +49,16 @@ impl RetryLayer {
     /// [`DefaultClassifier`], [`CloneReplay`].
     pub fn builder() -> RetryBuilder {
         RetryBuilder {
-            max_attempts: 3,
-            backoff: Backoff::exponential(Duration::from_millis(100))
-                .max_delay(Duration::from_secs(10)),
-            budget: Some(Budget::default_ratio()),
-            deadline: None,
-            max_server_delay: Duration::from_secs(30),
-            rng: None,
-            listeners: Listeners::default(),
+            settings: Settings {
+                max_attempts: 3,
+                backoff: Backoff::exponential(Duration::from_millis(100))
+                    .max_delay(Duration::from_secs(10)),
+                budget: Some(Budget::default_ratio()),
+                deadline: None,
+                max_server_delay: Duration::from_secs(30),
+                rng: None,
+                listeners: Listeners::default(),
+            },
             classifier: DefaultClassifier,
             replay: CloneReplay,
         }
@@ -89,6 +91,16 @@ impl<S, C, P> Layer<S> for RetryLayer<C, P> {
 
 /// Builds a [`RetryLayer`]; see [`RetryLayer::builder`] for the defaults.
 pub struct RetryBuilder<C = DefaultClassifier, P = CloneReplay> {
+    settings: Settings,
+    classifier: C,
+    replay: P,
+}
+
+/// A [`RetryBuilder`]'s settings but the classifier and the replay: the methods that
+/// change the builder's type move them as one value, and a new option is added here
+/// and in its setter.
+#[derive(Clone)]
+struct Settings {
     max_attempts: u32,
     backoff: Backoff,
     budget: Option<Budget>,
@@ -96,17 +108,16 @@ pub struct RetryBuilder<C = DefaultClassifier, P = CloneReplay> {
     max_server_delay: Duration,
     rng: Option<Rng>,
     listeners: Listeners,
-    classifier: C,
-    replay: P,
 }
 
 impl<C, P> fmt::Debug for RetryBuilder<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("RetryBuilder")
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("budget", &self.budget)
-            .field("deadline", &self.deadline)
+            .field("max_attempts", &s.max_attempts)
+            .field("backoff", &s.backoff)
+            .field("budget", &s.budget)
+            .field("deadline", &s.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -114,27 +125,27 @@ impl<C, P> fmt::Debug for RetryBuilder<C, P> {
 impl<C, P> RetryBuilder<C, P> {
     /// Total attempts per request, the first included (at least 1; 1 means no retry).
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
-        self.max_attempts = max_attempts;
+        self.settings.max_attempts = max_attempts;
         self
     }
 
     /// The delay before each retry.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.settings.backoff = backoff;
         self
     }
 
     /// The budget retries draw from. Share one `Budget` between layers to give them a
     /// common limit.
     pub fn budget(mut self, budget: Budget) -> Self {
-        self.budget = Some(budget);
+        self.settings.budget = Some(budget);
         self
     }
 
     /// Retry without a budget, limited only by `max_attempts`. Under a total outage
     /// this multiplies the load on the backend by `max_attempts`.
     pub fn no_budget(mut self) -> Self {
-        self.budget = None;
+        self.settings.budget = None;
         self
     }
 
@@ -142,20 +153,20 @@ impl<C, P> RetryBuilder<C, P> {
     /// would end past it is not started. The in-flight attempt is not cut short; put a
     /// timeout outside the retry layer for that.
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.settings.deadline = Some(deadline);
         self
     }
 
     /// The longest server-requested delay (`Retry-After`, pushback) the layer waits
     /// for; a longer one ends the retries. Default 30 s.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
-        self.max_server_delay = max;
+        self.settings.max_server_delay = max;
         self
     }
 
     /// The random stream for jitter. Seed it for reproducible delays.
     pub fn rng(mut self, rng: Rng) -> Self {
-        self.rng = Some(rng);
+        self.settings.rng = Some(rng);
         self
     }
 
@@ -164,27 +175,21 @@ impl<C, P> RetryBuilder<C, P> {
     /// ([`Listener::on_named_event`](crate::observe::Listener::on_named_event)).
     /// Unnamed by default.
     pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).named(name);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).named(name);
         self
     }
 
     /// Sends [`RetryEvent`](crate::observe::RetryEvent)s to `listener`.
     /// Listeners add up: each one registered gets every event.
     pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listeners = std::mem::take(&mut self.listeners).with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
     /// Decides which results are failures and which may be retried.
     pub fn classifier<C2>(self, classifier: C2) -> RetryBuilder<C2, P> {
         RetryBuilder {
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            budget: self.budget,
-            deadline: self.deadline,
-            max_server_delay: self.max_server_delay,
-            rng: self.rng,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier,
             replay: self.replay,
         }
@@ -193,13 +198,7 @@ impl<C, P> RetryBuilder<C, P> {
     /// How requests are copied for another attempt.
     pub fn replay<P2>(self, replay: P2) -> RetryBuilder<C, P2> {
         RetryBuilder {
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            budget: self.budget,
-            deadline: self.deadline,
-            max_server_delay: self.max_server_delay,
-            rng: self.rng,
-            listeners: self.listeners,
+            settings: self.settings,
             classifier: self.classifier,
             replay,
         }
@@ -211,30 +210,31 @@ impl<C, P> RetryBuilder<C, P> {
         C: Clone,
         P: Clone,
     {
-        if self.max_attempts == 0 {
+        let s = self.settings;
+        if s.max_attempts == 0 {
             return Err(ConfigError::new(
                 "retry.max_attempts",
                 "must be at least 1 (1 means a single attempt, no retry)",
             ));
         }
-        self.backoff.validate()?;
-        if self.deadline == Some(Duration::ZERO) {
+        s.backoff.validate()?;
+        if s.deadline == Some(Duration::ZERO) {
             return Err(ConfigError::new(
                 "retry.deadline",
                 "must be greater than zero",
             ));
         }
-        let rng = self.rng.unwrap_or_default();
+        let rng = s.rng.unwrap_or_default();
         let shards = (0..SHARDS)
             .map(|_| {
                 Arc::new(Padded(Shared {
-                    max_attempts: self.max_attempts,
-                    backoff: self.backoff,
-                    budget: self.budget.clone(),
-                    deadline: self.deadline,
-                    max_server_delay: self.max_server_delay,
+                    max_attempts: s.max_attempts,
+                    backoff: s.backoff,
+                    budget: s.budget.clone(),
+                    deadline: s.deadline,
+                    max_server_delay: s.max_server_delay,
                     rng: rng.clone(),
-                    listeners: self.listeners.clone(),
+                    listeners: s.listeners.clone(),
                     classifier: self.classifier.clone(),
                     replay: self.replay.clone(),
                 }))

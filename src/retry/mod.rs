@@ -84,6 +84,7 @@
 //! [`Backoff`]: crate::backoff::Backoff
 //! [`Budget`]: crate::budget::Budget
 
+pub mod error;
 pub mod future;
 mod layer;
 mod replay;

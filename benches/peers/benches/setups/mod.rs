@@ -314,13 +314,13 @@ pub fn fortify_adaptive(limit: usize) -> BulkheadLayer {
 pub fn fortify_keyed_bulkhead(
     limit: usize,
     keys: u64,
-) -> tower_fortify::bulkhead::partition::KeyedLayer<u64, impl Fn(&u64) -> u64 + Clone> {
-    tower_fortify::bulkhead::partition::KeyedLayer::new(
-        BulkheadLayer::builder().max_concurrent(limit),
-        keys as usize,
-        move |x: &u64| x % keys,
-    )
-    .unwrap()
+) -> tower_fortify::bulkhead::KeyedBulkheadLayer<u64, impl Fn(&u64) -> u64 + Clone> {
+    BulkheadLayer::builder()
+        .max_concurrent(limit)
+        .keyed(move |x: &u64| x % keys)
+        .max_keys(keys as usize)
+        .build()
+        .unwrap()
 }
 
 pub fn resilience_bulkhead(limit: usize) -> tower_resilience::bulkhead::BulkheadLayer {
