@@ -604,3 +604,50 @@ async fn an_http_stack_is_built_from_the_urls_with_tiers_and_weights() {
     let err = no_url.http::<String>().unwrap_err();
     assert_eq!(err.field(), "stack.backends.url");
 }
+
+/// A rule is switched off with `"off"`, as the builders switch one off with `no_*`;
+/// a zero is not a switch and is refused naming the field.
+#[tokio::test(start_paused = true)]
+async fn a_rule_is_switched_off_with_off_and_a_zero_is_refused() {
+    let path = write(
+        "off.toml",
+        "[defaults.breaker]\nconsecutive_failures = \"off\"\ncount_window = 50\n\
+         [defaults.router]\nfailure_rate = \"off\"\n\
+         [[stacks.payments.backends]]\nid = \"eu-1\"\n",
+    );
+    let config = FortifyConfig::from_path(&path).unwrap();
+    let settings = config.stack("payments").unwrap();
+    let stack = settings
+        .builder(|_| service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }))
+        .unwrap()
+        .build()
+        .unwrap();
+    let printed = stack.effective_config().unwrap().to_toml();
+    assert!(
+        printed.contains("consecutive_failures = \"off\""),
+        "{printed}"
+    );
+    assert!(printed.contains("failure_rate = \"off\""), "{printed}");
+
+    let e = load_err(
+        "zero.toml",
+        "[stacks.payments.breaker]\nconsecutive_failures = 0\n\
+         [[stacks.payments.backends]]\nid = \"eu-1\"\n",
+    );
+    let m = msg(&e);
+    assert!(
+        m.starts_with("zero.toml:2:24: stacks.payments.breaker.consecutive_failures:"),
+        "{m}"
+    );
+
+    let e = load_err(
+        "never.toml",
+        "[stacks.payments.router]\nlatency_factor = \"never\"\n",
+    );
+    let m = msg(&e);
+    assert!(
+        m.contains("stacks.payments.router.latency_factor")
+            && m.contains("expected a number or \"off\""),
+        "{m}"
+    );
+}

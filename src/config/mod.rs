@@ -21,6 +21,8 @@ mod model;
 mod reload;
 #[cfg(feature = "config")]
 mod stack;
+#[cfg(feature = "config")]
+mod switch;
 
 #[cfg(feature = "config")]
 pub use duration::{DurationError, format_duration, parse_duration};
@@ -41,6 +43,8 @@ pub use model::{
 pub use reload::{Change, ReconfigureError, Reconfigured};
 #[cfg(feature = "config")]
 pub use stack::StackSettings;
+#[cfg(feature = "config")]
+pub use switch::OrOff;
 
 /// A builder rejected its configuration.
 ///

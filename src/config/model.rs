@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use super::switch::OrOff;
 use crate::backoff::{Backoff, Jitter};
 use crate::budget::Budget;
 use crate::bulkhead::BulkheadBuilder;
@@ -598,26 +599,22 @@ impl BulkheadConfig {
     }
 }
 
-/// Each backend's circuit breaker ([`CircuitBreakerBuilder`]). A zero
+/// Each backend's circuit breaker ([`CircuitBreakerBuilder`]). `"off"` for
 /// `consecutive_failures`, `count_window` or `time_window` turns that trip condition
-/// off; `open_duration` and `open_backoff` exclude each other; `slow_call_threshold`
+/// off (a zero is rejected, as the builder rejects it); `open_duration` and `open_backoff` exclude each other; `slow_call_threshold`
 /// and `slow_call_rate` go together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
-    /// Failures in a row that trip (0: off).
+    /// Failures in a row that trip (`"off"`: not this rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_failures: Option<u32>,
-    /// The last calls judged for the failure rate (0: off).
+    pub consecutive_failures: Option<OrOff<u32>>,
+    /// The last calls judged for the failure rate (`"off"`: no count window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count_window: Option<u32>,
-    /// The time judged for the failure rate (`"0s"`: off).
-    #[serde(
-        default,
-        with = "super::duration::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub time_window: Option<Duration>,
+    pub count_window: Option<OrOff<u32>>,
+    /// The time judged for the failure rate (`"off"`: no time window, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_window: Option<OrOff<Duration>>,
     /// The time window's buckets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_window_buckets: Option<u32>,
@@ -704,18 +701,17 @@ impl BreakerConfig {
         mut b: CircuitBreakerBuilder<C>,
     ) -> Result<CircuitBreakerBuilder<C>, ConfigError> {
         match self.consecutive_failures {
-            Some(0) => b = b.no_consecutive_failures(),
-            Some(n) => b = b.consecutive_failures(n),
+            Some(OrOff::Off) => b = b.no_consecutive_failures(),
+            Some(OrOff::Value(n)) => b = b.consecutive_failures(n),
             None => {}
         }
         match self.count_window {
-            Some(0) => b = b.no_count_window(),
-            Some(n) => b = b.count_window(n),
+            Some(OrOff::Off) => b = b.no_count_window(),
+            Some(OrOff::Value(n)) => b = b.count_window(n),
             None => {}
         }
-        if let Some(d) = self.time_window
-            && !d.is_zero()
-        {
+        // Off is the builder's default: nothing to set.
+        if let Some(OrOff::Value(d)) = self.time_window {
             b = b.time_window(d);
         }
         if let Some(n) = self.time_window_buckets {
@@ -794,9 +790,9 @@ pub enum PanicModeConfig {
     FailFast,
 }
 
-/// The failover router ([`FailoverBuilder`]). A zero `consecutive_failures`,
+/// The failover router ([`FailoverBuilder`]). `"off"` for `consecutive_failures`,
 /// `failure_rate`, `success_rate_drop` or `latency_factor` turns that ejection rule
-/// off. `ewma_decay` and `ewma_default_rtt` apply to the `peak_ewma` selection only
+/// off (a zero is rejected, as the builder rejects it). `ewma_decay` and `ewma_default_rtt` apply to the `peak_ewma` selection only
 /// (the default), and are ignored by the others, so that defaults may set them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -818,18 +814,18 @@ pub struct RouterConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub ewma_default_rtt: Option<Duration>,
-    /// Failures in a row that eject (0: off).
+    /// Failures in a row that eject (`"off"`: not this rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_failures: Option<u32>,
-    /// Failure rate in an interval that ejects (0: off).
+    pub consecutive_failures: Option<OrOff<u32>>,
+    /// Failure rate in an interval that ejects (`"off"`: not this rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_rate: Option<f64>,
-    /// Success rate below the median that ejects (0: off).
+    pub failure_rate: Option<OrOff<f64>>,
+    /// Success rate below the median that ejects (`"off"`: not this rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_rate_drop: Option<f64>,
-    /// Latency over the median that ejects (0: off).
+    pub success_rate_drop: Option<OrOff<f64>>,
+    /// Latency over the median that ejects (`"off"`: not this rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_factor: Option<f64>,
+    pub latency_factor: Option<OrOff<f64>>,
     /// Calls a backend needs in an interval to be judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u32>,
@@ -878,14 +874,6 @@ pub struct RouterConfig {
     pub panic_mode: Option<PanicModeConfig>,
 }
 
-fn off_if_zero_u32(n: u32) -> Option<u32> {
-    (n != 0).then_some(n)
-}
-
-fn off_if_zero(x: f64) -> Option<f64> {
-    (x != 0.0).then_some(x)
-}
-
 impl RouterConfig {
     /// Field by field: `over`'s values, else `self`'s.
     pub fn merged(&self, over: &Self) -> Self {
@@ -923,16 +911,16 @@ impl RouterConfig {
             }
         }
         if let Some(n) = self.consecutive_failures {
-            b = b.consecutive_failures(off_if_zero_u32(n));
+            b = b.consecutive_failures(n.value());
         }
         if let Some(x) = self.failure_rate {
-            b = b.failure_rate(off_if_zero(x));
+            b = b.failure_rate(x.value());
         }
         if let Some(x) = self.success_rate_drop {
-            b = b.success_rate_drop(off_if_zero(x));
+            b = b.success_rate_drop(x.value());
         }
         if let Some(x) = self.latency_factor {
-            b = b.latency_factor(off_if_zero(x));
+            b = b.latency_factor(x.value());
         }
         if let Some(n) = self.min_requests {
             b = b.min_requests(n);
