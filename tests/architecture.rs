@@ -1112,10 +1112,15 @@ fn keyed_variants_have_one_shape() {
             ));
         }
         // A handle on the map: its size, its keys, and each key's own handle where the
-        // layer has one.
+        // layer has one. The rate limiter's handle changes the quota, which all keys
+        // share: its keyed handle changes it for every key instead.
         let mut wanted = vec!["len", "is_empty", "contains_key"];
         if types.contains(&format!("{p}Handle")) {
-            wanted.push("get");
+            wanted.push(if *layer == "rate_limit" {
+                "reconfigure"
+            } else {
+                "get"
+            });
         }
         for m in wanted {
             if !has(&format!("Keyed{p}Handle"), m) {

@@ -651,3 +651,54 @@ async fn a_rule_is_switched_off_with_off_and_a_zero_is_refused() {
         "{m}"
     );
 }
+
+/// A running rate limiter takes a new table from a reloaded file, keeping what it
+/// has spent; a bad table changes nothing.
+#[cfg(feature = "rate-limit")]
+#[tokio::test(start_paused = true)]
+async fn a_rate_limiter_takes_a_reloaded_table() {
+    use tower::{Layer, Service, ServiceExt};
+    use tower_fortify::config::RateLimitConfig;
+
+    let path = write(
+        "rate_live.toml",
+        "[rate_limits.api]\nrate = 1\nper = \"1s\"\nburst = 2\n",
+    );
+    let layer = FortifyConfig::from_path(&path)
+        .unwrap()
+        .rate_limit("api")
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    for i in 0..2 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    assert!(svc.ready().await.unwrap().call(2).await.is_err());
+
+    // The file edited and read again.
+    std::fs::write(
+        &path,
+        "[rate_limits.api]\nrate = 1\nper = \"1s\"\nburst = 4\n",
+    )
+    .unwrap();
+    let bigger = FortifyConfig::from_path(&path)
+        .unwrap()
+        .rate_limit_config("api")
+        .unwrap();
+    bigger.reconfigure(&handle).unwrap();
+    for i in 0..2 {
+        svc.ready().await.unwrap().call(10 + i).await.unwrap();
+    }
+    assert!(
+        svc.ready().await.unwrap().call(12).await.is_err(),
+        "2 of 4 were spent before"
+    );
+
+    let bad: RateLimitConfig = toml::from_str("rate = 0").unwrap();
+    assert_eq!(
+        bad.reconfigure(&handle).unwrap_err().field(),
+        "rate_limit.rate"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    svc.ready().await.unwrap().call(13).await.unwrap();
+}

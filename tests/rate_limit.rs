@@ -171,6 +171,86 @@ async fn the_keyed_handle_says_which_keys_are_tracked() {
     assert_eq!(handle.len(), layer.keys());
 }
 
+/// The handle changes a running limiter's quota, keeping what was spent: a lower
+/// rate applies at once, a higher burst from the next call; a bad quota changes
+/// nothing and names its field.
+#[tokio::test(start_paused = true)]
+async fn the_handle_changes_the_quota_keeping_what_was_spent() {
+    let per = |rate, burst| {
+        RateLimitLayer::builder()
+            .rate(rate, Duration::from_secs(1))
+            .burst(burst)
+    };
+    let layer = per(10, 3).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(echo());
+    for i in 0..3 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    assert!(
+        svc.ready().await.unwrap().call(3).await.is_err(),
+        "burst of 3 spent"
+    );
+
+    // A bigger burst: the 3 already spent count, so 2 more go through, not 5.
+    handle.reconfigure(&per(10, 5)).unwrap();
+    for i in 0..2 {
+        svc.ready().await.unwrap().call(10 + i).await.unwrap();
+    }
+    let err = svc.ready().await.unwrap().call(12).await.unwrap_err();
+    let limited = err.downcast_ref::<RateLimited>().unwrap();
+    assert_eq!(limited.retry_after(), Duration::from_millis(100));
+
+    // A bad quota changes nothing: the old one still admits after 100 ms.
+    let err = handle.reconfigure(&per(0, 5)).unwrap_err();
+    assert_eq!(err.field(), "rate_limit.rate");
+    assert_eq!(
+        handle.check_reconfigure(&per(1, 0)).unwrap_err().field(),
+        "rate_limit.burst"
+    );
+    tokio::time::advance(Duration::from_millis(100)).await;
+    svc.ready().await.unwrap().call(13).await.unwrap();
+
+    // A lower rate applies at once: one call per second, burst 1.
+    handle.reconfigure(&per(1, 1)).unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    svc.ready().await.unwrap().call(14).await.unwrap();
+    let err = svc.ready().await.unwrap().call(15).await.unwrap_err();
+    let limited = err.downcast_ref::<RateLimited>().unwrap();
+    assert_eq!(limited.retry_after(), Duration::from_secs(1));
+}
+
+/// A keyed limiter's handle changes every key's quota; each key keeps its state.
+#[tokio::test(start_paused = true)]
+async fn the_keyed_handle_changes_every_keys_quota() {
+    let layer = RateLimitLayer::builder()
+        .rate(1, Duration::from_secs(1))
+        .burst(1)
+        .keyed(|tenant: &u32| *tenant)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(echo());
+    svc.ready().await.unwrap().call(7).await.unwrap();
+    assert!(svc.ready().await.unwrap().call(7).await.is_err());
+    handle
+        .reconfigure(
+            &RateLimitLayer::builder()
+                .rate(1, Duration::from_secs(1))
+                .burst(3),
+        )
+        .unwrap();
+    // Tenant 7 spent 1 of the new 3; a new tenant has all 3.
+    for _ in 0..2 {
+        svc.ready().await.unwrap().call(7).await.unwrap();
+    }
+    assert!(svc.ready().await.unwrap().call(7).await.is_err());
+    for _ in 0..3 {
+        svc.ready().await.unwrap().call(8).await.unwrap();
+    }
+    assert!(svc.ready().await.unwrap().call(8).await.is_err());
+}
+
 #[test]
 fn bad_settings_name_their_field() {
     let b = RateLimitLayer::builder;

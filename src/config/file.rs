@@ -218,10 +218,11 @@ impl FortifyConfig {
         Ok(settings)
     }
 
-    /// The rate limiter `name` (`[rate_limits.NAME]` over `[defaults.rate_limit]`),
-    /// built.
+    /// The rate limiter `name`'s table as read (`[rate_limits.NAME]` over
+    /// `[defaults.rate_limit]`): give it to a running limiter after a reload with
+    /// [`RateLimitConfig::reconfigure`](super::RateLimitConfig::reconfigure).
     #[cfg(feature = "rate-limit")]
-    pub fn rate_limit(&self, name: &str) -> Result<crate::rate_limit::RateLimitLayer, FileError> {
+    pub fn rate_limit_config(&self, name: &str) -> Result<super::RateLimitConfig, FileError> {
         let Some(over) = self.model.rate_limits.get(name) else {
             return Err(self.source.name(FileError::new(
                 format!("rate_limits.{name}"),
@@ -231,10 +232,17 @@ impl FortifyConfig {
                 ),
             )));
         };
-        let merged = match &self.model.defaults.rate_limit {
+        Ok(match &self.model.defaults.rate_limit {
             Some(d) => d.merged(over),
             None => over.clone(),
-        };
+        })
+    }
+
+    /// The rate limiter `name` (`[rate_limits.NAME]` over `[defaults.rate_limit]`),
+    /// built.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(&self, name: &str) -> Result<crate::rate_limit::RateLimitLayer, FileError> {
+        let merged = self.rate_limit_config(name)?;
         merged
             .apply(crate::rate_limit::RateLimitLayer::builder().name(name))
             .and_then(|b| b.build())

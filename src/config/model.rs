@@ -1161,6 +1161,19 @@ impl RateLimitConfig {
 }
 
 #[cfg(feature = "rate-limit")]
+impl RateLimitConfig {
+    /// Changes a running limiter to this table's quota (keys left out take the
+    /// builder's defaults, as when built), keeping what was spent; checked first, so
+    /// a bad table changes nothing and names its field.
+    pub fn reconfigure(
+        &self,
+        handle: &crate::rate_limit::RateLimitHandle,
+    ) -> Result<(), ConfigError> {
+        handle.reconfigure(&self.apply(crate::rate_limit::RateLimitLayer::builder())?)
+    }
+}
+
+#[cfg(feature = "rate-limit")]
 impl TryFrom<&RateLimitConfig> for crate::rate_limit::RateLimitLayer {
     type Error = ConfigError;
 

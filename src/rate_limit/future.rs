@@ -42,7 +42,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let _ = match &self.cell {
-            Cell::One(shared) => shared.cell.refund(shared.quota, self.stored),
+            Cell::One(shared) => shared.cell.refund(shared.quota.get(), self.stored),
             Cell::Key(cell, quota) => cell.refund(*quota, self.stored),
         };
     }
@@ -218,7 +218,7 @@ pub(super) fn waiting<S, Req, F>(
     cell: impl FnOnce() -> Cell,
     stored: u64,
 ) -> ResponseFuture<S, Req, F> {
-    let at = Gcra::send_at(shared.quota, stored);
+    let at = Gcra::send_at(shared.quota.get(), stored);
     tracing::trace!(
         target: "tower_fortify::rate_limit",
         name = shared.listeners.name(),

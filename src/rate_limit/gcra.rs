@@ -48,6 +48,41 @@ impl Quota {
     }
 }
 
+/// The quota of a running limiter, which its handle may change: three words read
+/// with plain loads per call. A call that runs while the quota changes may see the
+/// old interval with the new tolerance, once: it is judged by a mix of the two.
+#[derive(Debug)]
+pub(crate) struct LiveQuota {
+    interval: AtomicU64,
+    tolerance: AtomicU64,
+    reserve: AtomicU64,
+}
+
+impl LiveQuota {
+    pub(crate) fn new(q: Quota) -> Self {
+        Self {
+            interval: AtomicU64::new(q.interval),
+            tolerance: AtomicU64::new(q.tolerance),
+            reserve: AtomicU64::new(q.reserve),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Quota {
+        Quota {
+            interval: self.interval.load(Ordering::Relaxed),
+            tolerance: self.tolerance.load(Ordering::Relaxed),
+            reserve: self.reserve.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set(&self, q: Quota) {
+        self.interval.store(q.interval, Ordering::Relaxed);
+        self.tolerance.store(q.tolerance, Ordering::Relaxed);
+        self.reserve.store(q.reserve, Ordering::Relaxed);
+    }
+}
+
 /// An admitted call that waits: `stored` is the TAT its reservation wrote (for
 /// [`Gcra::refund`]); it may be sent at [`Gcra::send_at`]. `0` means "send now".
 pub(crate) type Admit = u64;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::gcra::{Gcra, Quota};
+use super::gcra::{Gcra, LiveQuota, Quota};
 use super::service::{KeyedRateLimit, RateLimit};
 use super::shared::{Keyed, Shared};
 use crate::clock::Epoch;
@@ -24,7 +24,7 @@ pub struct RateLimitLayer {
 impl fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("quota", &self.shared.quota)
+            .field("quota", &self.shared.quota.get())
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +144,7 @@ impl RateLimitBuilder {
 
     fn shared(self) -> Result<Shared, ConfigError> {
         Ok(Shared {
-            quota: self.quota()?,
+            quota: LiveQuota::new(self.quota()?),
             epoch: Epoch::new(),
             cell: Padded(Gcra::default()),
             listeners: self.settings.listeners,
@@ -242,7 +242,7 @@ impl<K, F: Clone> Clone for KeyedRateLimitLayer<K, F> {
 impl<K, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
-            .field("quota", &self.keyed.shared.quota)
+            .field("quota", &self.keyed.shared.quota.get())
             .finish_non_exhaustive()
     }
 }
@@ -261,7 +261,8 @@ impl<K: Hash + Eq, F> KeyedRateLimitLayer<K, F> {
     }
 }
 
-/// Reads the keys of a [`KeyedRateLimitLayer`]: which are tracked, and how many.
+/// Reads the keys of a [`KeyedRateLimitLayer`] (which are tracked, and how many) and
+/// changes the quota they share.
 pub struct KeyedRateLimitHandle<K> {
     keyed: Arc<Keyed<K>>,
 }
@@ -277,7 +278,7 @@ impl<K> Clone for KeyedRateLimitHandle<K> {
 impl<K> fmt::Debug for KeyedRateLimitHandle<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimitHandle")
-            .field("quota", &self.keyed.shared.quota)
+            .field("quota", &self.keyed.shared.quota.get())
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +297,19 @@ impl<K: Hash + Eq> KeyedRateLimitHandle<K> {
     /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Changes every key's quota to `settings`' rate, period, burst and longest wait,
+    /// keeping each key's state (what a key has spent counts against the new quota);
+    /// see [`RateLimitHandle::reconfigure`].
+    pub fn reconfigure(&self, settings: &RateLimitBuilder) -> Result<(), ConfigError> {
+        self.keyed.shared.set_quota(settings.quota()?);
+        Ok(())
+    }
+
+    /// Checks `settings` as [`reconfigure`](Self::reconfigure) would, changing nothing.
+    pub fn check_reconfigure(&self, settings: &RateLimitBuilder) -> Result<(), ConfigError> {
+        settings.quota().map(|_| ())
     }
 }
 

@@ -132,6 +132,7 @@
 pub mod error;
 pub mod future;
 mod gcra;
+mod handle;
 mod layer;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -140,6 +141,7 @@ mod service;
 mod shared;
 
 pub use error::RateLimited;
+pub use handle::RateLimitHandle;
 pub use layer::{
     KeyedRateLimitBuilder, KeyedRateLimitHandle, KeyedRateLimitLayer, RateLimitBuilder,
     RateLimitLayer,

@@ -88,7 +88,7 @@ where
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
-        match shared.cell.check(shared.quota, shared.epoch.now()) {
+        match shared.cell.check(shared.quota.get(), shared.epoch.now()) {
             Ok(0) => ResponseFuture::called(self.inner.call(req)),
             Ok(stored) => waiting(
                 shared,
@@ -138,13 +138,14 @@ where
                 },
             )
             .expect("the rate limiter's map always makes room");
-        match cell.check(shared.quota, now) {
+        let quota = shared.quota.get();
+        match cell.check(quota, now) {
             Ok(0) => ResponseFuture::called(self.inner.call(req)),
             Ok(stored) => waiting(
                 shared,
                 self.inner.clone(),
                 req,
-                || Cell::Key(cell.clone(), shared.quota),
+                || Cell::Key(cell.clone(), quota),
                 stored,
             ),
             Err(wait) => limited(shared, wait),
