@@ -149,7 +149,7 @@ where
 {
     type Output = Result<T, BreakerError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Called { fut, permit } => {
