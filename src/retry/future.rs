@@ -58,6 +58,9 @@ pin_project! {
     }
 }
 
+/// An attempt that failed, with how it was classified.
+type Failed<T, E> = (Result<T, E>, Outcome);
+
 const DISABLED: u8 = 1;
 const NOT_REPLAYABLE: u8 = 2;
 
@@ -163,7 +166,7 @@ where
     fn poll_slow(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        mut failed: Option<(Result<S::Response, S::Error>, Outcome)>,
+        mut failed: Option<Failed<S::Response, S::Error>>,
     ) -> Poll<Result<S::Response, S::Error>> {
         let mut this = self.project();
         loop {
