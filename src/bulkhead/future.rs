@@ -213,7 +213,40 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The admitted call's path, inline; the queue and the rejection out of line.
+        let this = self.as_mut().project();
+        if let StateProj::Called { fut } = this.state.project() {
+            let result = ready!(fut.poll(cx));
+            if !*this.hold {
+                // Returned in place: moving the permit out first costs a store-forwarding
+                // stall on the success path.
+                match this.classifier {
+                    Some(c) => learn_from(this.permit, c, &result),
+                    None => this.permit.complete(None),
+                }
+            }
+            // Held: handed over by `take_permit`, or returned when dropped. The inner
+            // future itself answers a poll after completion.
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        self.poll_slow(cx)
+    }
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    /// Every state but an admitted call in flight.
+    #[inline(never)]
+    fn poll_slow(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, BoxError>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {

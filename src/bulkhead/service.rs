@@ -1,16 +1,17 @@
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
 
 use super::future::{ResponseFuture, Waiter};
 use super::limiter::{Enqueued, Ticket};
-use super::shared::{Slots, full};
+use super::shared::{Slot, Slots, full};
 use super::{BulkheadHandle, BulkheadPermit};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::observe::{BulkheadEvent, Event};
-use crate::shard;
+use crate::shard::{self, Padded};
 
 /// Bounds the calls in flight to the inner service. Made by a
 /// [`BulkheadLayer`](super::BulkheadLayer).
@@ -88,7 +89,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         dispatch(
             &self.slots,
@@ -102,7 +103,7 @@ where
 }
 
 /// Takes a permit, queues, or rejects; shared by [`Bulkhead`] and the keyed bulkhead.
-#[inline]
+#[inline(always)]
 pub(crate) fn dispatch<S, Req, C>(
     slots: &Slots,
     ticket: Ticket,
@@ -126,7 +127,23 @@ where
         let classifier = Some(classifier.clone());
         return ResponseFuture::called(inner.call(req), permit, classifier);
     }
-    let slot = &slots[i];
+    queue_or_reject(&slots[i], i, adaptive, inner, classifier, req)
+}
+
+/// No permit free at once: queues the call, or rejects it (out of line).
+#[inline(never)]
+fn queue_or_reject<S, Req, C>(
+    slot: &Arc<Padded<Slot>>,
+    i: usize,
+    adaptive: bool,
+    inner: &mut S,
+    classifier: &C,
+    req: Req,
+) -> ResponseFuture<S, Req, C>
+where
+    S: Service<Req> + Clone,
+    C: Clone,
+{
     let shared = &slot.shared;
     let classifier = || adaptive.then(|| classifier.clone());
     if shared.core.max_queued() > 0 {

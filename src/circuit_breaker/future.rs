@@ -80,15 +80,17 @@ pin_project! {
     /// half-open probe slot is given back.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        state: State<F>,
-        permit: Option<Permit<C>>,
+        state: State<F, C>,
     }
 }
 
 pin_project! {
+    // The permit lives in the admitted variant and the rejection in the other one:
+    // a call has one or the other, so the future is as large as the larger of the
+    // two, not their sum (each move of the future copies it).
     #[project = StateProj]
-    enum State<F> {
-        Called { #[pin] fut: F },
+    enum State<F, C> {
+        Called { #[pin] fut: F, permit: Option<Permit<C>> },
         Rejected { error: Option<CircuitOpen> },
     }
 }
@@ -108,15 +110,16 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
 impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(fut: F, permit: Permit<C>) -> Self {
         Self {
-            state: State::Called { fut },
-            permit: Some(permit),
+            state: State::Called {
+                fut,
+                permit: Some(permit),
+            },
         }
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
-            permit: None,
         }
     }
 
@@ -129,11 +132,11 @@ impl<F, C> ResponseFuture<F, C> {
     /// This is how a streamed response keeps the verdict until its body ends (see
     /// `tower_fortify::http::HoldToEosLayer` with the `http` feature).
     pub fn take_permit(self: Pin<&mut Self>) -> Option<CircuitBreakerPermit<C>> {
-        let permit = self.project().permit;
-        if permit.as_ref().is_some_and(|p| !p.done) {
-            permit.take().map(CircuitBreakerPermit)
-        } else {
-            None
+        match self.project().state.project() {
+            StateProj::Called { permit, .. } if permit.as_ref().is_some_and(|p| !p.done) => {
+                permit.take().map(CircuitBreakerPermit)
+            }
+            _ => None,
         }
     }
 }
@@ -146,15 +149,14 @@ where
 {
     type Output = Result<T, BreakerError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.state.project() {
-            StateProj::Called { fut } => {
+        match self.project().state.project() {
+            StateProj::Called { fut, permit } => {
                 let result = ready!(fut.poll(cx));
                 // Read the permit in place (moving it out costs more than the rest
                 // of the success path); it is released when the future is dropped.
-                if let Some(permit) = this.permit.as_mut()
+                if let Some(permit) = permit.as_mut()
                     && !permit.done
                 {
                     permit.done = true;

@@ -105,7 +105,7 @@ where
         self.inner.poll_ready(cx).map_err(BreakerError::inner)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         // `shards` holds exactly SHARDS handles; a mask instead of `%` avoids a
         // division on every call.

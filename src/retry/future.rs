@@ -58,6 +58,9 @@ pin_project! {
     }
 }
 
+/// An attempt that failed, with how it was classified.
+type Failed<T, E> = (Result<T, E>, Outcome);
+
 const DISABLED: u8 = 1;
 const NOT_REPLAYABLE: u8 = 2;
 
@@ -129,21 +132,64 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // An attempt that succeeds is handled inline; a failure, a backoff and
+        // readying for a retry out of line.
+        let this = self.as_mut().project();
+        if let StateProj::Called { fut } = this.state.project() {
+            let result = ready!(fut.poll(cx));
+            let shared: &Shared<C, P> = this.shared;
+            let outcome = shared.classifier.classify(result.as_ref()).now_or_success();
+            if let Some(budget) = &shared.budget {
+                budget.record(outcome);
+            }
+            if outcome.is_success() {
+                finish(shared, *this.attempt, true);
+                return Poll::Ready(result);
+            }
+            return self.poll_slow(cx, Some((result, outcome)));
+        }
+        self.poll_slow(cx, None)
+    }
+}
+
+impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    /// Everything but an attempt that succeeds: `failed` is the attempt that just
+    /// failed, classified (the state is still `Called`).
+    #[inline(never)]
+    fn poll_slow(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut failed: Option<Failed<S::Response, S::Error>>,
+    ) -> Poll<Result<S::Response, S::Error>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { fut } => {
-                    let result = ready!(fut.poll(cx));
+                    let (result, outcome) = match failed.take() {
+                        Some(failed) => failed,
+                        None => {
+                            let result = ready!(fut.poll(cx));
+                            let shared: &Shared<C, P> = this.shared;
+                            let outcome =
+                                shared.classifier.classify(result.as_ref()).now_or_success();
+                            if let Some(budget) = &shared.budget {
+                                budget.record(outcome);
+                            }
+                            if outcome.is_success() {
+                                finish(shared, *this.attempt, true);
+                                return Poll::Ready(result);
+                            }
+                            (result, outcome)
+                        }
+                    };
                     let shared: &Shared<C, P> = this.shared;
-                    let outcome = shared.classifier.classify(result.as_ref()).now_or_success();
-                    if let Some(budget) = &shared.budget {
-                        budget.record(outcome);
-                    }
-                    if outcome.is_success() {
-                        finish(shared, *this.attempt, true);
-                        return Poll::Ready(result);
-                    }
                     let attempt = *this.attempt;
                     let decision = decide(
                         shared,
@@ -274,13 +320,22 @@ where
     }
 }
 
+#[inline(always)]
 fn finish<C, P>(shared: &Shared<C, P>, attempts: u32, success: bool) {
     if attempts > 1 || !success {
-        tracing::trace!(target: "tower_fortify::retry", attempts, success, "request finished");
+        finish_traced(attempts, success);
     }
     shared
         .listeners
         .emit(|| Event::Retry(RetryEvent::Finished { attempts, success }));
+}
+
+/// The trace of a request that was retried or failed (out of line: the first attempt's
+/// success is the common case).
+#[cold]
+#[inline(never)]
+fn finish_traced(attempts: u32, success: bool) {
+    tracing::trace!(target: "tower_fortify::retry", attempts, success, "request finished");
 }
 
 /// Whether and when to retry: the delay, where it came from, and the budget

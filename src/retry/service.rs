@@ -9,7 +9,7 @@ use super::future::ResponseFuture;
 use super::shared::Shards;
 use crate::classify::Classify;
 use crate::observe::{Event, RetryEvent};
-use crate::shard;
+use crate::shard::{self, SHARDS};
 
 /// Retries failed calls to the inner service. Made by a [`RetryLayer`](super::RetryLayer).
 ///
@@ -71,8 +71,11 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = self.shards[shard::index() % self.shards.len()].clone();
+        // `shards` holds exactly SHARDS handles (see `RetryLayer`): a mask, not a
+        // division.
+        let shared = self.shards[shard::index() & (SHARDS - 1)].clone();
         let over = shared.replay.overrides(&req);
         let max_attempts = if over.disabled {
             1
