@@ -94,6 +94,10 @@ async fn live_values_change_and_are_reported() {
         ("max_concurrent = 4", "max_concurrent = 16"),
         ("failure_rate = 0.5", "failure_rate = 0.25"),
         ("id = \"b\"\nweight = 1", "id = \"b\"\nweight = 3\ntier = 1"),
+        (
+            "max_attempts = 1",
+            "max_attempts = 2\nbackoff = { kind = \"constant\", base = \"20ms\", jitter = \"none\" }",
+        ),
     ]);
     let done = stack.reconfigure(&new).unwrap();
     let lines: Vec<String> = done.changes.iter().map(ToString::to_string).collect();
@@ -104,6 +108,10 @@ async fn live_values_change_and_are_reported() {
             "stacks.p.backends[1].weight: 1 -> 3",
             "stacks.p.breaker.failure_rate: 0.5 -> 0.25",
             "stacks.p.bulkhead.max_concurrent: 4 -> 16",
+            "stacks.p.retry.backoff.base: (default) -> \"20ms\"",
+            "stacks.p.retry.backoff.jitter: (default) -> \"none\"",
+            "stacks.p.retry.backoff.kind: (default) -> \"constant\"",
+            "stacks.p.retry.max_attempts: 1 -> 2",
             "stacks.p.timeouts.attempt: \"500ms\" -> \"250ms\"",
             "stacks.p.timeouts.deadline: \"2s\" -> \"1s\"",
         ]
@@ -111,6 +119,14 @@ async fn live_values_change_and_are_reported() {
     assert_eq!(stack.deadline(), Duration::from_secs(1));
     assert_eq!(stack.attempt_timeout(), Duration::from_millis(250));
     assert_eq!(stack.bulkhead().limit(), 16);
+    assert_eq!(stack.retry().max_attempts(), 2);
+    assert_eq!(
+        stack
+            .retry()
+            .backoff()
+            .delay(1, Duration::ZERO, &tower_fortify::backoff::Rng::seeded(1)),
+        Duration::from_millis(20)
+    );
     let b = stack.router().backend("b").unwrap();
     assert_eq!((b.tier, b.weight), (1, 3));
     let effective = stack.effective_config().unwrap();
@@ -280,9 +296,12 @@ async fn refused_settings_change_nothing_and_say_why() {
         (
             edited(&[
                 ("deadline = \"2s\"", "deadline = \"1s\""),
-                ("max_attempts = 1", "max_attempts = 3"),
+                (
+                    "max_attempts = 1",
+                    "max_attempts = 1\nmax_server_delay = \"5s\"",
+                ),
             ]),
-            "stacks.p.retry.max_attempts",
+            "stacks.p.retry.max_server_delay",
             "cannot change while the stack runs: rebuild the stack for this",
         ),
         (
@@ -315,7 +334,7 @@ async fn refused_settings_change_nothing_and_say_why() {
     let events = seen.lock().unwrap().clone();
     assert_eq!(events.len(), 5);
     assert!(
-        matches!(&events[0], StackEvent::ReconfigureRefused { reason } if reason.starts_with("stacks.p.retry.max_attempts: "))
+        matches!(&events[0], StackEvent::ReconfigureRefused { reason } if reason.starts_with("stacks.p.retry.max_server_delay: "))
     );
     assert_eq!(
         events[4],
@@ -357,12 +376,15 @@ async fn a_bad_file_reloaded_leaves_the_old_values_running() {
     std::fs::write(
         &path,
         BASE.replace("deadline = \"2s\"", "deadline = \"9s\"")
-            .replace("max_attempts = 1", "max_attempts = 2"),
+            .replace(
+                "max_attempts = 1",
+                "max_attempts = 1\nmax_server_delay = \"5s\"",
+            ),
     )
     .unwrap();
     let config = FortifyConfig::from_path(&path).unwrap();
     let err = stack.reconfigure_from(&config).unwrap_err();
-    assert_eq!(err.path(), "stacks.p.retry.max_attempts");
+    assert_eq!(err.path(), "stacks.p.retry.max_server_delay");
     assert_eq!(stack.deadline(), Duration::from_secs(2));
 
     // A file without the stack: refused, naming it.
@@ -400,10 +422,16 @@ async fn reconfigurations_are_counted() {
             .reconfigure(&edited(&[("deadline = \"2s\"", "deadline = \"1s\"")]))
             .unwrap();
         stack
-            .reconfigure(&edited(&[("max_attempts = 1", "max_attempts = 2")]))
+            .reconfigure(&edited(&[(
+                "max_attempts = 1",
+                "max_attempts = 1\nmax_server_delay = \"6s\"",
+            )]))
             .unwrap_err();
         stack
-            .reconfigure(&edited(&[("max_attempts = 1", "max_attempts = 3")]))
+            .reconfigure(&edited(&[(
+                "max_attempts = 1",
+                "max_attempts = 1\nmax_server_delay = \"5s\"",
+            )]))
             .unwrap_err();
     });
     let text = recorder.handle().render();

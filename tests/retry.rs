@@ -122,6 +122,37 @@ async fn jittered_delays_stay_within_bounds_and_repeat_with_the_seed() {
     assert_ne!(a, run(8).await, "another seed gives other delays");
 }
 
+/// The handle changes a running layer's attempts and backoff: the next request
+/// follows them; a bad value changes nothing and names its field.
+#[tokio::test(start_paused = true)]
+async fn the_handle_changes_attempts_and_backoff_while_running() {
+    let backend = Scripted::new(|_| Err("down"));
+    let layer = RetryLayer::builder()
+        .max_attempts(2)
+        .backoff(constant(100))
+        .no_budget()
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend.clone());
+    assert_eq!(svc.ready().await.unwrap().call(1).await, Err("down"));
+    assert_eq!(backend.gaps(), vec![MS * 100]);
+
+    handle
+        .reconfigure(&RetryLayer::builder().max_attempts(4).backoff(constant(10)))
+        .unwrap();
+    assert_eq!(handle.max_attempts(), 4);
+    backend.calls.lock().unwrap().clear();
+    assert_eq!(svc.ready().await.unwrap().call(2).await, Err("down"));
+    assert_eq!(backend.gaps(), vec![MS * 10, MS * 10, MS * 10]);
+
+    let err = handle
+        .reconfigure(&RetryLayer::builder().max_attempts(0))
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.max_attempts");
+    assert_eq!(handle.max_attempts(), 4, "nothing changed");
+}
+
 #[tokio::test(start_paused = true)]
 async fn attempts_stop_at_max_attempts() {
     let backend = Scripted::new(|_| Err("down"));

@@ -46,10 +46,12 @@ impl<S, C, P> Stack<S, C, P> {
     /// bulkhead's limit (up, or down: no new call is admitted until the calls in
     /// flight are under it; none is cut short) and queue length, every breaker's
     /// thresholds and durations ([`CircuitBreakerHandle::reconfigure`](crate::circuit_breaker::CircuitBreakerHandle::reconfigure)),
-    /// the retry budget's rates ([`Budget::reconfigure`]), and each backend's tier
-    /// and weight. Anything else (the retry layer's attempts and backoff, the
-    /// router's rules, hedging, a breaker's windows, the set of backends) needs a
-    /// new stack, and is refused.
+    /// the retry layer's attempts and backoff
+    /// ([`RetryHandle::reconfigure`](crate::retry::RetryHandle::reconfigure)), the
+    /// retry budget's rates ([`Budget::reconfigure`]), and each backend's tier and
+    /// weight. Anything else (the router's rules, hedging, a breaker's windows, the
+    /// retry layer's server-delay cap, the set of backends) needs a new stack, and is
+    /// refused.
     ///
     /// The settings are checked whole before anything is applied: an invalid value or
     /// a change a running stack cannot make is refused with an error naming the
@@ -193,6 +195,13 @@ impl<S, C, P> Stack<S, C, P> {
                 ));
             }
         }
+        let retry = new
+            .retry()
+            .apply(crate::retry::RetryLayer::builder())
+            .map_err(|e| at(&rel_path("retry", e.field()), e.reason()))?;
+        self.retry()
+            .check_reconfigure(&retry)
+            .map_err(|e| at(&rel_path("retry", e.field()), e.reason()))?;
         let before = self.live(current.clone());
         let changes = diff(
             &leaves(&prefix, &before.config),
@@ -201,6 +210,7 @@ impl<S, C, P> Stack<S, C, P> {
         Ok(Plan {
             breaker,
             budget,
+            retry,
             changes,
         })
     }
@@ -229,6 +239,9 @@ impl<S, C, P> Stack<S, C, P> {
             if let Err(e) = handle.reconfigure(&plan.breaker) {
                 failed("breaker", e);
             }
+        }
+        if let Err(e) = self.retry().reconfigure(&plan.retry) {
+            failed("retry", e);
         }
         if let (Some(cur), Some(n)) = (self.budget(), &plan.budget)
             && let Err(e) = cur.reconfigure(n)
@@ -318,7 +331,7 @@ impl ReconfigureError {
         }
     }
 
-    /// The path of the field refused: `stacks.payments.retry.max_attempts`.
+    /// The path of the field refused: `stacks.payments.router.failure_rate`.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -361,6 +374,7 @@ impl From<FileError> for ReconfigureError {
 /// What to apply, every part checked.
 struct Plan {
     breaker: CircuitBreakerBuilder,
+    retry: crate::retry::RetryBuilder,
     budget: Option<Budget>,
     changes: Vec<Change>,
 }
@@ -426,6 +440,8 @@ fn fixed_part(c: &StackConfig) -> StackConfig {
     c.breaker = None;
     if let Some(r) = &mut c.retry {
         r.budget = None;
+        r.max_attempts = None;
+        r.backoff = None;
     }
     for b in &mut c.backends {
         b.tier = None;

@@ -9,7 +9,7 @@ pub enum StackEvent {
     },
     /// A reconfiguration was refused; nothing changed.
     ReconfigureRefused {
-        /// Why, naming the field: `stacks.payments.retry.max_attempts: cannot change ...`.
+        /// Why, naming the field: `stacks.payments.router.failure_rate: cannot change ...`.
         reason: String,
     },
 }

@@ -301,7 +301,7 @@ impl<K: Hash + Eq> KeyedRateLimitHandle<K> {
 
     /// Changes every key's quota to `settings`' rate, period, burst and longest wait,
     /// keeping each key's state (what a key has spent counts against the new quota);
-    /// see [`RateLimitHandle::reconfigure`].
+    /// see [`RateLimitHandle::reconfigure`](super::RateLimitHandle::reconfigure).
     pub fn reconfigure(&self, settings: &RateLimitBuilder) -> Result<(), ConfigError> {
         self.keyed.shared.set_quota(settings.quota()?);
         Ok(())

@@ -375,7 +375,11 @@ fn decide<C, P>(
             (d, DelayCause::ServerHint)
         }
         _ => (
-            shared.backoff.delay(attempt, previous, &shared.rng),
+            shared
+                .live
+                .backoff
+                .load()
+                .delay(attempt, previous, &shared.rng),
             DelayCause::Backoff,
         ),
     };

@@ -1,10 +1,11 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::shared::{Shards, Shared};
+use super::shared::{Live, Shards, Shared};
 use super::{CloneReplay, Retry};
 use crate::backoff::{Backoff, Rng};
 use crate::budget::Budget;
@@ -12,6 +13,7 @@ use crate::classify::DefaultClassifier;
 use crate::config::ConfigError;
 use crate::observe::{Listener, Listeners};
 use crate::shard::{Padded, SHARDS};
+use crossbeam_utils::atomic::AtomicCell;
 
 /// Wraps services in [`Retry`]. Built by [`RetryLayer::builder`].
 ///
@@ -33,8 +35,8 @@ impl<C, P> fmt::Debug for RetryLayer<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.shards[0];
         f.debug_struct("RetryLayer")
-            .field("max_attempts", &s.max_attempts)
-            .field("backoff", &s.backoff)
+            .field("max_attempts", &s.live.max_attempts.load(Ordering::Relaxed))
+            .field("backoff", &s.live.backoff.load())
             .field("budget", &s.budget)
             .field("deadline", &s.deadline)
             .field("max_server_delay", &s.max_server_delay)
@@ -204,13 +206,9 @@ impl<C, P> RetryBuilder<C, P> {
         }
     }
 
-    /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<RetryLayer<C, P>, ConfigError>
-    where
-        C: Clone,
-        P: Clone,
-    {
-        let s = self.settings;
+    /// Checks what a running layer can take ([`RetryHandle::reconfigure`](super::RetryHandle::reconfigure)).
+    pub(super) fn check_live(&self) -> Result<(u32, Backoff), ConfigError> {
+        let s = &self.settings;
         if s.max_attempts == 0 {
             return Err(ConfigError::new(
                 "retry.max_attempts",
@@ -218,6 +216,17 @@ impl<C, P> RetryBuilder<C, P> {
             ));
         }
         s.backoff.validate()?;
+        Ok((s.max_attempts, s.backoff))
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<RetryLayer<C, P>, ConfigError>
+    where
+        C: Clone,
+        P: Clone,
+    {
+        self.check_live()?;
+        let s = self.settings;
         if s.deadline == Some(Duration::ZERO) {
             return Err(ConfigError::new(
                 "retry.deadline",
@@ -225,11 +234,14 @@ impl<C, P> RetryBuilder<C, P> {
             ));
         }
         let rng = s.rng.unwrap_or_default();
+        let live = Arc::new(Live {
+            max_attempts: AtomicU32::new(s.max_attempts),
+            backoff: AtomicCell::new(s.backoff),
+        });
         let shards = (0..SHARDS)
             .map(|_| {
                 Arc::new(Padded(Shared {
-                    max_attempts: s.max_attempts,
-                    backoff: s.backoff,
+                    live: live.clone(),
                     budget: s.budget.clone(),
                     deadline: s.deadline,
                     max_server_delay: s.max_server_delay,

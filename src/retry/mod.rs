@@ -86,11 +86,13 @@
 
 pub mod error;
 pub mod future;
+mod handle;
 mod layer;
 mod replay;
 mod service;
 mod shared;
 
+pub use handle::RetryHandle;
 pub use layer::{RetryBuilder, RetryLayer};
 pub use replay::{CloneReplay, Replay, ReplayFn, RetryOverride, replay_fn};
 pub use service::Retry;

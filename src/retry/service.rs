@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
@@ -34,7 +35,10 @@ impl<S: fmt::Debug, C, P> fmt::Debug for Retry<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("max_attempts", &self.shards[0].max_attempts)
+            .field(
+                "max_attempts",
+                &self.shards[0].live.max_attempts.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +84,8 @@ where
         let max_attempts = if over.disabled {
             1
         } else {
-            over.max_attempts.unwrap_or(shared.max_attempts)
+            over.max_attempts
+                .unwrap_or_else(|| shared.live.max_attempts.load(Ordering::Relaxed))
         };
         // Keep a copy only if another attempt is possible.
         let (backup, not_replayable) = if max_attempts > 1 {

@@ -1,7 +1,10 @@
 //! The configuration every clone of a retry layer and its services share.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+use crossbeam_utils::atomic::AtomicCell;
 
 use crate::backoff::{Backoff, Rng};
 use crate::budget::Budget;
@@ -10,8 +13,9 @@ use crate::shard::Padded;
 
 /// Configuration shared by every clone of a retry layer and its services.
 pub(crate) struct Shared<C, P> {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
+    /// The attempts and backoff, one for all shards: read-only on the call path
+    /// (one line every core may keep), changed by [`RetryHandle`](super::RetryHandle).
+    pub(crate) live: Arc<Live>,
     pub(crate) budget: Option<Budget>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) max_server_delay: Duration,
@@ -19,6 +23,14 @@ pub(crate) struct Shared<C, P> {
     pub(crate) listeners: Listeners,
     pub(crate) classifier: C,
     pub(crate) replay: P,
+}
+
+/// What a running retry layer may change: the attempts (read per call, a plain
+/// load) and the backoff (read per retry).
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) max_attempts: AtomicU32,
+    pub(crate) backoff: AtomicCell<Backoff>,
 }
 
 /// One copy of the configuration per shard, each in its own allocation, so that the

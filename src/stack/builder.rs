@@ -470,6 +470,7 @@ impl<S, C, P> StackBuilder<S, C, P> {
             breakers,
             bulkhead: bulkhead.handle(),
             budget: retry.budget().cloned(),
+            retry: retry.handle(),
         });
         Ok(Stack {
             inner: bulkhead.layer(retry.layer(hedge.layer(router))),

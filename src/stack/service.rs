@@ -82,6 +82,7 @@ pub(crate) struct Parts<S, C> {
     pub(crate) breakers: Vec<(Arc<str>, CircuitBreakerHandle)>,
     pub(crate) bulkhead: BulkheadHandle,
     pub(crate) budget: Option<Budget>,
+    pub(crate) retry: crate::retry::RetryHandle,
 }
 
 impl<S, C, P> Stack<S, C, P> {
@@ -108,6 +109,11 @@ impl<S, C, P> Stack<S, C, P> {
     /// The bulkhead's handle: calls in flight, limit changes at runtime.
     pub fn bulkhead(&self) -> &BulkheadHandle {
         &self.parts.bulkhead
+    }
+
+    /// The retry layer's handle: its attempts and backoff, changed at runtime.
+    pub fn retry(&self) -> &crate::retry::RetryHandle {
+        &self.parts.retry
     }
 
     /// The retry budget, if the stack has one (it does unless turned off).
