@@ -11,7 +11,7 @@ use super::layout::{BackendConfig, StackConfig, path_text};
 use super::model::{BulkheadConfig, TimeoutsConfig};
 use super::stack::{StackSettings, rel_path};
 use crate::budget::Budget;
-use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
+use crate::circuit_breaker::CircuitBreakerBuilder;
 use crate::observe::{Event, StackEvent};
 use crate::stack::Stack;
 
@@ -170,7 +170,7 @@ impl<S, C, P> Stack<S, C, P> {
         }
         let breaker = new
             .breaker()
-            .apply(CircuitBreakerLayer::builder())
+            .builder()
             .map_err(|e| at(&rel_path("breaker", e.field()), e.reason()))?;
         for (_, handle) in self.breakers() {
             handle
@@ -197,7 +197,7 @@ impl<S, C, P> Stack<S, C, P> {
         }
         let retry = new
             .retry()
-            .apply(crate::retry::RetryLayer::builder())
+            .builder()
             .map_err(|e| at(&rel_path("retry", e.field()), e.reason()))?;
         self.retry()
             .check_reconfigure(&retry)
